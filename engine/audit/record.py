@@ -1,0 +1,140 @@
+"""What one audit record is: its fields, canonical JSON, and how its hash is computed.
+
+The hash of record n is sha256(prev_hash + canonical JSON of every field but prev_hash and
+record_hash). The JSON columns (input, packs, parameters, trace, outcome) are stored as their
+canonical JSON text and embedded verbatim in the hashed text, so `verify` recomputes a hash from
+the stored row without parsing or re-encoding anything (re-encoding could drift).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from json.encoder import encode_basestring
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GENESIS_HASH = "0" * 64
+
+# Every column of the decisions table, in table order.
+FIELDS: tuple[str, ...] = (
+    "seq", "decision_id", "run_id", "subject_id", "use_case", "item",
+    "input", "input_sha256", "packs", "parameters", "engine_version", "trace", "outcome",
+    "actor", "created_at", "reason", "supersedes", "reviewer", "prev_hash", "record_hash",
+)
+JSON_FIELDS: frozenset[str] = frozenset({"input", "packs", "parameters", "trace", "outcome"})
+# The fields covered by record_hash (besides prev_hash, which is prepended), sorted as
+# canonical JSON sorts keys.
+HASHED_FIELDS: tuple[str, ...] = tuple(sorted(set(FIELDS) - {"prev_hash", "record_hash"}))
+# All fields in key order: one exported JSON Lines record.
+SORTED_FIELDS: tuple[str, ...] = tuple(sorted(FIELDS))
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def canonical_json(obj: Any) -> str:
+    """Canonical JSON text: sorted keys, no spaces, UTF-8 kept, unknown types as str().
+
+    Same as json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    default=str), with the encoder built once (this runs on every record of a batch).
+    """
+    return _ENCODER.encode(obj)
+
+
+def sha256_of(obj: Any) -> str:
+    """Hex sha256 of bytes as given, or of the canonical JSON of anything else."""
+    data = obj if isinstance(obj, (bytes, bytearray, memoryview)) else canonical_json(obj).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """Hex sha256 of a text's UTF-8 bytes (for text that already is canonical JSON)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _scalar_json(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return encode_basestring(value)
+    return str(int(value))  # seq, the only non-text scalar
+
+
+def fields_json(values: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """Canonical JSON object of `keys`, JSON columns given as their stored canonical text."""
+    parts = []
+    for key in keys:
+        value = values[key]
+        text = value if key in JSON_FIELDS else _scalar_json(value)
+        parts.append(f'"{key}":{text}')
+    return "{" + ",".join(parts) + "}"
+
+
+def record_hash(values: dict[str, Any]) -> str:
+    """The record_hash of a stored row (a mapping of column -> stored value)."""
+    material = values["prev_hash"] + fields_json(values, HASHED_FIELDS)
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def outcome_summary(outcome: Any, width: int = 60) -> str:
+    """A short one-line view of an outcome object for tables: `key=value` of its scalars."""
+    if isinstance(outcome, dict):
+        bits = [f"{k}={v}" for k, v in outcome.items() if not isinstance(v, (dict, list))]
+        text = ", ".join(bits) if bits else canonical_json(outcome)
+    else:
+        text = canonical_json(outcome)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class NewDecision(BaseModel):
+    """What a caller supplies for one decision; the store adds seq, time and the hashes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject_id: str = Field(min_length=1)
+    use_case: str = Field(min_length=1)
+    actor: str = Field(min_length=1)
+    outcome: dict[str, Any]
+    item: str | None = None
+    run_id: str | None = None
+    decision_id: str | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+    input_sha256: str | None = None  # computed by the store; if given it must match
+    packs: list[dict[str, Any]] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    engine_version: str | None = None  # default: this engine's version
+    trace: list[dict[str, Any]] = Field(default_factory=list)
+    reason: str | None = None
+    supersedes: str | None = None
+    reviewer: str | None = None
+
+
+class StoredDecision(BaseModel):
+    """One record as stored, every field; JSON columns parsed back into objects."""
+
+    seq: int
+    decision_id: str
+    run_id: str | None
+    subject_id: str
+    use_case: str
+    item: str | None
+    input: Any
+    input_sha256: str
+    packs: Any
+    parameters: Any
+    engine_version: str
+    trace: Any
+    outcome: Any
+    actor: str
+    created_at: str
+    reason: str | None
+    supersedes: str | None
+    reviewer: str | None
+    prev_hash: str
+    record_hash: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "StoredDecision":
+        """Build from a stored row (JSON columns still as text)."""
+        data = {k: (json.loads(row[k]) if k in JSON_FIELDS else row[k]) for k in FIELDS}
+        return cls.model_construct(**data)

@@ -1,0 +1,438 @@
+"""The audit store: an append-only, hash-chained SQLite table of decisions.
+
+Why this shape: 21 CFR Part 11 wants records that are computer-generated, time-stamped and never
+obscured. Every write is an INSERT inside `BEGIN IMMEDIATE` (so concurrent writers serialise and
+each reads the true chain head inside its own transaction); the store never UPDATEs or DELETEs a
+decision, triggers refuse it too, and `verify()` recomputes the chain, which is the real guard.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from engine import __version__ as ENGINE_VERSION
+from engine.errors import AuditIntegrityError, InputError
+
+from .record import (
+    FIELDS, GENESIS_HASH, HASHED_FIELDS, JSON_FIELDS, NewDecision, StoredDecision,
+    canonical_json, fields_json, record_hash, sha256_text,
+)
+
+SCHEMA_NAME = "adjudicator-audit"
+SCHEMA_VERSION = 1
+DEFAULT_FILE = "adjudicator-audit.sqlite"
+_COLUMNS = ", ".join(FIELDS)
+_INSERT = f"INSERT INTO decisions ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
+_SELECT = f"SELECT {_COLUMNS} FROM decisions"
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY,
+    decision_id TEXT NOT NULL UNIQUE,
+    run_id TEXT,
+    subject_id TEXT NOT NULL,
+    use_case TEXT NOT NULL,
+    item TEXT,
+    input TEXT NOT NULL,
+    input_sha256 TEXT NOT NULL,
+    packs TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    engine_version TEXT NOT NULL,
+    trace TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    reason TEXT,
+    supersedes TEXT,
+    reviewer TEXT,
+    prev_hash TEXT NOT NULL,
+    record_hash TEXT NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS decisions_key ON decisions (subject_id, use_case, item, seq)",
+    "CREATE INDEX IF NOT EXISTS decisions_run ON decisions (run_id, subject_id) WHERE run_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS decisions_supersedes ON decisions (supersedes) WHERE supersedes IS NOT NULL",
+    """CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'audit records are append-only: UPDATE refused'); END""",
+    """CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'audit records are append-only: DELETE refused'); END""",
+]
+
+
+class BadRecord(BaseModel):
+    """The first record that failed verification, and what is wrong with it."""
+
+    seq: int
+    decision_id: str | None
+    problem: str
+
+
+class VerifyReport(BaseModel):
+    """Outcome of recomputing the whole chain."""
+
+    ok: bool
+    checked: int
+    first_bad: BadRecord | None = None
+
+    def message(self) -> str:
+        """One line for humans: 'ok, N records verified' or the first bad record."""
+        if self.ok:
+            return f"ok, {self.checked} records verified"
+        bad = self.first_bad
+        assert bad is not None
+        return f"record seq {bad.seq}, decision {bad.decision_id or '(unknown)'}: {bad.problem}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def resolve_path(path: str | Path | None) -> Path:
+    """None -> $ADJUDICATOR_DB, else ./adjudicator-audit.sqlite in the working directory."""
+    if path is None:
+        path = os.environ.get("ADJUDICATOR_DB") or DEFAULT_FILE
+    return Path(path)
+
+
+def _text(value: Any, field: str, subject: Any, *, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise InputError("missing", subject=subject, field=field, expected="a non-empty string")
+        return None
+    return value if type(value) is str else str(value)
+
+
+class BatchWriter:
+    """Adds records inside one open transaction; rows are flushed in chunks to bound memory."""
+
+    def __init__(self, conn: sqlite3.Connection, seq: int, head: str, *, keep: bool = False,
+                 flush_every: int = 1000) -> None:
+        self._conn, self.seq, self.head = conn, seq, head
+        self._rows: list[tuple] = []
+        self._flush_every = flush_every
+        self.kept: list[dict[str, Any]] | None = [] if keep else None
+
+    def add(self, entry: NewDecision | dict[str, Any]) -> str:
+        """Queue one decision (model or plain dict with NewDecision's keys); returns its id."""
+        row = self._row(entry)
+        self._rows.append(tuple(row[f] for f in FIELDS))
+        if self.kept is not None:
+            self.kept.append(row)
+        if len(self._rows) >= self._flush_every:
+            self.flush()
+        return row["decision_id"]
+
+    def flush(self) -> None:
+        """Write queued rows (still inside the transaction)."""
+        if self._rows:
+            try:
+                self._conn.executemany(_INSERT, self._rows)
+            except sqlite3.IntegrityError as exc:
+                raise InputError(f"audit record refused: {exc}", expected="a decision_id not already stored") from exc
+            self._rows.clear()
+
+    def _row(self, entry: NewDecision | dict[str, Any]) -> dict[str, Any]:
+        e = entry.__dict__ if isinstance(entry, NewDecision) else entry
+        if not isinstance(e, dict):
+            raise InputError(f"an audit entry must be a mapping, got {type(entry).__name__}")
+        get = e.get
+        subject = get("subject_id")
+        row: dict[str, Any] = {
+            "subject_id": _text(subject, "subject_id", None, required=True),
+            "use_case": _text(get("use_case"), "use_case", subject, required=True),
+            "actor": _text(get("actor"), "actor", subject, required=True),
+            "item": _text(get("item"), "item", subject, required=False),
+            "run_id": _text(get("run_id"), "run_id", subject, required=False),
+            "reason": _text(get("reason"), "reason", subject, required=False),
+            "supersedes": _text(get("supersedes"), "supersedes", subject, required=False),
+            "reviewer": _text(get("reviewer"), "reviewer", subject, required=False),
+            "engine_version": _text(get("engine_version"), "engine_version", subject, required=False)
+            or ENGINE_VERSION,
+            "decision_id": _text(get("decision_id"), "decision_id", subject, required=False)
+            or uuid.uuid4().hex,
+        }
+        if not isinstance(get("outcome"), dict):
+            raise InputError("missing or not an object", subject=subject, field="outcome", expected="a JSON object")
+        for key, default in (("input", {}), ("packs", []), ("parameters", {}), ("trace", []), ("outcome", None)):
+            value = get(key)
+            try:
+                row[key] = canonical_json(default if value is None else value)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"cannot be written as JSON: {exc}", subject=subject, field=key) from exc
+        row["input_sha256"] = sha256_text(row["input"])
+        given = get("input_sha256")
+        if given and given != row["input_sha256"]:
+            raise InputError("does not match the sha256 of the canonical input", subject=subject,
+                             field="input_sha256", expected=row["input_sha256"])
+        self.seq += 1
+        row["seq"] = self.seq
+        row["created_at"] = _now()
+        row["prev_hash"] = self.head
+        row["record_hash"] = self.head = record_hash(row)
+        return row
+
+
+class AuditStore:
+    """One SQLite audit file. Use `AuditStore.open(...)`; close() or use as a context manager."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn, self.path = conn, path
+
+    # --- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, create: bool = True) -> "AuditStore":
+        """Open (and with create=True make) an audit store; refuse a file that is not one."""
+        p = resolve_path(path)
+        if not p.exists():
+            if not create:
+                raise InputError(f"no audit store at {p}")
+        elif p.is_dir():
+            raise InputError("is a directory", file=str(p), expected="an audit store file")
+        try:
+            conn = sqlite3.connect(str(p), timeout=60.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise InputError(f"cannot open: {exc}", file=str(p)) from exc
+        try:
+            cls._prepare(conn, p)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, p)
+
+    @staticmethod
+    def _prepare(conn: sqlite3.Connection, p: Path) -> None:
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"not an audit store ({exc})", file=str(p)) from exc
+        if tables and "meta" not in tables:
+            raise InputError("not an audit store (no meta table)", file=str(p))
+        if tables:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("schema") != SCHEMA_NAME:
+                raise InputError("not an audit store (meta.schema is not adjudicator-audit)", file=str(p))
+            if int(meta.get("schema_version", "0")) > SCHEMA_VERSION:
+                raise InputError(f"audit schema version {meta['schema_version']} is newer than this "
+                                 f"adjudicator supports ({SCHEMA_VERSION})", file=str(p))
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        if not tables:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", [
+                    ("schema", SCHEMA_NAME), ("schema_version", str(SCHEMA_VERSION)),
+                    ("head_seq", "0"), ("head_hash", GENESIS_HASH)])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "AuditStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing ---------------------------------------------------------------------------
+    def _head(self) -> tuple[int, str]:
+        row = self._conn.execute("SELECT seq, record_hash FROM decisions ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    @contextmanager
+    def _transaction(self, keep: bool = False) -> Iterator[BatchWriter]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")  # serialises writers; the head is read inside
+        try:
+            seq, head = self._head()
+            writer = BatchWriter(conn, seq, head, keep=keep)
+            yield writer
+            writer.flush()
+            conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
+                             [(str(writer.seq), "head_seq"), (writer.head, "head_hash")])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def batch(self) -> Iterator[BatchWriter]:
+        """`with store.batch() as w: w.add(entry)`: one transaction, all or nothing."""
+        with self._transaction() as writer:
+            yield writer
+
+    def append(self, entries: Iterable[NewDecision | dict[str, Any]]) -> list[StoredDecision]:
+        """Append decisions in one transaction; returns them as stored."""
+        with self._transaction(keep=True) as writer:
+            for entry in entries:
+                writer.add(entry)
+        return [StoredDecision.from_row(r) for r in writer.kept or []]
+
+    def override(self, decision_id: str, outcome: dict[str, Any], reviewer: str, reason: str,
+                 actor: str) -> StoredDecision:
+        """Committee override: a new record superseding `decision_id`; the original stays."""
+        if not isinstance(outcome, dict):
+            raise InputError("the override outcome must be a JSON object", field="outcome", expected="a JSON object")
+        for name, value in (("reviewer", reviewer), ("reason", reason), ("actor", actor)):
+            if not isinstance(value, str) or not value.strip():
+                raise InputError("required for an override", field=name, expected="a non-empty string")
+        with self._transaction(keep=True) as writer:
+            original = self._get_row(decision_id)
+            if original is None:
+                raise InputError(f"no decision {decision_id} in the audit store", field="decision_id")
+            writer.add({
+                "subject_id": original["subject_id"], "use_case": original["use_case"],
+                "item": original["item"], "input": json.loads(original["input"]),
+                "packs": json.loads(original["packs"]), "parameters": json.loads(original["parameters"]),
+                "trace": [], "outcome": outcome, "actor": actor, "reason": reason.strip(),
+                "reviewer": reviewer.strip(), "supersedes": decision_id,
+            })
+        return StoredDecision.from_row(writer.kept[0])  # type: ignore[index]
+
+    # --- reading ---------------------------------------------------------------------------
+    def _rows(self, sql: str, params: tuple = ()) -> Iterator[dict[str, Any]]:
+        cur = self._conn.execute(sql, params)
+        try:
+            for values in cur:
+                yield dict(zip(FIELDS, values))
+        finally:
+            cur.close()
+
+    def _get_row(self, decision_id: str) -> dict[str, Any] | None:
+        return next(self._rows(f"{_SELECT} WHERE decision_id = ?", (decision_id,)), None)
+
+    def get(self, decision_id: str) -> StoredDecision | None:
+        """The record with that decision id, or None."""
+        row = self._get_row(decision_id)
+        return StoredDecision.from_row(row) if row else None
+
+    def iter_rows(self, subject_id: str | None = None, use_case: str | None = None,
+                  run_id: str | None = None, item: str | None = None,
+                  last: int | None = None) -> Iterator[dict[str, Any]]:
+        """Stored rows (JSON columns as text) in seq order, streamed; `last`: only the newest N."""
+        where, params = [], []
+        for col, value in (("subject_id", subject_id), ("use_case", use_case), ("run_id", run_id), ("item", item)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                params.append(value)
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        if last is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT ?) ORDER BY seq"
+            params.append(int(last))
+        else:
+            sql += " ORDER BY seq"
+        return self._rows(sql, tuple(params))
+
+    def iter(self, subject_id: str | None = None, use_case: str | None = None,
+             run_id: str | None = None, item: str | None = None,
+             last: int | None = None) -> Iterator[StoredDecision]:
+        """Records matching every given filter, in seq order, streamed (never the whole table)."""
+        for row in self.iter_rows(subject_id, use_case, run_id, item, last):
+            yield StoredDecision.from_row(row)
+
+    def latest(self, subject_id: str, use_case: str, item: str | None = None,
+               before_run: str | None = None) -> StoredDecision | None:
+        """Latest record for (subject, use case, item); with before_run, ignoring that run."""
+        sql = f"{_SELECT} WHERE subject_id = ? AND use_case = ? AND item IS ?"
+        params: tuple = (subject_id, use_case, item)
+        if before_run is not None:
+            sql += " AND (run_id IS NULL OR run_id != ?)"
+            params += (before_run,)
+        row = next(self._rows(sql + " ORDER BY seq DESC LIMIT 1", params), None)
+        return StoredDecision.from_row(row) if row else None
+
+    def current(self, subject_id: str, use_case: str, item: str | None = None) -> StoredDecision | None:
+        """The decision in force for the key: the newest record that no override supersedes."""
+        sql = (f"{_SELECT} WHERE subject_id = ? AND use_case = ? AND item IS ? AND NOT EXISTS "
+               "(SELECT 1 FROM decisions o WHERE o.supersedes = decisions.decision_id) "
+               "ORDER BY seq DESC LIMIT 1")
+        row = next(self._rows(sql, (subject_id, use_case, item)), None)
+        return StoredDecision.from_row(row) if row else None
+
+    def done_subjects(self, run_id: str) -> set[str]:
+        """Subjects with at least one committed record in `run_id` (resume after a kill)."""
+        cur = self._conn.execute("SELECT DISTINCT subject_id FROM decisions WHERE run_id = ?", (run_id,))
+        return {r[0] for r in cur}
+
+    def count(self) -> int:
+        """Number of records."""
+        return self._conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
+
+    # --- verifying -------------------------------------------------------------------------
+    def verify(self) -> VerifyReport:
+        """Recompute the chain in seq order; report the first edited, missing or moved record."""
+        self._conn.execute("BEGIN")  # one snapshot: rows and head as of the same commit
+        try:
+            return self._verify_snapshot()
+        finally:
+            self._conn.execute("COMMIT")
+
+    def _verify_snapshot(self) -> VerifyReport:
+        expected_seq, head, checked = 1, GENESIS_HASH, 0
+
+        def bad(seq: int, decision_id: str | None, problem: str) -> VerifyReport:
+            return VerifyReport(ok=False, checked=checked,
+                                first_bad=BadRecord(seq=seq, decision_id=decision_id, problem=problem))
+
+        for row in self._rows(_SELECT + " ORDER BY seq"):
+            checked += 1
+            seq, did = row["seq"], row["decision_id"]
+            if seq != expected_seq:
+                return bad(seq, did, f"seq gap: expected seq {expected_seq}, found {seq} "
+                                     "(a record was deleted or renumbered)")
+            if row["prev_hash"] != head:
+                return bad(seq, did, "prev_hash does not match the previous record's hash "
+                                     "(a record was deleted, inserted or reordered)")
+            problem = self._row_problem(row)
+            if problem:
+                return bad(seq, did, problem)
+            head, expected_seq = row["record_hash"], expected_seq + 1
+        meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        head_seq = int(meta.get("head_seq", "0"))
+        if head_seq != expected_seq - 1 or meta.get("head_hash", GENESIS_HASH) != head:
+            return bad(expected_seq, None, f"the chain ends at seq {expected_seq - 1} but the store's "
+                                           f"head is seq {head_seq}: records were removed from the end "
+                                           "or the head was altered")
+        return VerifyReport(ok=True, checked=checked)
+
+    @staticmethod
+    def _row_problem(row: dict[str, Any]) -> str | None:
+        for key in HASHED_FIELDS:
+            value = row[key]
+            if key in JSON_FIELDS or key in ("decision_id", "subject_id", "use_case", "input_sha256",
+                                             "engine_version", "actor", "created_at"):
+                if not isinstance(value, str):
+                    return f"field {key} is {type(value).__name__}, expected text (the record was edited)"
+            elif key == "seq":
+                continue
+            elif value is not None and not isinstance(value, str):
+                return f"field {key} is {type(value).__name__}, expected text or null (the record was edited)"
+        if record_hash(row) != row["record_hash"]:
+            return "record_hash does not match the record's content (a field was edited)"
+        if sha256_text(row["input"]) != row["input_sha256"]:
+            return "input_sha256 does not match the stored input (the input was edited)"
+        return None
+
+    def verify_or_raise(self) -> VerifyReport:
+        """verify(), raising AuditIntegrityError naming the first bad record."""
+        report = self.verify()
+        if not report.ok:
+            raise AuditIntegrityError(report.message())
+        return report
+
+
+__all__ = ["AuditStore", "BatchWriter", "BadRecord", "VerifyReport", "resolve_path"]

@@ -1,0 +1,1 @@
+"""Evaluation: plan (strata), fact sheets with derived facts, the two evaluators, hit policies."""

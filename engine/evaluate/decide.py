@@ -1,0 +1,90 @@
+"""Hit policies of decision tables (DMN style) over three-valued row outcomes.
+
+- first: rows in priority order; the first met row wins, but an earlier unknown row could have
+  won, so its output becomes a candidate too (INDETERMINATE unless every candidate agrees).
+- unique: at most one row may be met; two met rows are a defect of the table (an error, never a
+  silent pick).
+- collect: every met row; unknown rows are possible additions.
+For table outputs with several fields, a field on which every candidate agrees is decided
+(a CRc flag equal for CR and CRi is known even when the category is not).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import EvaluationError
+from engine.rules.model import Decision, HitPolicy
+from engine.evaluate.logic import Outcome, Tri
+
+
+@dataclass
+class DecisionResult:
+    id: str
+    hit_policy: str
+    status: str                      # decided | indeterminate
+    value: Any                       # the output when decided (list for collect), else None
+    candidates: list[Any] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)   # decided fields of dict outputs
+    missing: list[str] = field(default_factory=list)
+    rows_met: list[int] = field(default_factory=list)
+    rows_unknown: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"id": self.id, "status": self.status, "value": self.value}
+        if self.status != "decided" or self.hit_policy == "collect":
+            d["candidates"] = self.candidates
+        if self.fields:
+            d["fields"] = self.fields
+        if self.missing:
+            d["missing"] = self.missing
+        d["rows_met"] = self.rows_met
+        if self.rows_unknown:
+            d["rows_unknown"] = self.rows_unknown
+        return d
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def decide(dec: Decision, rows: list[Tri]) -> DecisionResult:
+    met = [j for j, r in enumerate(rows) if r.outcome is Outcome.MET]
+    unk = [j for j, r in enumerate(rows) if r.outcome is Outcome.UNKNOWN]
+    policy = dec.hit_policy
+    if policy is HitPolicy.collect:
+        missing = sorted({m for j in unk for m in rows[j].missing})
+        return DecisionResult(dec.id, policy.value, "indeterminate" if unk else "decided",
+                              [dec.rows[j].then for j in met], [dec.rows[j].then for j in unk],
+                              missing=missing, rows_met=met, rows_unknown=unk)
+    if policy is HitPolicy.unique and len(met) > 1:
+        raise EvaluationError(f"decision {dec.id!r} is a 'unique' table but rows {met} are all met "
+                              f"({', '.join(repr(dec.rows[j].then) for j in met)}): the table overlaps")
+    if policy is HitPolicy.first:
+        first_met = met[0] if met else None
+        relevant_unknown = [j for j in unk if first_met is None or j < first_met]
+    else:
+        first_met = met[0] if met else None
+        relevant_unknown = [] if first_met is not None else unk
+    candidates = [dec.rows[j].then for j in relevant_unknown]
+    if first_met is not None:
+        candidates.append(dec.rows[first_met].then)
+    elif dec.default is not None or not relevant_unknown:
+        candidates.append(dec.default)
+    candidates = _unique(candidates)
+    missing = sorted({m for j in relevant_unknown for m in rows[j].missing})
+    decided = len(candidates) == 1
+    fields: dict[str, Any] = {}
+    if all(isinstance(c, dict) for c in candidates) and candidates:
+        keys = set().union(*candidates)
+        for k in sorted(keys):
+            vals = _unique([c.get(k) for c in candidates])
+            if len(vals) == 1:
+                fields[k] = vals[0]
+    return DecisionResult(dec.id, policy.value, "decided" if decided else "indeterminate",
+                          candidates[0] if decided else None, candidates, fields,
+                          [] if decided else missing, met, relevant_unknown)

@@ -1,0 +1,256 @@
+"""The durable-rules adapter: the only module that imports durable. It compiles a pack's
+evaluation plan into a durable-rules ruleset and asks the C engine which rules hold.
+
+How each pitfall of durable-rules 2.0.28 (DESIGN.md) is handled here:
+- Three-valued logic: every rule is compiled twice, as the formula for *met* and the formula for
+  *not met* (each with explicit existence tests of every fact it reads); *unknown* is neither
+  firing. The reference evaluator then names the missing facts behind an unknown.
+- A missing attribute and a field set to null: null fields are never asserted (dropped).
+- Fact-vs-fact comparisons (x <= 1.5 x y): durable treats a missing right-hand fact as true, so
+  they are never compiled as such; x - 1.5 y is computed exactly (Decimal) and compared with 0.
+- Facts, not events: `assert_fact`, one fact per stratum, with a unique id per session.
+- Type discriminator: every condition tests `t` (the stratum tag), so the engine's own state
+  fact never matches.
+- No match: a fact no rule matches is a normal outcome (all unknown), not an exception.
+- `$or` firing once per true disjunct: formulas are flattened to disjunctive normal form, one
+  durable rule per conjunct, and firings are de-duplicated by the rule they belong to. DNF also
+  keeps every condition flat, below the engine's expression limit (error 113 on nested `$or`).
+- Swallowed action exceptions and the Host's racing dispatch thread: no Host, no Python actions.
+  The C module is driven directly (assert, then drain the fired actions), so nothing runs on a
+  background thread and any error surfaces here.
+- 1,024 live sessions per ruleset: every evaluation deletes its session in `finally`.
+- Registration is once per process and immutable: rulesets are named by pack id + version +
+  content sha256 + the hash of the parameter values folded into the conditions.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from typing import Any, Mapping
+
+import durable_rules_engine as _dre
+
+from engine.errors import EvaluationError, PackError
+from engine.rules.model import AllOf, AnyOf, Compare, FactRef, NotOf, ParamRef, RuleRef
+from engine.evaluate.compare import NEGATE, compare, fact_difference, factref_times, literal
+from engine.evaluate.facts import FactSheet
+from engine.evaluate.logic import Outcome, Tri
+from engine.evaluate.plan import Plan
+from engine.evaluate.values import for_durable, normalize
+
+MAX_CONJUNCTS = 512
+_TRUE, _FALSE = ("const", True), ("const", False)
+
+
+class _Compiled:
+    """One registered ruleset: its handle and how to read its firings back."""
+
+    def __init__(self, name: str, handle: int, fired_to: dict[str, tuple[str, Outcome]],
+                 fact_keys: dict[str, str], diffs: list[tuple[str, str, str, Any]],
+                 rule_keys: dict[str, str]) -> None:
+        self.name, self.handle, self.fired_to = name, handle, fired_to
+        self.fact_keys, self.diffs, self.rule_keys = fact_keys, diffs, rule_keys
+
+
+_REGISTRY: dict[str, _Compiled] = {}
+_SESSION_COUNTER = itertools.count(1)
+
+
+def ruleset_name(pack_id: str, version: str, sha256: str, params: Mapping[str, Any]) -> str:
+    ph = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{pack_id}@{version}#{sha256[:16]}~{ph}"
+
+
+class _Compiler:
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = params
+        self.fact_keys: dict[str, str] = {}
+        self.rule_keys: dict[str, str] = {}
+        self.diff_keys: dict[tuple, str] = {}
+        self.diffs: list[tuple[str, str, str, Any]] = []
+
+    def fkey(self, name: str) -> str:
+        return self.fact_keys.setdefault(name, f"f{len(self.fact_keys)}")
+
+    def rkey(self, rule: str) -> str:
+        return self.rule_keys.setdefault(rule, f"r{len(self.rule_keys)}")
+
+    def dkey(self, x: str, y: str, times: Any) -> str:
+        sig = (x, y, str(times))
+        if sig not in self.diff_keys:
+            k = f"d{len(self.diff_keys)}"
+            self.diff_keys[sig] = k
+            self.diffs.append((k, x, y, times))
+        return self.diff_keys[sig]
+
+    # formulas: ("and", [...]) / ("or", [...]) / ("leaf", json) / ("const", bool)
+    def pair(self, cond: Any) -> tuple[tuple, tuple]:
+        """(formula for met, formula for not met)."""
+        if isinstance(cond, AllOf):
+            ps = [self.pair(c) for c in cond.all]
+            return ("and", [p[0] for p in ps]), ("or", [p[1] for p in ps])
+        if isinstance(cond, AnyOf):
+            ps = [self.pair(c) for c in cond.any]
+            return ("or", [p[0] for p in ps]), ("and", [p[1] for p in ps])
+        if isinstance(cond, NotOf):
+            t, f = self.pair(cond.not_)
+            return f, t
+        if isinstance(cond, RuleRef):
+            k = self.rkey(cond.rule)
+            return ("leaf", {k: Outcome.MET.value}), ("leaf", {k: Outcome.NOT_MET.value})
+        return self.compare(cond)
+
+    def compare(self, c: Compare) -> tuple[tuple, tuple]:
+        op = c.op
+        if c.param is not None:  # parameters are constants of this ruleset
+            from engine.evaluate.reference import evaluate_condition
+            met = evaluate_condition(c, FactSheet(), self.params, {}).outcome is Outcome.MET
+            return ("const", met), ("const", not met)
+        k = self.fkey(c.fact)
+        ex = ("leaf", {"$ex": {k: 1}})
+        if op == "exists":
+            return ex, ("leaf", {"$nex": {k: 1}})
+        if op == "missing":
+            return ("leaf", {"$nex": {k: 1}}), ex
+        if op == "in":
+            vals = [for_durable(literal(v, self.params)) for v in c.in_]
+            return (("and", [ex, ("or", [_leaf("eq", k, v) for v in vals])]),
+                    ("and", [ex] + [_leaf("ne", k, v) for v in vals]))
+        if op == "between":
+            lo, hi = (for_durable(literal(v, self.params)) for v in c.between)
+            return (("and", [ex, _leaf("gte", k, lo), _leaf("lte", k, hi)]),
+                    ("and", [ex, ("or", [_leaf("lt", k, lo), _leaf("gt", k, hi)])]))
+        o = c.operand
+        if isinstance(o, FactRef):
+            d = self.dkey(c.fact, o.fact, factref_times(o, self.params))
+            dex = ("leaf", {"$ex": {d: 1}})
+            return ("and", [dex, _leaf(op, d, 0)]), ("and", [dex, _leaf(NEGATE[op], d, 0)])
+        v = for_durable(literal(o, self.params))
+        return ("and", [ex, _leaf(op, k, v)]), ("and", [ex, _leaf(NEGATE[op], k, v)])
+
+
+def _leaf(op: str, key: str, value: Any) -> tuple:
+    if op == "eq":
+        return ("leaf", {key: value})
+    return ("leaf", {"$" + ("neq" if op == "ne" else op): {key: value}})
+
+
+def _dnf(f: tuple) -> list[list[dict]] | None:
+    """Disjunctive normal form as a list of conjunctions (None: too large)."""
+    kind = f[0]
+    if kind == "const":
+        return [[]] if f[1] else []
+    if kind == "leaf":
+        return [[f[1]]]
+    parts = [_dnf(x) for x in f[1]]
+    if any(p is None for p in parts):
+        return None
+    if kind == "or":
+        out = [c for p in parts for c in p]
+        return out if len(out) <= MAX_CONJUNCTS else None
+    out = [[]]
+    for p in parts:
+        out = [a + b for a in out for b in p]
+        if len(out) > MAX_CONJUNCTS:
+            return None
+    return out
+
+
+def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[str, Any],
+                 pack_file: str = "") -> _Compiled:
+    name = ruleset_name(pack_identity["id"], pack_identity["version"], pack_identity["sha256"], params)
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    comp = _Compiler(params)
+    rules: dict[str, Any] = {}
+    fired_to: dict[str, tuple[str, Outcome]] = {}
+    idx = 0
+    for s, stratum in enumerate(plan.strata):
+        for ev in stratum:
+            t_f, f_f = comp.pair(ev.cond)
+            for outcome, formula in ((Outcome.MET, t_f), (Outcome.NOT_MET, f_f)):
+                conj = _dnf(formula)
+                if conj is None:
+                    raise PackError(f"condition of {ev.key!r} is too large for the rules engine "
+                                    f"(more than {MAX_CONJUNCTS} alternatives): split it into sub-rules",
+                                    file=pack_file, key=ev.key)
+                for j, c in enumerate(conj):
+                    rname = f"e{idx}{'T' if outcome is Outcome.MET else 'F'}{j}"
+                    rules[rname] = {"all": [{"m": {"$and": [{"t": f"s{s}"}] + c}}]}
+                    fired_to[rname] = (ev.key, outcome)
+            idx += 1
+    if not rules:  # durable needs at least one rule; this one can never match
+        rules["never"] = {"all": [{"m": {"$and": [{"t": "never"}]}}]}
+    try:
+        handle = _dre.create_ruleset(name, json.dumps(rules))
+    except Exception as exc:  # the C engine's error codes, e.g. 113
+        raise PackError(f"the rules engine refused the compiled pack: {exc}", file=pack_file) from None
+    compiled = _Compiled(name, handle, fired_to, comp.fact_keys, comp.diffs, comp.rule_keys)
+    _REGISTRY[name] = compiled
+    return compiled
+
+
+class DurableSession:
+    """One evaluation of one pack for one subject: one fact per stratum, one session id."""
+
+    def __init__(self, compiled: _Compiled, params: Mapping[str, Any]) -> None:
+        self.c = compiled
+        self.params = params
+        self.sid = f"s{next(_SESSION_COUNTER)}"
+        self.open = False
+
+    def evaluate(self, stratum: int, sheet: FactSheet, results: Mapping[str, Tri]) -> dict[str, Outcome]:
+        c = self.c
+        fact: dict[str, Any] = {"t": f"s{stratum}", "id": f"{self.sid}.{stratum}", "sid": self.sid}
+        values = sheet.values
+        for name, key in c.fact_keys.items():
+            v = values.get(name)
+            if v is not None:
+                fact[key] = for_durable(v)
+        for key, x, y, times in c.diffs:
+            if x in values and y in values:
+                fact[key] = for_durable(fact_difference(values[x], values[y], normalize(times)))
+        for rule, key in c.rule_keys.items():
+            r = results.get(rule)
+            if r is not None and r.outcome is not Outcome.UNKNOWN:
+                fact[key] = r.outcome.value
+        self.open = True
+        code, state = _dre.assert_fact(c.handle, json.dumps(fact))
+        out: dict[str, Outcome] = {}
+        if code == 1:  # MessageNotHandled: no rule matched; every rule of the stratum is unknown
+            return out
+        if code not in (0, 3):
+            raise EvaluationError(f"rules engine returned code {code} for {c.name}")
+        r = _dre.start_action_for_state(c.handle, state)
+        if not r:
+            return out
+        msg = r[1]
+        while msg:
+            rname = msg[2:msg.index('"', 2)]
+            key, outcome = c.fired_to[rname]
+            prev = out.get(key)
+            if prev is not None and prev is not outcome:
+                raise EvaluationError(f"{key}: both met and not met fired in {c.name}")
+            out[key] = outcome
+            msg = _dre.complete_and_start_action(c.handle, state)
+        return out
+
+    def close(self) -> None:
+        if self.open:
+            _dre.delete_state(self.c.handle, self.sid)
+            self.open = False
+
+
+class DurableEvaluator:
+    """Evaluates plans through durable-rules."""
+
+    name = "durable"
+
+    def session(self, plan: Plan, pack_identity: Mapping[str, str], params: Mapping[str, Any],
+                pack_file: str = "") -> DurableSession:
+        return DurableSession(compile_plan(plan, pack_identity, params, pack_file), params)
+
+
+def registered_rulesets() -> list[str]:
+    return sorted(_REGISTRY)

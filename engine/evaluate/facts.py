@@ -1,0 +1,136 @@
+"""Fact sheets: the flat, typed, named values a pack reads, with the source of each value,
+plus the derived facts the pack defines (exact decimal arithmetic, no code in YAML).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal, DivisionByZero, InvalidOperation
+from typing import Any, Mapping
+
+from engine.errors import InputError
+from engine.rules.model import Derived, FactDecl, FactType, ParamRef
+from engine.evaluate.values import normalize, round_derived, to_date, to_decimal
+
+
+@dataclass
+class FactSheet:
+    """Values by dotted name (absent = missing; None is dropped), and where each came from."""
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    # a missing derived or decision fact -> the base facts whose absence made it missing
+    missing_because: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> "FactSheet":
+        return cls({k: normalize(v) for k, v in values.items() if v is not None}, dict(sources or {}))
+
+    def copy(self) -> "FactSheet":
+        return FactSheet(dict(self.values), dict(self.sources), dict(self.missing_because))
+
+    def missing_roots(self, name: str) -> list[str]:
+        """The base facts to collect so that `name` can be known."""
+        return self.missing_because.get(name, [name])
+
+
+def check_types(sheet: FactSheet, decls: list[FactDecl], *, file: str | None = None,
+                subject: str | None = None) -> None:
+    """A value of the wrong type or outside its declared range is bad input, not a missing fact."""
+    for d in decls:
+        if d.name not in sheet.values:
+            continue
+        v = sheet.values[d.name]
+        ok = {
+            FactType.number: isinstance(v, Decimal),
+            FactType.integer: isinstance(v, Decimal) and v == v.to_integral_value(),
+            FactType.boolean: isinstance(v, bool),
+            FactType.string: isinstance(v, str),
+            FactType.date: isinstance(v, dt.date),
+        }[d.type]
+        if not ok:
+            raise InputError(f"value {v!r} has the wrong type", file=file, subject=subject, field=d.name,
+                             expected=d.type.value + (f" in {d.unit}" if d.unit else ""))
+        if d.values is not None and v not in d.values:
+            raise InputError(f"value {v!r} is not allowed", file=file, subject=subject, field=d.name,
+                             expected="one of " + ", ".join(d.values))
+        if isinstance(v, Decimal):
+            if (d.min is not None and v < to_decimal(d.min)) or (d.max is not None and v > to_decimal(d.max)):
+                rng = f"{d.min if d.min is not None else '-inf'}..{d.max if d.max is not None else 'inf'}"
+                raise InputError(f"value {v} is impossible", file=file, subject=subject, field=d.name,
+                                 expected=f"{rng}{' ' + d.unit if d.unit else ''}")
+
+
+def _operand(sheet: FactSheet, a: Any, params: Mapping[str, Any]) -> tuple[Any, list[str]]:
+    if isinstance(a, ParamRef):
+        return normalize(params[a.param]), []
+    if isinstance(a, str):
+        if a in sheet.values:
+            return sheet.values[a], []
+        return None, sheet.missing_roots(a)
+    return normalize(a), []
+
+
+def add_derived(sheet: FactSheet, derived: list[Derived], params: Mapping[str, Any]) -> None:
+    """Compute each derived fact in order; a missing input makes it missing (and remembers why)."""
+    for d in derived:
+        op = d.op
+        if op == "lookup":
+            key = sheet.values.get(d.args.fact)
+            if key is None:
+                sheet.missing_because[d.name] = sheet.missing_roots(d.args.fact)
+            elif key in d.args.table:
+                sheet.values[d.name] = to_decimal(d.args.table[key])
+            else:
+                sheet.missing_because[d.name] = [d.args.fact]
+            continue
+        if op == "first_present":
+            for a in d.args:
+                if a in sheet.values:
+                    sheet.values[d.name] = sheet.values[a]
+                    break
+            else:
+                sheet.missing_because[d.name] = sorted({r for a in d.args for r in sheet.missing_roots(a)})
+            continue
+        vals, missing = [], []
+        for a in d.args:
+            v, m = _operand(sheet, a, params)
+            vals.append(v)
+            missing += m
+        if op in ("min", "max"):
+            present = [v for v in vals if v is not None]
+            if len(present) == len(vals):
+                sheet.values[d.name] = (min if op == "min" else max)(present)
+            else:
+                sheet.missing_because[d.name] = sorted(set(missing))
+            continue
+        if missing:
+            sheet.missing_because[d.name] = sorted(set(missing))
+            continue
+        try:
+            sheet.values[d.name] = _compute(op, vals)
+        except (DivisionByZero, InvalidOperation, ZeroDivisionError):
+            # a ratio over zero cannot be known; the record says which inputs
+            sheet.missing_because[d.name] = [a for a in d.args if isinstance(a, str)]
+
+
+def _compute(op: str, vals: list[Any]) -> Any:
+    if op == "ratio":
+        return round_derived(vals[0] / vals[1])
+    if op == "product":
+        out = Decimal(1)
+        for v in vals:
+            out *= v
+        return round_derived(out)
+    if op == "sum":
+        return round_derived(sum(vals, Decimal(0)))
+    if op == "difference":
+        return round_derived(vals[0] - vals[1])
+    if op == "percent_decrease":
+        return round_derived((vals[0] - vals[1]) / vals[0] * 100)
+    if op == "days_between":
+        return Decimal((to_date(vals[1]) - to_date(vals[0])).days)
+    if op == "years_between":
+        a, b = to_date(vals[0]), to_date(vals[1])
+        years = b.year - a.year - ((b.month, b.day) < (a.month, a.day))
+        return Decimal(years)
+    raise AssertionError(op)

@@ -1,0 +1,189 @@
+"""Evaluate a pack (and the packs it depends on) over a fact sheet: the one entry point that
+use cases call. Strata in plan order; decisions as soon as their rows are known; outputs of a
+decision become facts for later strata and for dependent packs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+from engine.errors import EvaluationError, InputError
+from engine.rules.load import PACK_FILE, Pack, Registry, facts_read, rules_referenced
+from engine.evaluate.decide import DecisionResult, decide
+from engine.evaluate.facts import FactSheet, add_derived
+from engine.evaluate.logic import Outcome, Tri
+from engine.evaluate.plan import Plan, row_key
+from engine.evaluate.reference import evaluate_condition
+from engine.evaluate.values import to_json
+
+
+class Session(Protocol):
+    def evaluate(self, stratum: int, sheet: FactSheet, results: Mapping[str, Tri]) -> dict[str, Outcome]: ...
+    def close(self) -> None: ...
+
+
+class Evaluator(Protocol):
+    name: str
+
+    def session(self, plan: Plan, pack_identity: Mapping[str, str], params: Mapping[str, Any],
+                pack_file: str = "") -> Session: ...
+
+
+@dataclass
+class RuleResult:
+    id: str
+    outcome: Outcome
+    missing: list[str] = field(default_factory=list)
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"rule": self.id, "outcome": self.outcome.value, "inputs": self.inputs}
+        if self.missing:
+            d["missing"] = self.missing
+        return d
+
+
+@dataclass
+class PackResult:
+    pack: dict[str, str]
+    parameters: dict[str, Any]
+    rules: dict[str, RuleResult]
+    rows: dict[str, RuleResult]
+    decisions: dict[str, DecisionResult]
+    evaluator: str
+
+    def trace(self) -> list[dict[str, Any]]:
+        """Every rule's outcome with the values it read, as recorded in the audit trail."""
+        return [dict(pack=self.pack["id"], **r.to_dict()) for r in self.rules.values()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pack": self.pack, "parameters": self.parameters, "evaluator": self.evaluator,
+                "rules": [r.to_dict() for r in self.rules.values()],
+                "decisions": {k: d.to_dict() for k, d in self.decisions.items()}}
+
+
+def default_evaluator() -> Evaluator:
+    from engine.evaluate.durable_adapter import DurableEvaluator
+    return DurableEvaluator()
+
+
+def resolve_params(pack: Pack, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The parameters in force: the pack's defaults, overridden by name (type- and choice-checked)."""
+    params = {p.name: p.value for p in pack.manifest.parameters}
+    decl = {p.name: p for p in pack.manifest.parameters}
+    for name, value in (overrides or {}).items():
+        if name not in decl:
+            raise InputError(f"pack {pack.id} has no parameter {name!r}",
+                             expected="one of " + ", ".join(sorted(decl)) if decl else "no parameters")
+        p = decl[name]
+        if isinstance(value, str) and not isinstance(p.value, str):
+            value = _coerce(value, p.value, pack.id, name)
+        if isinstance(p.value, bool) != isinstance(value, bool) or (
+                isinstance(p.value, str) != isinstance(value, str)):
+            raise InputError(f"parameter {name!r} of pack {pack.id} has the wrong type",
+                             expected=type(p.value).__name__)
+        if p.choices is not None and value not in p.choices:
+            raise InputError(f"parameter {name!r} of pack {pack.id} cannot be {value!r}",
+                             expected="one of " + ", ".join(map(str, p.choices)))
+        params[name] = value
+    return params
+
+
+def _coerce(text: str, like: Any, pack_id: str, name: str) -> Any:
+    try:
+        if isinstance(like, bool):
+            if text.lower() in ("true", "yes", "1"):
+                return True
+            if text.lower() in ("false", "no", "0"):
+                return False
+            raise ValueError
+        if isinstance(like, int):
+            return int(text)
+        return float(text)
+    except ValueError:
+        raise InputError(f"parameter {name!r} of pack {pack_id}: cannot read {text!r}",
+                         expected=type(like).__name__) from None
+
+
+def _inputs(cond: Any, sheet: FactSheet, results: Mapping[str, Tri]) -> dict[str, Any]:
+    out = {n: to_json(sheet.values[n]) for n in facts_read(cond) if n in sheet.values}
+    for r in rules_referenced(cond):
+        out["rule:" + r] = results[r].outcome.value
+    return out
+
+
+def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None = None,
+                  evaluator: Evaluator | None = None) -> tuple[PackResult, FactSheet]:
+    """Evaluate one pack; returns its result and the sheet extended with its decision outputs."""
+    evaluator = evaluator or default_evaluator()
+    params = resolve_params(pack, params)
+    sheet = sheet.copy()
+    add_derived(sheet, pack.manifest.derived, params)
+    plan: Plan = pack.plan
+    decisions = {d.id: d for d in pack.manifest.decisions}
+    results: dict[str, Tri] = {}
+    rule_results: dict[str, RuleResult] = {}
+    row_results: dict[str, RuleResult] = {}
+    dec_results: dict[str, DecisionResult] = {}
+    session = evaluator.session(plan, pack.identity(), params, str(pack.path / PACK_FILE))
+    try:
+        for k, stratum in enumerate(plan.strata):
+            fired = session.evaluate(k, sheet, results)
+            for ev in stratum:
+                oc = fired.get(ev.key, Outcome.UNKNOWN)
+                if oc is Outcome.UNKNOWN:
+                    tri = evaluate_condition(ev.cond, sheet, params, results)
+                    if tri.outcome is not Outcome.UNKNOWN:
+                        raise EvaluationError(f"{pack.id}: {ev.key}: the {evaluator.name} evaluator found it unknown, "
+                                              f"the reference evaluator {tri.outcome.value}")
+                else:
+                    tri = Tri(oc)
+                results[ev.key] = tri
+                rr = RuleResult(ev.key, tri.outcome, sorted(tri.missing), _inputs(ev.cond, sheet, results))
+                (row_results if ev.decision else rule_results)[ev.key] = rr
+            for dec in plan.decisions_after[k]:
+                res = decide(dec, [results[row_key(dec.id, j)] for j in range(len(dec.rows))])
+                dec_results[dec.id] = res
+                _publish(pack.id, dec.id, res, sheet)
+    finally:
+        session.close()
+    ordered = {r.id: rule_results[r.id] for r in pack.manifest.rules}
+    ordered_dec = {d.id: dec_results[d.id] for d in pack.manifest.decisions}
+    return PackResult(pack.identity(), params, ordered, row_results, ordered_dec, evaluator.name), sheet
+
+
+def _publish(pack_id: str, dec_id: str, res: DecisionResult, sheet: FactSheet) -> None:
+    """Decision outputs become facts; an undecided output is missing, because of the decision's missing facts."""
+    if res.hit_policy == "collect":
+        return
+    base = f"{pack_id}.{dec_id}"
+    shapes = [c for c in res.candidates if c is not None]
+    if shapes and all(isinstance(c, dict) for c in shapes):
+        keys = set().union(*shapes)
+        for k in keys:
+            name = f"{base}.{k}"
+            if k in res.fields and res.fields[k] is not None:
+                sheet.values[name] = _norm(res.fields[k])
+            else:
+                sheet.missing_because[name] = res.missing or [base]
+        return
+    if res.status == "decided" and res.value is not None:
+        sheet.values[base] = _norm(res.value)
+    else:
+        sheet.missing_because[base] = res.missing or [base]
+
+
+def _norm(v: Any) -> Any:
+    from engine.evaluate.values import normalize
+    return normalize(v)
+
+
+def evaluate_chain(registry: Registry, pack_id: str, sheet: FactSheet,
+                   params: Mapping[str, Mapping[str, Any]] | None = None,
+                   evaluator: Evaluator | None = None) -> tuple[dict[str, PackResult], FactSheet]:
+    """Evaluate a pack after everything it depends on; results by pack id, dependencies first."""
+    evaluator = evaluator or default_evaluator()
+    out: dict[str, PackResult] = {}
+    for pack in registry.chain(pack_id):
+        out[pack.id], sheet = evaluate_pack(pack, sheet, (params or {}).get(pack.id), evaluator)
+    return out, sheet

@@ -1,0 +1,159 @@
+"""Treatment on the trial: dosing by cycle and the marrow assessments (with blood counts).
+
+Counts are stored in 10^9/L, haemoglobin in g/dL, blasts and MRD in % (see units.py).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from engine.record.base import FieldError, RecordModel
+from engine.record.units import Count, Hemoglobin, NonNegative, Percent, Positive
+
+
+class VenetoclaxDose(RecordModel):
+    """The venetoclax dose given on one day of a cycle."""
+
+    day: int = Field(ge=1, le=60, description="Cycle day (1 = first day of the cycle).")
+    dose_mg: NonNegative = Field(le=1200, description="Venetoclax dose given that day (mg).")
+
+
+class Cyp3aInhibitor(RecordModel):
+    """A CYP3A inhibitor given during the cycle (venetoclax dose adjustment, OP-DDI-1)."""
+
+    name: str = Field(max_length=200, description="Drug name, e.g. posaconazole.")
+    strength: Literal["strong", "moderate", "weak"] = Field(description=(
+        "Inhibitor strength: strong|moderate|weak."))
+
+
+class OnStudyCycle(RecordModel):
+    """One cycle of trial treatment."""
+
+    number: int = Field(ge=1, le=50, description="Cycle number (1, 2, ...).")
+    start_date: dt.date = Field(description="Day 1 of the cycle (ISO date).")
+    venetoclax_doses: list[VenetoclaxDose] = Field(default_factory=list, description=(
+        "Venetoclax doses by day: [{day, dose_mg (mg)}]."))
+    cyp3a_inhibitor: Cyp3aInhibitor | None = Field(None, description=(
+        "Concomitant CYP3A inhibitor during the cycle: {name, strength}."))
+
+    @model_validator(mode="after")
+    def _days_unique(self) -> "OnStudyCycle":
+        seen: set[int] = set()
+        for i, dose in enumerate(self.venetoclax_doses):
+            if dose.day in seen:
+                raise FieldError(f"venetoclax_doses[{i}].day", f"day {dose.day} listed twice",
+                                 expected="one dose per day")
+            seen.add(dose.day)
+        return self
+
+
+class Marrow(RecordModel):
+    """Bone marrow morphology of one assessment."""
+
+    adequate: bool | None = Field(None, description=(
+        "Sample adequate for evaluation (true/false); an inadequate marrow is NOT_EVALUABLE."))
+    spicules: bool | None = Field(None, description="Spicules present (true/false).")
+    cellularity_pct: Percent | None = Field(None, description="Marrow cellularity (%).")
+    cells_counted: int | None = Field(None, ge=0, le=100000, description=(
+        "Nucleated cells counted on the differential (cells)."))
+    blasts_pct: Percent | None = Field(None, description="Bone marrow blasts (%).")
+    auer_rods: bool | None = Field(None, description="Blasts with Auer rods seen (true/false).")
+    aplastic: bool | None = Field(None, description="Aplastic/hypoplastic marrow (true/false).")
+    regenerating_flag: bool | None = Field(None, description=(
+        "Pathologist flags a regenerating marrow (blasts may be regenerative) (true/false)."))
+
+
+class Blood(RecordModel):
+    """Peripheral blood at the assessment."""
+
+    anc_10e9_l: Count | None = Field(None, description=(
+        "Absolute neutrophil count (10^9/L; or {value, unit}, e.g. cells/uL x 0.001)."))
+    platelets_10e9_l: Count | None = Field(None, description=(
+        "Platelets (10^9/L; or {value, unit}, e.g. /uL x 0.001)."))
+    hb_g_dl: Hemoglobin | None = Field(None, description=(
+        "Haemoglobin (g/dL; or {value, unit: g/L} x 0.1)."))
+    wbc_10e9_l: Count | None = Field(None, description=(
+        "White blood cells (10^9/L; or {value, unit})."))
+    blasts_pct: Percent | None = Field(None, description="Circulating blasts (% of leukocytes).")
+    blood_blast_sample_dates: list[dt.date] = Field(default_factory=list, description=(
+        "Dates of blood samples with blasts present (ISO dates; ELN 2022 blood relapse needs "
+        "two samples >= 1 week apart)."))
+
+
+class Mrd(RecordModel):
+    """Measurable residual disease at the assessment."""
+
+    done: bool | None = Field(None, description=(
+        "MRD assessed (true/false); not done = unknown, never negative."))
+    method: Literal["flow", "qpcr"] | None = Field(None, description="flow|qpcr.")
+    value_pct: Percent | None = Field(None, description=(
+        "MRD level (%; 0.01 % = 1 cell in 10^4)."))
+    sensitivity: Positive | None = Field(None, le=1, description=(
+        "Assay sensitivity as a fraction (e.g. 1e-4 = 0.0001)."))
+
+    @model_validator(mode="after")
+    def _value_needs_done(self) -> "Mrd":
+        if self.done is False and self.value_pct is not None:
+            raise FieldError("value_pct", "MRD value given with done false",
+                             expected="done true, or no value")
+        return self
+
+
+class Assessment(RecordModel):
+    """One on-study marrow assessment with the blood counts and transfusion facts beside it."""
+
+    id: str = Field(max_length=64, description="Identifier of the assessment (unique).")
+    date: dt.date = Field(description="Date of the marrow (ISO date).")
+    cycle: int | None = Field(None, ge=1, le=50, description="Cycle the assessment belongs to.")
+    timepoint: str | None = Field(None, max_length=32, pattern=r"^[A-Za-z0-9_]+$", description=(
+        "Protocol timepoint, e.g. baseline (the pretreatment marrow, dated on or before the "
+        "first dose), C1D28, post_C2, unscheduled."))
+    marrow: Marrow | None = Field(None, description="Marrow morphology; null = no marrow.")
+    blood: Blood | None = Field(None, description="Blood counts at the assessment.")
+    platelet_transfusion_within_7d: bool | None = Field(None, description=(
+        "A platelet transfusion in the 7 days before the count (true/false)."))
+    last_platelet_transfusion_date: dt.date | None = Field(None, description=(
+        "Date of the last platelet transfusion before the count (ISO date)."))
+    rbc_transfusion_dependent: bool | None = Field(None, description=(
+        "Red-cell transfusion dependent (true/false)."))
+    extramedullary: Literal["none", "persistent", "new"] | None = Field(None, description=(
+        "Extramedullary disease: none|persistent|new."))
+    mrd: Mrd | None = Field(None, description="MRD: {done, method, value_pct (%), sensitivity}.")
+
+    @model_validator(mode="after")
+    def _transfusion_not_after(self) -> "Assessment":
+        last = self.last_platelet_transfusion_date
+        if last and last > self.date:
+            raise FieldError("last_platelet_transfusion_date", f"{last} is after the "
+                             f"assessment date {self.date}", expected=f"on or before {self.date}")
+        return self
+
+
+class OnStudy(RecordModel):
+    """Treatment on the trial."""
+
+    first_dose_date: dt.date | None = Field(None, description="First dose of study drug (ISO date).")
+    last_dose_date: dt.date | None = Field(None, description="Last dose of study drug (ISO date).")
+    cycles: list[OnStudyCycle] = Field(default_factory=list, description="Trial cycles.")
+    assessments: list[Assessment] = Field(default_factory=list, description=(
+        "Marrow assessments on study."))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "OnStudy":
+        first, last = self.first_dose_date, self.last_dose_date
+        if first and last and last < first:
+            raise FieldError("last_dose_date", f"last dose {last} before first dose {first}",
+                             expected=f"a date on or after {first}")
+        numbers = [c.number for c in self.cycles]
+        for i, n in enumerate(numbers):
+            if n in numbers[:i]:
+                raise FieldError(f"cycles[{i}].number", f"cycle {n} listed twice",
+                                 expected="unique cycle numbers")
+        ids = [a.id for a in self.assessments]
+        for i, a in enumerate(ids):
+            if a in ids[:i]:
+                raise FieldError(f"assessments[{i}].id", f"assessment id {a!r} used twice",
+                                 expected="unique ids")
+        return self

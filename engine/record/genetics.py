@@ -1,0 +1,124 @@
+"""Genetics (karyotype and gene mutations) with the timepoint they were taken at (A14).
+
+`not_tested` is distinct from `wild_type`: it means unknown, never negative. A gene left out of
+the record is `not_tested`.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from engine.record.base import FieldError, RecordModel
+from engine.record.units import NonNegative, Percent
+
+KaryotypeCode = Literal[
+    "t(8;21)", "inv(16)", "t(16;16)", "t(9;11)", "t(6;9)", "t(v;11q23.3)", "t(9;22)",
+    "inv(3)", "t(3;3)", "t(8;16)", "t(3q26.2;v)", "-5", "del(5q)", "-7", "-17", "abn(17p)",
+    "complex", "monosomal", "hyperdiploid_trisomies_only", "normal",
+]
+GeneStatus = Literal["mutated", "wild_type", "not_tested"]
+_STATUS_DOC = "mutated|wild_type|not_tested (not_tested = unknown, not negative)"
+
+
+class Mutation(RecordModel):
+    """Result for one gene. A bare status string ("mutated") is accepted as shorthand."""
+
+    status: GeneStatus = Field("not_tested", description=f"Gene status: {_STATUS_DOC}.")
+    vaf_pct: Percent | None = Field(None, description=(
+        "Variant allele frequency (%), when reported (ELN 2022 TP53 uses VAF >= 10 %)."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"status": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _detail_needs_mutation(self) -> "Mutation":
+        for name in type(self).model_fields:
+            if name == "status" or getattr(self, name) in (None, False):
+                continue
+            if self.status != "mutated":
+                raise FieldError(name, f"{name} given for a gene with status {self.status}",
+                                 expected="status mutated, or no detail")
+        return self
+
+
+class Flt3Itd(Mutation):
+    """FLT3 internal tandem duplication, with its allelic ratio (ELN 2017 high/low at 0.5)."""
+
+    allelic_ratio: NonNegative | None = Field(None, description=(
+        "FLT3-ITD allelic ratio (mutant/wild-type, a ratio without unit)."))
+
+
+class Cebpa(Mutation):
+    """CEBPA, with the qualifiers the ELN 2017 and 2022 risk tables use."""
+
+    biallelic: bool | None = Field(None, description="Biallelic CEBPA mutation (ELN 2017).")
+    bzip_inframe: bool | None = Field(None, description=(
+        "In-frame mutation of the bZIP domain (ELN 2022)."))
+
+
+def _gene(name: str) -> Any:
+    return Field(default_factory=Mutation, description=f"{name}: {_STATUS_DOC}.")
+
+
+class Mutations(RecordModel):
+    """Gene mutations. Keys are lower-case gene names; FLT3-ITD is `flt3_itd`."""
+
+    npm1: Mutation = _gene("NPM1")
+    flt3_itd: Flt3Itd = Field(default_factory=Flt3Itd, description=(
+        f"FLT3-ITD: {_STATUS_DOC}; with allelic_ratio."))
+    flt3_tkd: Mutation = _gene("FLT3-TKD")
+    cebpa: Cebpa = Field(default_factory=Cebpa, description=(
+        f"CEBPA: {_STATUS_DOC}; with biallelic and bzip_inframe."))
+    runx1: Mutation = _gene("RUNX1")
+    asxl1: Mutation = _gene("ASXL1")
+    tp53: Mutation = _gene("TP53 (give vaf_pct, %)")
+    bcor: Mutation = _gene("BCOR")
+    ezh2: Mutation = _gene("EZH2")
+    sf3b1: Mutation = _gene("SF3B1")
+    srsf2: Mutation = _gene("SRSF2")
+    stag2: Mutation = _gene("STAG2")
+    u2af1: Mutation = _gene("U2AF1")
+    zrsr2: Mutation = _gene("ZRSR2")
+    idh1: Mutation = _gene("IDH1")
+    idh2: Mutation = _gene("IDH2")
+    kit: Mutation = _gene("KIT")
+
+
+class Genetics(RecordModel):
+    """Cytogenetics and molecular genetics from one timepoint."""
+
+    timepoint: Literal["diagnosis", "relapse", "screening"] | None = Field(None, description=(
+        "When the sample was taken: diagnosis|relapse|screening (ELN risk is defined at "
+        "diagnosis, A14)."))
+    karyotype_done: bool | None = Field(None, description=(
+        "Metaphase karyotype (or FISH) performed and evaluable (true/false)."))
+    karyotype: str | None = Field(None, max_length=500, description=(
+        "Karyotype as reported, ISCN string (free text, not interpreted)."))
+    karyotype_findings: list[KaryotypeCode] = Field(default_factory=list, description=(
+        "Controlled codes for the findings (no unit): t(8;21), inv(16), t(16;16), t(9;11), "
+        "t(6;9), t(v;11q23.3), t(9;22), inv(3), t(3;3), t(8;16), t(3q26.2;v), -5, del(5q), -7, "
+        "-17, abn(17p), complex, monosomal, hyperdiploid_trisomies_only, normal."))
+    mutations: Mutations = Field(default_factory=Mutations, description=(
+        "Gene mutation results; a gene left out is not_tested."))
+
+    @field_validator("karyotype_findings", mode="before")
+    @classmethod
+    def _yaml_ints(cls, value: Any) -> Any:
+        # YAML reads `- -7` as the integer -7: give it back its karyotype spelling.
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                    for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _findings_consistent(self) -> "Genetics":
+        if self.karyotype_findings and self.karyotype_done is False:
+            raise FieldError("karyotype_findings", "karyotype findings given but "
+                             "karyotype_done is false", expected="karyotype_done true or null")
+        if "normal" in self.karyotype_findings and len(self.karyotype_findings) > 1:
+            raise FieldError("karyotype_findings", "'normal' listed with abnormal findings",
+                             expected="'normal' alone")
+        return self

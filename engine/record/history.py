@@ -1,0 +1,113 @@
+"""Treatment history before the trial: a dated timeline of typed entries.
+
+Each entry has a `type` (cycle, remission, relapse, hsct, dli). The site's recorded responses
+are kept as recorded; disease status (refractory / relapsed) is derived later by rule packs.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, model_validator
+
+from engine.record.base import FieldError, RecordModel
+from engine.record.units import Percent
+
+SiteResponse = Literal["CR", "CRi", "CRh", "MLFS", "PR", "NR", "SD", "PD", "NOT_EVALUABLE"]
+
+
+class MarrowBefore(RecordModel):
+    """Bone marrow before a cycle (the pretreatment blast count for the fall in blasts)."""
+
+    date: dt.date | None = Field(None, description="Date of the marrow (ISO date).")
+    blasts_pct: Percent | None = Field(None, description="Bone marrow blasts (%).")
+
+
+class MarrowAfter(MarrowBefore):
+    """Bone marrow after a cycle, with the site's recorded response."""
+
+    response: SiteResponse | None = Field(None, description=(
+        "Response as recorded by the site: CR|CRi|CRh|MLFS|PR|NR|SD|PD|NOT_EVALUABLE."))
+    mrd_pct: Percent | None = Field(None, description=(
+        "Measurable residual disease (%, flow cytometry unless stated); null = not done."))
+
+
+class Cycle(RecordModel):
+    """One cycle (course) of prior therapy."""
+
+    type: Literal["cycle"] = Field(description="Entry type discriminator: cycle.")
+    id: str | None = Field(None, max_length=64, description="Identifier of the cycle.")
+    start_date: dt.date = Field(description="First day of the cycle (ISO date).")
+    regimen: str | None = Field(None, max_length=200, description="Regimen (free text).")
+    phase: Literal["induction", "reinduction", "consolidation", "salvage"] | None = Field(
+        None, description="Purpose: induction|reinduction|consolidation|salvage.")
+    intensity: Literal["intensive", "non_intensive"] | None = Field(None, description=(
+        "Intensity: intensive|non_intensive (ELN 2017 counts intensive courses, A12)."))
+    venetoclax_based: bool | None = Field(None, description=(
+        "The regimen contained venetoclax (true/false); exclusion EXC-01."))
+    hma_based: bool | None = Field(None, description=(
+        "The regimen contained a hypomethylating agent (azacitidine, decitabine)."))
+    marrow_before: MarrowBefore | None = Field(None, description=(
+        "Marrow before the cycle: date, blasts_pct (%)."))
+    marrow_after: MarrowAfter | None = Field(None, description=(
+        "Marrow after the cycle: date, blasts_pct (%), response, mrd_pct (%)."))
+
+    @model_validator(mode="after")
+    def _marrow_after_follows_start(self) -> "Cycle":
+        after = self.marrow_after
+        if after and after.date and after.date < self.start_date:
+            raise FieldError("marrow_after.date", f"marrow after the cycle dated {after.date}, "
+                             f"before the cycle start {self.start_date}",
+                             expected=f"a date on or after {self.start_date}")
+        return self
+
+
+class Remission(RecordModel):
+    """A remission documented by the site."""
+
+    type: Literal["remission"] = Field(description="Entry type discriminator: remission.")
+    date: dt.date = Field(description="Date the remission was documented (ISO date).")
+    kind: Literal["CR", "CRi", "CRh"] = Field(description="Remission kind: CR|CRi|CRh.")
+    mrd_negative: bool | None = Field(None, description=(
+        "MRD negative at remission (true/false); null = not done or unknown."))
+
+
+class Relapse(RecordModel):
+    """A documented relapse (or an MRD-only recurrence, which is not a trial relapse, A8)."""
+
+    type: Literal["relapse"] = Field(description="Entry type discriminator: relapse.")
+    date: dt.date = Field(description="Date of the relapse (ISO date).")
+    sites: list[Literal["marrow", "blood", "extramedullary"]] = Field(
+        default_factory=list, description="Where the relapse was found: marrow|blood|"
+                                          "extramedullary (list).")
+    bm_blasts_pct: Percent | None = Field(None, description="Bone marrow blasts at relapse (%).")
+    mrd_only: bool = Field(False, description=(
+        "MRD-only recurrence without haematological relapse (true/false, A8)."))
+
+
+class Hsct(RecordModel):
+    """A haematopoietic stem cell transplant."""
+
+    type: Literal["hsct"] = Field(description="Entry type discriminator: hsct.")
+    date: dt.date = Field(description="Date of the transplant (day 0, ISO date).")
+    kind: Literal["allogeneic", "autologous"] = Field(description="allogeneic|autologous.")
+    number: int = Field(1, ge=1, le=10, description="Ordinal of this transplant (1, 2, ...).")
+    disease_status_at_hsct: Literal["CR", "active_disease", "unknown"] = Field(
+        "unknown", description="Disease status at transplant: CR|active_disease|unknown.")
+
+
+class Dli(RecordModel):
+    """A donor lymphocyte infusion."""
+
+    type: Literal["dli"] = Field(description="Entry type discriminator: dli.")
+    date: dt.date = Field(description="Date of the infusion (ISO date).")
+
+
+HistoryEntry = Annotated[Union[Cycle, Remission, Relapse, Hsct, Dli],
+                         Field(discriminator="type")]
+HISTORY_TYPES = ("cycle", "remission", "relapse", "hsct", "dli")
+
+
+def entry_date(entry: Cycle | Remission | Relapse | Hsct | Dli) -> dt.date:
+    """The date an entry is placed at on the timeline (a cycle's start date)."""
+    return entry.start_date if isinstance(entry, Cycle) else entry.date

@@ -1,0 +1,123 @@
+"""Safety data: lab results as reported, adverse events, death.
+
+Lab values keep the unit as reported: the CTCAE grader applies the cut-off published for that
+unit (mass and molar cut-offs are rounded separately), so nothing is converted here.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, PlainValidator, WithJsonSchema, model_validator
+
+from engine.record.base import FieldError, RecordModel
+from engine.record.units import Number
+
+LabTest = Literal[
+    "neutrophils", "platelets", "wbc", "lymphocytes", "hemoglobin", "creatinine", "bilirubin",
+    "ast", "alt", "alp", "ggt", "albumin", "potassium", "calcium_corrected", "calcium_ionized",
+    "uric_acid", "phosphate", "sodium", "magnesium", "glucose", "ldh", "inr", "fibrinogen",
+    "lipase", "amylase",
+]
+Attribution = Literal["unrelated", "unlikely", "possible", "probable", "definite"]
+
+
+class Lab(RecordModel):
+    """One lab result, value and unit as reported, with the reference range of that record."""
+
+    id: str = Field(max_length=64, description="Identifier of the result (unique).")
+    date: dt.date = Field(description="Sample date (ISO date).")
+    test: LabTest = Field(description=(
+        "Analyte (controlled name): " + ", ".join(LabTest.__args__) + "."))
+    value: Number = Field(description="Result, in `unit` as reported.")
+    unit: str = Field(min_length=1, max_length=32, description=(
+        "Unit as reported, e.g. 10^9/L, cells/mm3, g/L, g/dL, mg/dL, mmol/L, umol/L, U/L. "
+        "Not converted."))
+    lln: Number | None = Field(None, description="Lower limit of normal, in `unit`.")
+    uln: Number | None = Field(None, description="Upper limit of normal, in `unit`.")
+    baseline: Number | None = Field(None, description=(
+        "Baseline value of this analyte, in `unit` (for baseline-relative CTCAE grades)."))
+
+    @model_validator(mode="after")
+    def _plausible(self) -> "Lab":
+        if self.value < 0:
+            raise FieldError("value", f"impossible negative value {self.value}",
+                             expected="a value >= 0")
+        if self.lln is not None and self.uln is not None and self.lln > self.uln:
+            raise FieldError("lln", f"lln {self.lln} above uln {self.uln}",
+                             expected="lln <= uln")
+        return self
+
+
+def _fact_value(value: Any) -> bool | Decimal | str:
+    if isinstance(value, bool) or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        number = Decimal(str(value))
+        if not number.is_finite():
+            raise ValueError("a clinical fact must be a finite number")
+        return number
+    raise ValueError(f"a clinical fact is a number, true/false or text, got "
+                     f"{type(value).__name__}")
+
+
+FactValue = Annotated[Union[bool, Decimal, str], PlainValidator(_fact_value),
+                      WithJsonSchema({"type": ["number", "boolean", "string"]})]
+
+
+class AeAttribution(RecordModel):
+    """Relatedness to each study drug (committee or investigator)."""
+
+    venetoclax: Attribution | None = Field(None, description=(
+        "unrelated|unlikely|possible|probable|definite."))
+    azacitidine: Attribution | None = Field(None, description=(
+        "unrelated|unlikely|possible|probable|definite."))
+    homoharringtonine: Attribution | None = Field(None, description=(
+        "unrelated|unlikely|possible|probable|definite."))
+
+
+class AdverseEvent(RecordModel):
+    """One adverse event as reported, with the clinical facts a grader may read."""
+
+    id: str = Field(max_length=64, description="Identifier of the event (unique).")
+    term: str = Field(min_length=1, max_length=200, description=(
+        "CTCAE term as reported, e.g. Febrile neutropenia."))
+    onset_date: dt.date = Field(description="Onset date (ISO date).")
+    resolution_date: dt.date | None = Field(None, description=(
+        "Resolution date (ISO date); null = ongoing."))
+    reported_grade: int | None = Field(None, ge=1, le=5, description=(
+        "Grade reported by the site (CTCAE 1-5)."))
+    serious: bool | None = Field(None, description="Serious adverse event (true/false).")
+    outcome: Literal["recovered", "recovering", "not_recovered", "recovered_with_sequelae",
+                     "fatal", "unknown"] | None = Field(None, description=(
+        "recovered|recovering|not_recovered|recovered_with_sequelae|fatal|unknown."))
+    facts: dict[str, FactValue] = Field(default_factory=dict, description=(
+        "Clinical facts for grading, name -> number|true/false|text; units in the name, e.g. "
+        "temperature_c (degrees C), sustained_1h, hypotension, vasopressors."))
+    attribution: AeAttribution | None = Field(None, description=(
+        "Relatedness per drug: venetoclax, azacitidine, homoharringtonine."))
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "AdverseEvent":
+        if self.resolution_date and self.resolution_date < self.onset_date:
+            raise FieldError("resolution_date", f"resolution {self.resolution_date} before "
+                             f"onset {self.onset_date}", expected=f"on or after {self.onset_date}")
+        for name in self.facts:
+            if not name.replace("_", "").isalnum() or not name[:1].isalpha():
+                raise FieldError(f"facts.{name}", "fact names are letters, digits and _",
+                                 expected="a name like temperature_c")
+        return self
+
+
+class Death(RecordModel):
+    """Death, with the facts the death-in-aplasia categories need."""
+
+    date: dt.date = Field(description="Date of death (ISO date).")
+    cause: str | None = Field(None, max_length=300, description="Cause (free text).")
+    in_aplasia: bool | None = Field(None, description=(
+        "Cytopenic with an aplastic/hypoplastic marrow, no persistent leukemia (true/false)."))
+    marrow_within_7d: bool | None = Field(None, description=(
+        "A marrow was examined within 7 days before death (true/false)."))
+    persistent_leukemia: bool | None = Field(None, description=(
+        "Persistent leukemia at death (true/false)."))

@@ -1,0 +1,135 @@
+"""The root of the subject record and the checks that span its parts (dates, age)."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from engine.record.assessments import OnStudy
+from engine.record.base import FieldError, RecordModel
+from engine.record.demographics import Demographics, Diagnosis, completed_years
+from engine.record.genetics import Genetics
+from engine.record.history import Cycle, HistoryEntry
+from engine.record.safety import AdverseEvent, Death, Lab
+from engine.record.screening import Screening
+
+
+class SubjectRecord(RecordModel):
+    """One subject of the VAH trial (NCT04424147): validated, canonical units inside.
+
+    Blood counts are Decimal in 10^9/L, haemoglobin in g/dL, blasts and MRD in %; lab results
+    keep the unit as reported. Dates are ISO dates. Unknown is null, never false or zero.
+    """
+
+    subject_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                            description="Subject identifier (letters, digits, _ . -).")
+    site: str | None = Field(None, max_length=100, description="Site (centre) identifier.")
+    consent_date: dt.date | None = Field(None, description=(
+        "Date of written informed consent (ISO date); the age is taken on this day."))
+    demographics: Demographics = Field(default_factory=Demographics, description=(
+        "Age or birth date, sex, childbearing potential, pregnancy test, ECOG, weight, height."))
+    diagnosis: Diagnosis = Field(default_factory=Diagnosis, description=(
+        "Initial diagnosis: date, aml, apl, WHO subtype, secondary/therapy-related."))
+    genetics: Genetics | None = Field(None, description=(
+        "Karyotype and mutations, with the timepoint of the sample."))
+    treatment_history: list[HistoryEntry] = Field(default_factory=list, description=(
+        "Prior therapy timeline: entries typed cycle|remission|relapse|hsct|dli."))
+    screening: Screening | None = Field(None, description="Screening facts for the exclusions.")
+    on_study: OnStudy | None = Field(None, description="Trial treatment and marrow assessments.")
+    labs: list[Lab] = Field(default_factory=list, description=(
+        "Lab results as reported (value, unit, lln, uln, baseline)."))
+    adverse_events: list[AdverseEvent] = Field(default_factory=list, description=(
+        "Adverse events with grading facts and attribution."))
+    death: Death | None = Field(None, description="Death, if the subject died.")
+    last_contact_date: dt.date | None = Field(None, description=(
+        "Last date the subject was known alive (or date of death) (ISO date)."))
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "SubjectRecord":
+        _check_age(self)
+        _check_unique_ids(self)
+        dates = list(iter_dates(self))
+        birth = self.demographics.birth_date
+        if birth:
+            for path, when in dates:
+                if path != "demographics.birth_date" and when < birth:
+                    raise FieldError(path, f"dated {when}, before the birth date {birth}",
+                                     expected=f"a date on or after {birth}")
+        diagnosed = self.diagnosis.date
+        if diagnosed:
+            for path, when in dates:
+                if path.startswith(("treatment_history", "on_study")) and when < diagnosed:
+                    raise FieldError(path, f"dated {when}, before the diagnosis {diagnosed}",
+                                     expected=f"a date on or after {diagnosed}")
+        if self.death:
+            died = self.death.date
+            for path, when in dates:
+                after_death_impossible = path.startswith(("on_study", "labs[")) or (
+                    path.startswith("adverse_events[") and path.endswith("onset_date"))
+                if after_death_impossible and when > died:
+                    raise FieldError(path, f"dated {when}, after the death {died}",
+                                     expected=f"a date on or before {died}")
+        return self
+
+    def age_at_consent(self) -> int | None:
+        """Completed years at consent: age_years, or computed from birth_date (A17)."""
+        return age_at_consent(self)
+
+    def prior_venetoclax(self) -> bool | None:
+        """Prior venetoclax-based treatment: screening attestation or a venetoclax history
+        cycle; None when neither says so and nothing says otherwise."""
+        from_history = any(isinstance(e, Cycle) and e.venetoclax_based
+                           for e in self.treatment_history)
+        stated = self.screening.prior_venetoclax if self.screening else None
+        if from_history or stated:
+            return True
+        return stated
+
+
+def age_at_consent(record: SubjectRecord) -> int | None:
+    """Completed years at consent from age_years or birth_date + consent_date; None if unknown."""
+    demo = record.demographics
+    if demo.age_years is not None:
+        return demo.age_years
+    if demo.birth_date and record.consent_date:
+        return completed_years(demo.birth_date, record.consent_date)
+    return None
+
+
+def _check_age(record: SubjectRecord) -> None:
+    demo = record.demographics
+    if demo.birth_date and record.consent_date:
+        computed = completed_years(demo.birth_date, record.consent_date)
+        if demo.age_years is not None and demo.age_years != computed:
+            raise FieldError("demographics.age_years", f"age_years {demo.age_years} disagrees "
+                             f"with birth date {demo.birth_date} at consent "
+                             f"{record.consent_date} ({computed} completed years)",
+                             expected=f"{computed} or leave age_years out")
+
+
+def _check_unique_ids(record: SubjectRecord) -> None:
+    for name, items in (("labs", record.labs), ("adverse_events", record.adverse_events)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.id in seen:
+                raise FieldError(f"{name}[{i}].id", f"id {item.id!r} used twice",
+                                 expected="unique ids")
+            seen.add(item.id)
+
+
+def iter_dates(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, dt.date]]:
+    """Every date in a record with its dotted path (lists as [i]), in field order."""
+    for name in type(model).model_fields:
+        yield from _walk(getattr(model, name), f"{prefix}{name}")
+
+
+def _walk(value: Any, path: str) -> Iterator[tuple[str, dt.date]]:
+    if isinstance(value, dt.date):
+        yield path, value
+    elif isinstance(value, BaseModel):
+        yield from iter_dates(value, path + ".")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _walk(item, f"{path}[{i}]")

@@ -1,0 +1,103 @@
+"""Canonical units at the edge: blood counts in 10^9/L, haemoglobin in g/dL, percentages in %.
+
+Only exact scalings are converted (the same quantity written differently); anything else is
+refused with a message naming the unit. Arithmetic is Decimal on the string form of the input,
+so 1200 cells/uL is exactly 1.2 x10^9/L. Converted values are stored as `Decimal`.
+"""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Union
+
+from typing_extensions import TypedDict
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+# Spellings are compared after lower-casing and removing spaces; "µ" and "μ" count as "u".
+COUNT_SCALE: dict[str, Decimal] = {
+    **{u: Decimal(1) for u in ("10^9/l", "x10^9/l", "10e9/l", "10*9/l", "g/l", "giga/l",
+                               "10^3/ul", "x10^3/ul", "10e3/ul", "10*3/ul", "k/ul",
+                               "10^3/mm3", "thou/ul")},
+    **{u: Decimal("0.001") for u in ("cells/ul", "cells/mm3", "/ul", "/mm3", "cells/mm^3",
+                                     "/mm^3")},
+}
+HB_SCALE: dict[str, Decimal] = {"g/dl": Decimal(1), "g/l": Decimal("0.1")}
+COUNT_UNITS_SHOWN = "10^9/L, G/L, 10^3/uL, K/uL (x1); cells/uL, cells/mm3, /uL, /mm3 (x0.001)"
+HB_UNITS_SHOWN = "g/dL (x1), g/L (x0.1)"
+
+
+class UnitError(ValueError):
+    """A unit that is not an exact scaling of the canonical one (pydantic wraps it)."""
+
+
+def _norm_unit(unit: str) -> str:
+    return unit.strip().lower().replace(" ", "").replace("µ", "u").replace("μ", "u")
+
+
+def to_decimal(value: Any) -> Decimal:
+    """Decimal from the *string* form of a number (so 0.1 stays 0.1); bools are refused."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, (int, float, str)):
+        try:
+            result = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError(f"expected a number, got {value!r}") from None
+    else:
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    if not result.is_finite():
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return result
+
+
+def convert(value: Any, unit: str, table: dict[str, Decimal], canonical: str) -> Decimal:
+    """`value` in `unit` converted to `canonical` by an exact factor from `table`."""
+    factor = table.get(_norm_unit(str(unit)))
+    if factor is None:
+        accepted = COUNT_UNITS_SHOWN if table is COUNT_SCALE else HB_UNITS_SHOWN
+        raise UnitError(f"unknown unit {unit!r} for a value in {canonical} "
+                        f"(accepted: {accepted}; only exact scalings are converted)")
+    return to_decimal(value) * factor
+
+
+def _edge(table: dict[str, Decimal], canonical: str):
+    def parse(raw: Any) -> Any:
+        if isinstance(raw, dict):
+            extra = set(raw) - {"value", "unit"}
+            if extra or "value" not in raw or "unit" not in raw:
+                raise ValueError(f"a measured value is a number in {canonical} or a mapping "
+                                 f"{{value, unit}}; got keys {sorted(raw)}")
+            return convert(raw["value"], raw["unit"], table, canonical)
+        return raw if raw is None else to_decimal(raw)
+    return parse
+
+
+class MeasuredValue(TypedDict):
+    """A value with its unit as reported, converted at load to the canonical unit."""
+
+    value: float | str
+    unit: str
+
+
+_COUNT_INPUT = Union[float, str, MeasuredValue]
+
+# Field types. Counts >= 0; Hb > 0; percentages 0-100.
+def _non_negative(value: Decimal) -> Decimal:
+    if value < 0:
+        raise ValueError(f"impossible negative value {value}")
+    return value
+
+
+Count = Annotated[Decimal, BeforeValidator(_edge(COUNT_SCALE, "10^9/L"),
+                                           json_schema_input_type=_COUNT_INPUT),
+                  AfterValidator(_non_negative)]
+Hemoglobin = Annotated[Decimal, BeforeValidator(_edge(HB_SCALE, "g/dL"),
+                                                json_schema_input_type=_COUNT_INPUT),
+                       AfterValidator(_non_negative)]
+# Plain numbers: pydantic's Decimal converts a float through its shortest repr (0.1 -> 0.1).
+Number = Annotated[Decimal, Field(allow_inf_nan=False)]
+NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+Percent = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)]

@@ -1,0 +1,349 @@
+"""Load rule packs from `rules/<pack-id>/`: parse (yaml.safe_load), validate against the models,
+check references, hash the content. A bad pack fails here with file, line and key, before
+anything is evaluated.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from pydantic import ValidationError
+
+from engine.errors import PackError
+from engine.rules.model import (AllOf, AnyOf, Compare, Condition, Decision, FactRef, FactType,
+                                Manifest, NotOf, PackTest, ParamRef, RuleRef, TestFile)
+
+PACK_FILE = "pack.yaml"
+TESTS_FILE = "tests.yaml"
+
+
+def default_rules_dir() -> Path:
+    """$ADJUDICATOR_RULES, else the repository's rules/ folder beside engine/."""
+    env = os.environ.get("ADJUDICATOR_RULES")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "rules"
+
+
+@dataclass
+class Pack:
+    """A loaded, validated pack: the manifest, its tests, and the identity recorded with every decision."""
+    manifest: Manifest
+    tests: list[PackTest]
+    path: Path
+    sha256: str
+    lines: dict[tuple, int] = field(repr=False, default_factory=dict)
+    plan: Any = field(repr=False, default=None)
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def identity(self) -> dict[str, str]:
+        return {"id": self.id, "version": self.version, "sha256": self.sha256}
+
+    def line_of(self, *path: Any) -> int | None:
+        """Best line for a key path (the longest prefix the YAML knows)."""
+        for n in range(len(path), -1, -1):
+            if tuple(path[:n]) in self.lines:
+                return self.lines[tuple(path[:n])]
+        return None
+
+
+# --- YAML with line numbers -------------------------------------------------------------------
+
+def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[path + (key,)] = k.start_mark.line + 1
+            _line_map(v, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _line_map(v, path + (i,), out)
+    return out
+
+
+def _read_yaml(path: Path) -> tuple[Any, dict[tuple, int], bytes]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PackError(f"not UTF-8 text ({exc.reason})", file=str(path)) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PackError(f"malformed YAML: {problem}", file=str(path),
+                        line=(mark.line + 1) if mark else None) from None
+    return data, (_line_map(node) if node is not None else {}), raw
+
+
+def _validation_error(exc: ValidationError, file: Path, lines: dict[tuple, int]) -> PackError:
+    err = exc.errors()[0]
+    # pydantic adds union tags ('compare', 'function-after[...]') to the location; keep only YAML keys.
+    clean = [p for p in err["loc"] if not (isinstance(p, str) and (p == "compare" or p.startswith("function-")))]
+    line = None
+    for n in range(len(clean), -1, -1):
+        if tuple(clean[:n]) in lines:
+            line = lines[tuple(clean[:n])]
+            break
+    key = ".".join(str(p) for p in clean) or None
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key {clean[-1]!r}" if clean else msg
+    return PackError(msg + more, file=str(file), line=line, key=key)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def load_pack(folder: str | Path) -> Pack:
+    """Load and check one pack folder; raise PackError naming file, line and key."""
+    folder = Path(folder)
+    pack_file = folder / PACK_FILE
+    if not pack_file.is_file():
+        raise PackError(f"no {PACK_FILE} in pack folder", file=str(folder))
+    data, lines, raw = _read_yaml(pack_file)
+    if not isinstance(data, dict):
+        raise PackError("a pack file must be a mapping of keys (id, version, rules, ...)", file=str(pack_file), line=1)
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, pack_file, lines) from None
+    if manifest.id != folder.name:
+        raise PackError(f"pack id {manifest.id!r} differs from its folder name {folder.name!r}",
+                        file=str(pack_file), line=lines.get(("id",)), key="id")
+    tests: list[PackTest] = []
+    tests_file = folder / TESTS_FILE
+    if tests_file.is_file():
+        tdata, tlines, _ = _read_yaml(tests_file)
+        try:
+            tests = TestFile.model_validate(tdata or {}).tests
+        except ValidationError as exc:
+            raise _validation_error(exc, tests_file, tlines) from None
+    pack = Pack(manifest=manifest, tests=tests, path=folder,
+                sha256=hashlib.sha256(raw).hexdigest(), lines=lines)
+    check_references(pack)
+    return pack
+
+
+@dataclass
+class Registry:
+    """Every pack of a rules folder, by id, in dependency order."""
+    packs: dict[str, Pack]
+    root: Path
+
+    def get(self, pack_id: str) -> Pack:
+        if pack_id not in self.packs:
+            raise PackError(f"no rule pack {pack_id!r} (known: {', '.join(sorted(self.packs)) or 'none'})",
+                            file=str(self.root))
+        return self.packs[pack_id]
+
+    def chain(self, pack_id: str) -> list[Pack]:
+        """The pack and everything it depends on, dependencies first."""
+        order: list[Pack] = []
+
+        def visit(pid: str, stack: tuple[str, ...]) -> None:
+            if pid in stack:
+                raise PackError(f"dependency cycle: {' -> '.join(stack + (pid,))}", file=str(self.root))
+            p = self.get(pid)
+            for dep in p.manifest.depends_on:
+                visit(dep.pack, stack + (pid,))
+            if p not in order:
+                order.append(p)
+
+        visit(pack_id, ())
+        return order
+
+
+def load_registry(rules_dir: str | Path | None = None) -> Registry:
+    root = Path(rules_dir) if rules_dir else default_rules_dir()
+    if not root.is_dir():
+        raise PackError("rules folder not found", file=str(root))
+    packs = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        pack = load_pack(folder)
+        packs[pack.id] = pack
+    reg = Registry(packs=packs, root=root)
+    for pack in packs.values():
+        for i, dep in enumerate(pack.manifest.depends_on):
+            where = dict(file=str(pack.path / PACK_FILE), line=pack.line_of("depends_on", i), key=f"depends_on.{i}")
+            if dep.pack not in packs:
+                raise PackError(f"depends on unknown pack {dep.pack!r}", **where)
+            if not version_matches(packs[dep.pack].version, dep.version):
+                raise PackError(f"depends on {dep.pack} {dep.version} but {packs[dep.pack].version} is loaded", **where)
+        reg.chain(pack.id)  # raises on cycles
+        check_dependency_facts(pack, reg)
+    return reg
+
+
+def version_matches(actual: str, wanted: str) -> bool:
+    if wanted in ("*", ""):
+        return True
+    if wanted.endswith(".x"):
+        return actual.split(".")[0] == wanted.split(".")[0]
+    return actual == wanted
+
+
+# --- semantic checks ------------------------------------------------------------------------------
+
+def walk(cond: Any, path: tuple = ()) -> Iterator[tuple[Any, tuple]]:
+    """Every node of a condition tree with its key path (for error lines)."""
+    yield cond, path
+    if isinstance(cond, AllOf):
+        for i, c in enumerate(cond.all):
+            yield from walk(c, path + ("all", i))
+    elif isinstance(cond, AnyOf):
+        for i, c in enumerate(cond.any):
+            yield from walk(c, path + ("any", i))
+    elif isinstance(cond, NotOf):
+        yield from walk(cond.not_, path + ("not",))
+
+
+def facts_read(cond: Any) -> list[str]:
+    """Fact names a condition reads directly (not through rule references), in order, unique."""
+    out: list[str] = []
+    for node, _ in walk(cond):
+        if isinstance(node, Compare):
+            names = [node.fact] if node.fact else []
+            ops = node.operand if node.op == "between" else [node.operand]
+            names += [o.fact for o in ops if isinstance(o, FactRef)]
+            for n in names:
+                if n not in out:
+                    out.append(n)
+    return out
+
+
+def rules_referenced(cond: Any) -> list[str]:
+    return [node.rule for node, _ in walk(cond) if isinstance(node, RuleRef)]
+
+
+def decision_output_names(pack_id: str, dec: Decision) -> dict[str, str]:
+    """Fact name -> python type name of a decision's outputs (`<pack>.<decision>[.<field>]`)."""
+    outs: dict[str, str] = {}
+    if dec.hit_policy.value == "collect":  # a list of outputs is not a fact
+        return outs
+    values = [r.then for r in dec.rows] + ([dec.default] if dec.default is not None else [])
+    for v in values:
+        if isinstance(v, dict):
+            for k, fv in v.items():
+                outs[f"{pack_id}.{dec.id}.{k}"] = type(fv).__name__ if fv is not None else outs.get(f"{pack_id}.{dec.id}.{k}", "NoneType")
+        else:
+            outs[f"{pack_id}.{dec.id}"] = type(v).__name__
+    return outs
+
+
+def check_references(pack: Pack) -> None:
+    m = pack.manifest
+    pfile = str(pack.path / PACK_FILE)
+
+    def fail(msg: str, *path: Any) -> None:
+        raise PackError(msg, file=pfile, line=pack.line_of(*path), key=".".join(map(str, path)))
+
+    declared = {f.name: f for f in m.facts}
+    params = {p.name: p for p in m.parameters}
+    for i, p in enumerate(m.parameters):
+        if p.choices is not None and p.value not in p.choices:
+            fail(f"parameter {p.name!r} value {p.value!r} is not one of its choices {p.choices}", "parameters", i, "value")
+    derived_names: list[str] = []
+    dep_prefixes = tuple(d.pack + "." for d in m.depends_on)
+    for i, d in enumerate(m.derived):
+        if d.name in declared or d.name in derived_names:
+            fail(f"derived fact {d.name!r} is declared twice", "derived", i, "name")
+        args = [d.args.fact] if d.op == "lookup" else list(d.args)
+        for a in args:
+            if isinstance(a, str) and a not in declared and a not in derived_names and not a.startswith(dep_prefixes):
+                fail(f"derived fact {d.name!r} reads {a!r}, which is neither a declared fact nor an earlier derived fact", "derived", i)
+            if isinstance(a, ParamRef) and a.param not in params:
+                fail(f"unknown parameter {a.param!r}", "derived", i)
+        derived_names.append(d.name)
+    own_outputs: dict[str, str] = {}
+    for d in m.decisions:
+        own_outputs.update(decision_output_names(m.id, d))
+    rule_ids = {r.id for r in m.rules}
+    dec_ids = [d.id for d in m.decisions]
+    if len(set(dec_ids)) != len(dec_ids):
+        fail("duplicate decision id", "decisions")
+    known = set(declared) | set(derived_names) | set(own_outputs)
+
+    def check_cond(cond: Any, base: tuple) -> None:
+        for node, path in walk(cond, base):
+            if isinstance(node, RuleRef) and node.rule not in rule_ids:
+                fail(f"reference to unknown rule {node.rule!r}", *path, "rule")
+            if not isinstance(node, Compare):
+                continue
+            if node.param is not None and node.param not in params:
+                fail(f"unknown parameter {node.param!r}", *path, "param")
+            for name in facts_read(node):
+                if name not in known and not name.startswith(dep_prefixes):
+                    fail(f"reads undeclared fact {name!r} (declare it under facts:, derived: or as a decision output)", *path)
+            ops = node.operand if node.op == "between" else [node.operand]
+            for o in ops if node.op != "in" else []:
+                if isinstance(o, ParamRef) and o.param not in params:
+                    fail(f"unknown parameter {o.param!r}", *path, node.op)
+                if isinstance(o, FactRef) and isinstance(o.times, ParamRef) and o.times.param not in params:
+                    fail(f"unknown parameter {o.times.param!r}", *path, node.op)
+            decl = declared.get(node.fact) if node.fact else None
+            if decl is not None:
+                if node.op in ("lt", "lte", "gt", "gte", "between") and decl.type in (FactType.string, FactType.boolean):
+                    fail(f"'{node.op}' needs a number or date; {decl.name!r} is {decl.type.value}", *path, node.op)
+                if decl.values is not None:
+                    lits = node.operand if node.op == "in" else ([node.operand] if node.op in ("eq", "ne") else [])
+                    for lit in lits:
+                        if isinstance(lit, str) and lit not in decl.values:
+                            fail(f"{lit!r} is not an allowed value of {decl.name!r} ({', '.join(decl.values)})", *path, node.op)
+
+    for i, r in enumerate(m.rules):
+        check_cond(r.when, ("rules", i, "when"))
+    for i, d in enumerate(m.decisions):
+        for j, row in enumerate(d.rows):
+            check_cond(row.when, ("decisions", i, "rows", j, "when"))
+    # cycles among rules / decisions are found when the evaluation plan is built
+    from engine.evaluate.plan import build_plan  # local import: plan depends on this module
+    pack.plan = build_plan(pack)
+    for i, t in enumerate(pack.tests):
+        tfile = str(pack.path / TESTS_FILE)
+        for rid in t.expect.rules:
+            if rid not in rule_ids:
+                raise PackError(f"test {t.name!r} expects unknown rule {rid!r}", file=tfile, key=f"tests.{i}.expect.rules")
+        for did in t.expect.decisions:
+            if did not in dec_ids:
+                raise PackError(f"test {t.name!r} expects unknown decision {did!r}", file=tfile, key=f"tests.{i}.expect.decisions")
+        for name in t.given:
+            if name not in declared and not name.startswith(dep_prefixes):
+                raise PackError(f"test {t.name!r} gives undeclared fact {name!r}", file=tfile, key=f"tests.{i}.given")
+        for name in t.parameters:
+            if name not in params:
+                raise PackError(f"test {t.name!r} sets unknown parameter {name!r}", file=tfile, key=f"tests.{i}.parameters")
+
+
+def check_dependency_facts(pack: Pack, reg: Registry) -> None:
+    """A fact `<dep>.<decision>[.field]` must be an output of that dependency."""
+    m = pack.manifest
+    outputs: dict[str, str] = {}
+    for dep in m.depends_on:
+        dp = reg.packs[dep.pack]
+        for d in dp.manifest.decisions:
+            outputs.update(decision_output_names(dp.id, d))
+    prefixes = tuple(d.pack + "." for d in m.depends_on)
+    names: list[tuple[str, tuple]] = []
+    for i, r in enumerate(m.rules):
+        names += [(n, ("rules", i)) for n in facts_read(r.when)]
+    for i, d in enumerate(m.decisions):
+        for j, row in enumerate(d.rows):
+            names += [(n, ("decisions", i, "rows", j)) for n in facts_read(row.when)]
+    for n, path in names:
+        if n.startswith(prefixes) and n not in outputs:
+            raise PackError(f"reads {n!r}, which is not an output of the dependency",
+                            file=str(pack.path / PACK_FILE), line=pack.line_of(*path), key=".".join(map(str, path)))

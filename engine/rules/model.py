@@ -1,0 +1,303 @@
+"""The rule-pack language as pydantic models: the single definition the loader validates
+against and `adjudicator rules schema` publishes as JSON Schema.
+
+A pack is a folder `rules/<pack-id>/` with `pack.yaml` (manifest, facts, parameters, derived
+facts, rules, decisions) and optionally `tests.yaml` (embedded tests). See docs/rule-language.md.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+ID_RE = r"^[A-Za-z][A-Za-z0-9_.\-]*$"
+FACT_RE = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$"
+SEMVER_RE = r"^\d+\.\d+\.\d+$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --- operands -------------------------------------------------------------------------------
+
+class ParamRef(Strict):
+    """A named pack parameter, e.g. `{param: mrd_threshold_pct}`."""
+    param: str = Field(pattern=ID_RE)
+
+
+class FactRef(Strict):
+    """Another fact, optionally scaled: `{fact: labs.bilirubin_uln, times: 1.5}` (exact decimal)."""
+    fact: str = Field(pattern=FACT_RE)
+    times: Union[float, int, ParamRef] = 1
+
+
+Scalar = Union[bool, int, float, str, dt.date]
+Operand = Union[ParamRef, FactRef, bool, int, float, str, dt.date]
+
+COMPARATORS = ("eq", "ne", "lt", "lte", "gt", "gte")
+OPERATORS = COMPARATORS + ("in", "between", "exists", "missing")
+
+
+# --- conditions -----------------------------------------------------------------------------
+
+class Compare(Strict):
+    """A test of one fact (or parameter): exactly one left side and exactly one operator.
+
+    A comparison that reads a missing fact is *unknown*; `exists` / `missing` are never unknown.
+    """
+    fact: str | None = Field(default=None, pattern=FACT_RE)
+    param: str | None = Field(default=None, pattern=ID_RE)
+    eq: Operand | None = None
+    ne: Operand | None = None
+    lt: Operand | None = None
+    lte: Operand | None = None
+    gt: Operand | None = None
+    gte: Operand | None = None
+    in_: list[Scalar] | None = Field(default=None, alias="in", min_length=1)
+    between: list[Union[ParamRef, float, int, dt.date]] | None = Field(
+        default=None, min_length=2, max_length=2, description="inclusive at both ends")
+    exists: Literal[True] | None = None
+    missing: Literal[True] | None = None
+
+    @model_validator(mode="after")
+    def _one_left_one_operator(self) -> "Compare":
+        if (self.fact is None) == (self.param is None):
+            raise ValueError("a comparison needs exactly one of 'fact' or 'param'")
+        ops = [op for op in OPERATORS if getattr(self, "in_" if op == "in" else op) is not None]
+        if len(ops) != 1:
+            raise ValueError(f"a comparison needs exactly one operator of {', '.join(OPERATORS)}; got {ops or 'none'}")
+        if self.param is not None and ops[0] in ("exists", "missing"):
+            raise ValueError("parameters always exist: 'exists'/'missing' apply to facts")
+        return self
+
+    @property
+    def op(self) -> str:
+        for op in OPERATORS:
+            if getattr(self, "in_" if op == "in" else op) is not None:
+                return op
+        raise AssertionError("validated")
+
+    @property
+    def operand(self) -> Any:
+        return getattr(self, "in_" if self.op == "in" else self.op)
+
+
+class RuleRef(Strict):
+    """The outcome of another rule of the same pack: met -> true, not met -> false, unknown -> unknown."""
+    rule: str = Field(pattern=ID_RE)
+
+
+class AllOf(Strict):
+    all: list["Condition"] = Field(min_length=1)
+
+
+class AnyOf(Strict):
+    any: list["Condition"] = Field(min_length=1)
+
+
+class NotOf(Strict):
+    not_: "Condition" = Field(alias="not")
+
+
+def _condition_tag(v: Any) -> str:
+    if isinstance(v, dict):
+        for key in ("all", "any", "not", "rule"):
+            if key in v:
+                return key
+        return "compare"
+    if isinstance(v, BaseModel):
+        return {AllOf: "all", AnyOf: "any", NotOf: "not", RuleRef: "rule"}.get(type(v), "compare")
+    return "compare"
+
+
+Condition = Annotated[
+    Union[
+        Annotated[AllOf, Tag("all")],
+        Annotated[AnyOf, Tag("any")],
+        Annotated[NotOf, Tag("not")],
+        Annotated[RuleRef, Tag("rule")],
+        Annotated[Compare, Tag("compare")],
+    ],
+    Discriminator(_condition_tag),
+]
+AllOf.model_rebuild()
+AnyOf.model_rebuild()
+NotOf.model_rebuild()
+
+
+# --- manifest parts -----------------------------------------------------------------------
+
+class FactType(str, Enum):
+    number = "number"
+    integer = "integer"
+    boolean = "boolean"
+    string = "string"
+    date = "date"
+
+
+class FactDecl(Strict):
+    """A fact the pack reads: its dotted name, type and unit, and the plausible range."""
+    name: str = Field(pattern=FACT_RE)
+    type: FactType
+    unit: str | None = None
+    description: str = ""
+    values: list[str] | None = Field(default=None, description="allowed values of a string fact")
+    min: float | None = None
+    max: float | None = None
+
+
+class Parameter(Strict):
+    """A named threshold or switch; `operational: true` marks a project choice that is not protocol text."""
+    name: str = Field(pattern=ID_RE)
+    value: Union[bool, int, float, str]
+    unit: str | None = None
+    operational: bool = False
+    choices: list[Union[bool, int, float, str]] | None = None
+    source: str = Field(min_length=1, description="where the value comes from (protocol, guideline, project decision)")
+    description: str = ""
+
+
+class Derived(Strict):
+    """A fact computed from other facts by one exact-decimal operation. Missing inputs -> missing.
+
+    Exactly one of the operations below. Operands are fact names, numbers or `{param: ...}`.
+    """
+    name: str = Field(pattern=FACT_RE)
+    unit: str | None = None
+    description: str = ""
+    ratio: list[Union[str, float, int, ParamRef]] | None = Field(default=None, min_length=2, max_length=2)
+    product: list[Union[str, float, int, ParamRef]] | None = Field(default=None, min_length=2)
+    sum: list[Union[str, float, int, ParamRef]] | None = Field(default=None, min_length=2)
+    difference: list[Union[str, float, int, ParamRef]] | None = Field(default=None, min_length=2, max_length=2)
+    percent_decrease: list[str] | None = Field(
+        default=None, min_length=2, max_length=2, description="[from, to]: (from - to) / from x 100")
+    days_between: list[str] | None = Field(default=None, min_length=2, max_length=2, description="[earlier, later]")
+    years_between: list[str] | None = Field(
+        default=None, min_length=2, max_length=2, description="[earlier, later] in completed years")
+    lookup: "Lookup | None" = None
+    first_present: list[str] | None = Field(default=None, min_length=1)
+    min_of: list[str] | None = Field(default=None, min_length=1, alias="min")
+    max_of: list[str] | None = Field(default=None, min_length=1, alias="max")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Derived":
+        ops = [k for k in DERIVED_OPS if getattr(self, DERIVED_ATTR.get(k, k)) is not None]
+        if len(ops) != 1:
+            raise ValueError(f"a derived fact needs exactly one operation of {', '.join(DERIVED_OPS)}; got {ops or 'none'}")
+        return self
+
+    @property
+    def op(self) -> str:
+        return next(k for k in DERIVED_OPS if getattr(self, DERIVED_ATTR.get(k, k)) is not None)
+
+    @property
+    def args(self) -> Any:
+        return getattr(self, DERIVED_ATTR.get(self.op, self.op))
+
+
+class Lookup(Strict):
+    """Map a string fact to a number through a table (e.g. steroid -> prednisone-equivalence factor)."""
+    fact: str = Field(pattern=FACT_RE)
+    table: dict[str, Union[float, int]]
+
+
+DERIVED_OPS = ("ratio", "product", "sum", "difference", "percent_decrease", "days_between",
+               "years_between", "lookup", "first_present", "min", "max")
+DERIVED_ATTR = {"min": "min_of", "max": "max_of"}
+Derived.model_rebuild()
+
+
+class Source(Strict):
+    """Where a rule comes from: the citation and the verbatim sentence it encodes."""
+    citation: str = Field(min_length=1, description="protocol section, guideline table, CTCAE term")
+    text: str = Field(min_length=1, description="the verbatim source sentence")
+    note: str = Field(default="", description="interpretation taken (ambiguity id and decision)")
+
+
+class Rule(Strict):
+    """One criterion or definition. Outcome: met / not_met / unknown (with the missing facts)."""
+    id: str = Field(pattern=ID_RE)
+    title: str = Field(min_length=1)
+    kind: str = Field(default="definition", description="e.g. inclusion, exclusion, advisory, definition")
+    source: Source
+    when: Condition
+    basis: Literal["protocol", "guideline", "operational"] = "protocol"
+    message: str = Field(default="", description="what to tell the user when the rule is met (advisories)")
+
+
+class DecisionRow(Strict):
+    when: Condition
+    then: Union[str, bool, int, float, dict[str, Union[str, bool, int, float, None]]]
+    note: str = ""
+
+
+class HitPolicy(str, Enum):
+    first = "first"      # priority order: the first met row wins (earlier unknown rows make it indeterminate)
+    unique = "unique"    # at most one row may be met; an overlap is an error
+    collect = "collect"  # every met row
+
+
+class Decision(Strict):
+    """A decision table over conditions, DMN style. Its outputs become facts `<pack>.<decision>[.<field>]`."""
+    id: str = Field(pattern=ID_RE)
+    title: str = ""
+    hit_policy: HitPolicy
+    rows: list[DecisionRow] = Field(min_length=1)
+    default: Union[str, bool, int, float, dict[str, Union[str, bool, int, float, None]], None] = Field(
+        default=None, description="output when every row is decided not met")
+    source: Source | None = None
+
+
+class Dependency(Strict):
+    pack: str = Field(pattern=ID_RE)
+    version: str = Field(default="*", description="'*' or an exact semver or 'MAJOR.x'")
+
+
+class Manifest(Strict):
+    """pack.yaml: identity, provenance, what the pack reads, and its rules."""
+    id: str = Field(pattern=ID_RE)
+    version: str = Field(pattern=SEMVER_RE)
+    effective: dt.date
+    title: str = Field(min_length=1)
+    source: str = Field(min_length=1, description="the protocol or guideline this pack encodes")
+    depends_on: list[Dependency] = []
+    facts: list[FactDecl] = []
+    parameters: list[Parameter] = []
+    derived: list[Derived] = []
+    rules: list[Rule] = []
+    decisions: list[Decision] = []
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_ids(cls, v: list[Rule]) -> list[Rule]:
+        seen: set[str] = set()
+        for r in v:
+            if r.id in seen:
+                raise ValueError(f"duplicate rule id {r.id!r}")
+            seen.add(r.id)
+        return v
+
+
+class Expect(Strict):
+    rules: dict[str, Literal["met", "not_met", "unknown"]] = {}
+    decisions: dict[str, Any] = {}
+    missing: dict[str, list[str]] = Field(default={}, description="rule or decision id -> exact missing facts")
+
+
+class PackTest(Strict):
+    name: str = Field(min_length=1)
+    given: dict[str, Any] = {}
+    parameters: dict[str, Any] = {}
+    expect: Expect
+
+
+class TestFile(Strict):
+    tests: list[PackTest] = []
+
+
+def is_semver(v: str) -> bool:
+    return bool(re.match(SEMVER_RE, v))
