@@ -18,7 +18,8 @@ How each pitfall of durable-rules 2.0.28 (DESIGN.md) is handled here:
 - Swallowed action exceptions and the Host's racing dispatch thread: no Host, no Python actions.
   The C module is driven directly (assert, then drain the fired actions), so nothing runs on a
   background thread and any error surfaces here.
-- 1,024 live sessions per ruleset: every evaluation deletes its session in `finally`.
+- 1,024 live sessions per ruleset: every evaluation deletes its session in `finally` (but only
+  a session the engine created: deleting one whose facts all went unhandled segfaults).
 - Registration is once per process and immutable: rulesets are named by pack id + version +
   content sha256 + the hash of the parameter values folded into the conditions.
 """
@@ -215,11 +216,11 @@ class DurableSession:
             r = results.get(rule)
             if r is not None and r.outcome is not Outcome.UNKNOWN:
                 fact[key] = r.outcome.value
-        self.open = True
         code, state = _dre.assert_fact(c.handle, json.dumps(fact))
         out: dict[str, Outcome] = {}
         if code == 1:  # MessageNotHandled: no rule matched; every rule of the stratum is unknown
             return out
+        self.open = True
         if code not in (0, 3):
             raise EvaluationError(f"rules engine returned code {code} for {c.name}")
         r = _dre.start_action_for_state(c.handle, state)
@@ -237,6 +238,8 @@ class DurableSession:
         return out
 
     def close(self) -> None:
+        # only a session the engine created (some fact was handled) may be deleted: deleting
+        # one whose every fact went unhandled crashes durable-rules 2.0.28 (segfault, measured)
         if self.open:
             _dre.delete_state(self.c.handle, self.sid)
             self.open = False

@@ -59,7 +59,13 @@ def convert(value: Any, unit: str, table: dict[str, Decimal], canonical: str) ->
         accepted = COUNT_UNITS_SHOWN if table is COUNT_SCALE else HB_UNITS_SHOWN
         raise UnitError(f"unknown unit {unit!r} for a value in {canonical} "
                         f"(accepted: {accepted}; only exact scalings are converted)")
-    return to_decimal(value) * factor
+    return tidy(to_decimal(value) * factor)
+
+
+def tidy(value: Decimal) -> Decimal:
+    """Drop trailing zeros a scaling leaves (1200 x 0.001 = 1.200 -> 1.2; 100.000 -> 100)."""
+    normal = value.normalize()
+    return normal.quantize(Decimal(1)) if normal.as_tuple().exponent > 0 else normal
 
 
 def _edge(table: dict[str, Decimal], canonical: str):

@@ -244,6 +244,19 @@ def decision_output_names(pack_id: str, dec: Decision) -> dict[str, str]:
     return outs
 
 
+def pack_from_data(data: dict[str, Any], folder: str | Path = "<memory>") -> Pack:
+    """A pack built from an in-memory mapping (tests, generated packs); same checks as a file."""
+    import json
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, Path(folder) / PACK_FILE, {}) from None
+    raw = json.dumps(data, sort_keys=True, default=str).encode()
+    pack = Pack(manifest=manifest, tests=[], path=Path(folder), sha256=hashlib.sha256(raw).hexdigest())
+    check_references(pack)
+    return pack
+
+
 def check_references(pack: Pack) -> None:
     m = pack.manifest
     pfile = str(pack.path / PACK_FILE)

@@ -1,0 +1,39 @@
+"""What every use case shares: the audit entry of a decision, built one way."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from engine import __version__
+from engine.audit.record import sha256_of
+from engine.evaluate.facts import FactSheet
+from engine.evaluate.run import PackResult
+from engine.evaluate.values import to_json
+
+
+def input_snapshot(sheet: FactSheet, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """The facts as read (base facts only, with their sources): what the audit trail keeps."""
+    keep = sorted(names) if names is not None else sorted(sheet.values)
+    return {"facts": {k: to_json(sheet.values[k]) for k in keep if k in sheet.values},
+            "sources": {k: sheet.sources[k] for k in keep if k in sheet.sources}}
+
+
+def audit_entry(*, subject_id: str, use_case: str, item: str | None, snapshot: Mapping[str, Any],
+                results: Iterable[PackResult], outcome: Mapping[str, Any], actor: str,
+                reason: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+    """One audit record (a plain dict the audit store's batch writer accepts)."""
+    results = list(results)
+    return {
+        "subject_id": subject_id,
+        "use_case": use_case,
+        "item": item,
+        "run_id": run_id,
+        "input": dict(snapshot),
+        "input_sha256": sha256_of(dict(snapshot)),
+        "packs": [r.pack for r in results],
+        "parameters": {r.pack["id"]: r.parameters for r in results},
+        "engine_version": __version__,
+        "trace": [t for r in results for t in r.trace()],
+        "outcome": dict(outcome),
+        "actor": actor,
+        "reason": reason,
+    }

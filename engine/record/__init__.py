@@ -1,0 +1,25 @@
+"""The subject record: pydantic models of one trial subject, loaded from YAML/JSON files.
+
+Public surface: `load_subject`, `load_subjects`, `field_source`, `SubjectRecord`,
+`subject_json_schema`, and the helpers `completed_years`, `age_at_consent`,
+`cockcroft_gault`, `creatinine_mg_dl`. Field reference: docs/subject-record.md.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.record.demographics import completed_years
+from engine.record.load import field_source, load_subject, load_subjects
+from engine.record.screening import cockcroft_gault, creatinine_mg_dl
+from engine.record.subject import SubjectRecord, age_at_consent, iter_dates
+
+
+def subject_json_schema() -> dict[str, Any]:
+    """JSON Schema of a subject file (what the loader accepts, before unit conversion)."""
+    return SubjectRecord.model_json_schema(mode="validation")
+
+
+__all__ = [
+    "SubjectRecord", "load_subject", "load_subjects", "field_source", "subject_json_schema",
+    "completed_years", "age_at_consent", "cockcroft_gault", "creatinine_mg_dl", "iter_dates",
+]

@@ -1,0 +1,213 @@
+"""Reading subject files (YAML or JSON) into `SubjectRecord`, with one-line errors.
+
+Every failure is an `InputError` naming the file (with the line when known), the subject, the
+dotted field (e.g. `on_study.assessments[1].marrow.blasts_pct`) and the expectation.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from engine.errors import InputError
+from engine.record.base import FieldError
+from engine.record.history import HISTORY_TYPES
+from engine.record.subject import SubjectRecord
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def load_subject(path: str | Path) -> SubjectRecord:
+    """Read and validate one subject file; raise InputError on any bad input."""
+    path = Path(path)
+    data, node = _read(path)
+    subject = data.get("subject_id") if isinstance(data.get("subject_id"), str) else None
+    try:
+        return SubjectRecord.model_validate(data)
+    except ValidationError as exc:
+        raise _to_input_error(exc, path, subject, node) from None
+
+
+def load_subjects(folder: str | Path) -> Iterator[tuple[Path, SubjectRecord | InputError]]:
+    """Every subject file in a folder (not recursive, sorted by name): (path, record or error).
+
+    A subject_id already seen in an earlier file is reported as an error for the later file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("not a folder", file=str(folder), expected="a folder of subject files")
+    seen: dict[str, Path] = {}
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES):
+        try:
+            record = load_subject(path)
+        except InputError as exc:
+            yield path, exc
+            continue
+        if record.subject_id in seen:
+            yield path, InputError(f"subject_id also used by {seen[record.subject_id]}",
+                                   file=str(path), subject=record.subject_id,
+                                   field="subject_id", expected="one file per subject")
+            continue
+        seen[record.subject_id] = path
+        yield path, record
+
+
+def field_source(path: str | Path, dotted_field: str) -> str:
+    """Provenance of a value: `<file>#<dotted field>`, e.g. `S001.yaml#screening.labs.bilirubin`."""
+    return f"{Path(path).as_posix()}#{dotted_field}"
+
+
+# --- reading -----------------------------------------------------------------------------
+
+def _read(path: Path) -> tuple[dict[str, Any], Any]:
+    """The parsed mapping and, for YAML, its node tree (for line numbers of errors)."""
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(f"unsupported file type {suffix or '(none)'!r}", file=str(path),
+                         expected="a .yaml, .yml or .json file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read file: {exc}", file=str(path),
+                         expected="a UTF-8 text file") from None
+    node = None
+    if suffix == ".json":
+        try:
+            data = json.loads(text, object_pairs_hook=_unique_pairs)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"malformed JSON: {exc.msg} at line {exc.lineno} column "
+                             f"{exc.colno}", file=f"{path}:{exc.lineno}") from None
+        except _DuplicateKey as exc:
+            raise InputError(f"duplicate key {exc.key!r}", file=str(path), field=exc.key,
+                             expected="each key once") from None
+    else:
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes only: nothing is built
+            _check_duplicate_keys(node, path)
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+            line = mark.line + 1 if mark else None
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            where = f" at line {line} column {mark.column + 1}" if mark else ""
+            raise InputError(f"malformed YAML: {problem}{where}",
+                             file=f"{path}:{line}" if line else str(path)) from None
+    if not isinstance(data, dict):
+        raise InputError(f"the file holds a {type(data).__name__}, not a mapping",
+                         file=str(path), expected="one subject as a mapping of fields")
+    return data, node
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(key)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _check_duplicate_keys(node: Any, path: Path) -> None:
+    """YAML silently keeps the last of two equal keys: refuse them instead."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                raise InputError(f"duplicate key {key.value!r}", file=f"{path}:{key.start_mark.line + 1}",
+                                 field=str(key.value), expected="each key once")
+            seen.add(key.value)
+            _check_duplicate_keys(value, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicate_keys(item, path)
+
+
+# --- errors ------------------------------------------------------------------------------
+
+def _to_input_error(exc: ValidationError, path: Path, subject: str | None,
+                    node: Any) -> InputError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = _clean_loc(first["loc"])
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc = loc + ("type",)
+    cause = (first.get("ctx") or {}).get("error")
+    expected = None
+    if isinstance(cause, FieldError):
+        message, expected = cause.message, cause.expected
+        if cause.field:
+            loc = loc + tuple(_split_dotted(cause.field))
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    else:
+        message = first["msg"].removeprefix("Value error, ").replace("valid decimal",
+                                                                      "valid number")
+        value = first.get("input")
+        if not isinstance(value, (dict, list)) and first["type"] != "extra_forbidden":
+            message += f" (got {value!r})"
+    if len(errors) > 1:
+        message += f" (+{len(errors) - 1} more)"
+    line = _line_of(node, loc)
+    file = f"{path}:{line}" if line else str(path)
+    return InputError(message, file=file, subject=subject, field=_dotted(loc) or None,
+                      expected=expected)
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the discriminator tag pydantic inserts after a history index."""
+    out: list[Any] = []
+    for i, part in enumerate(loc):
+        if (isinstance(part, str) and part in HISTORY_TYPES and i >= 2
+                and isinstance(loc[i - 1], int) and loc[i - 2] == "treatment_history"):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _split_dotted(dotted: str) -> list[Any]:
+    parts: list[Any] = []
+    for piece in dotted.split("."):
+        name, _, rest = piece.partition("[")
+        if name:
+            parts.append(name)
+        while rest:
+            index, _, rest = rest.partition("]")
+            parts.append(int(index))
+            rest = rest.lstrip("[")
+    return parts
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
+    """Line (1-based) of the deepest YAML node on the path of `loc` (None for JSON)."""
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

@@ -1,0 +1,1 @@
+"""Output: tables for a terminal (rich), JSON and CSV."""

@@ -1,0 +1,154 @@
+"""Regenerate docs/subject-record.md from the record models (run after changing a model).
+
+    .venv/bin/python scripts/gen_subject_record_doc.py          # rewrite the file
+    .venv/bin/python scripts/gen_subject_record_doc.py --check  # exit 1 if it is stale
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import types
+import typing
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from engine.record import SubjectRecord
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "subject-record.md"
+
+INTRO = """# The subject record
+
+One file per subject, YAML (`.yaml`/`.yml`) or JSON (`.json`), loaded by
+`engine.record.load_subject(path)` into `SubjectRecord` (pydantic, frozen). The JSON Schema is
+printed by `adjudicator schema subject`. Synthetic examples: `fixtures/subjects/example-*.yaml`.
+
+## Conventions
+
+- **Numbers are `Decimal`** inside the record (never binary floats), so that rule comparisons
+  are exact (1.8 vs 1.5 x 1.2). YAML/JSON numbers and numeric strings are accepted; a float is
+  read through its shortest decimal form (0.1 -> `Decimal('0.1')`).
+- **Canonical units inside**: blood counts (ANC, platelets, WBC) in 10^9/L, haemoglobin in
+  g/dL, blasts, cellularity and MRD in %, weight kg, height cm, LVEF %, fibrinogen g/L.
+  Counts and haemoglobin also accept `{value, unit}` at the edge, converted by exact scalings
+  only (Decimal arithmetic):
+  - counts: `10^9/L`, `G/L`, `10^3/uL`, `K/uL` x 1; `cells/uL`, `cells/mm3`, `/uL`, `/mm3`
+    x 0.001 (so `{value: 1200, unit: cells/uL}` is 1.2);
+  - haemoglobin: `g/dL` x 1, `g/L` x 0.1 (85 g/L is 8.5 g/dL); mmol/L is refused (not an exact
+    scaling).
+  Any other unit is refused with a message naming it.
+- **Lab listings (`labs`) keep value and unit as reported**: the CTCAE grader applies the
+  cut-off published for the reported unit. Screening organ labs keep their unit too and are
+  compared as multiples of the ULN (`OrganLab.ratio_to_uln()`).
+- **Unknown is null** (or the field is left out), never `false` or `0`. A gene left out is
+  `not_tested`, which is distinct from `wild_type`.
+- **Dates** are ISO dates (`2021-09-30`).
+- **Age** is in completed years at consent: `demographics.age_years`, or computed from
+  `demographics.birth_date` and `consent_date` (`age_at_consent()`); if both are given they
+  must agree. The birthday counts on the day itself.
+- **Creatinine clearance**: `screening.labs.creatinine_clearance_ml_min` as reported, or
+  `cockcroft_gault(age, weight_kg, sex, creatinine_mg_dl)` ((140 - age) x weight / (72 x Cr),
+  x 0.85 for women); `creatinine_mg_dl()` reads mg/dL or umol/L (1 mg/dL = 88.4 umol/L).
+- **Prior venetoclax** (`SubjectRecord.prior_venetoclax()`): true if the screening says so or
+  any history cycle is `venetoclax_based`.
+
+## Validation
+
+Every problem is an `InputError` with one line: `file[:line], subject ID, field dotted.path:
+message (expected ...)`, e.g.
+`S001.yaml:57, subject S001, field on_study.assessments[1].marrow.blasts_pct: Input should be
+less than or equal to 100 (got 140)`. With several problems the first is named and
+"(+N more)" is added. Checked:
+
+- malformed YAML/JSON (with line), duplicate keys, a file that is not a mapping;
+- unknown fields (the message lists the allowed ones), missing required fields, wrong types;
+- impossible values: percentages outside 0-100, negative counts, ECOG outside 0-5, NYHA
+  outside 1-4, age/weight/height out of human range, unknown units;
+- dates: nothing (except the birth date) before the birth date; no history entry, marrow or
+  on-study date before the diagnosis; a cycle's marrow_after not before its start; last dose
+  not before first dose; resolution not before onset; no on-study date, lab or AE onset after
+  death; age_years consistent with birth date at consent. A relapse before any remission is
+  allowed (the rule packs judge it);
+- consistency: a male with childbearing potential; GVHD `present` vs `kind`; a gene detail
+  (VAF, allelic ratio) on a gene not `mutated`; karyotype findings with `karyotype_done:
+  false`; `normal` with other findings; duplicate ids, cycle numbers and dosing days.
+
+`load_subjects(folder)` yields `(path, record or InputError)` for every `.yaml/.yml/.json`
+file (sorted; a repeated subject_id is an error for the later file).
+`field_source(path, "screening.labs.bilirubin")` gives the provenance string
+`path#screening.labs.bilirubin` that fact sheets cite.
+
+## Fields
+
+Generated from the models by `scripts/gen_subject_record_doc.py`; do not edit below by hand.
+"""
+
+
+def _type_name(annotation: typing.Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        base = _type_name(args[0])
+        if args[0] is Decimal and any(getattr(m, "json_schema_input_type", None)
+                                      for m in args[1:]):
+            return "number or {value, unit}"
+        return base
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in args if a is not type(None)]
+        if len(args) > len(names) and len(names) == 1:
+            return names[0]
+        return " or ".join(names)
+    if origin is typing.Literal:
+        return " \\| ".join(str(a) for a in args)
+    if origin is list:
+        return f"list of {_type_name(args[0])}"
+    if origin is dict:
+        return f"mapping of {_type_name(args[0])} to {_type_name(args[1])}"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"[{annotation.__name__}](#{annotation.__name__.lower()})"
+    return {Decimal: "number", dt.date: "date", str: "text", int: "integer",
+            bool: "true/false"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _models(root: type[BaseModel]) -> list[type[BaseModel]]:
+    """Every model reachable from root, in breadth-first order."""
+    order, queue = [], [root]
+    while queue:
+        model = queue.pop(0)
+        if model in order:
+            continue
+        order.append(model)
+        for field in model.model_fields.values():
+            queue.extend(_nested(field.annotation))
+    return order
+
+
+def _nested(annotation: typing.Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for a in typing.get_args(annotation) for m in _nested(a)]
+
+
+def render() -> str:
+    lines = [INTRO]
+    for model in _models(SubjectRecord):
+        doc = " ".join((model.__doc__ or "").split("\n\n")[0].split())
+        lines += [f"### {model.__name__}", "", doc, "",
+                  "| field | type | required | meaning and unit |", "|---|---|---|---|"]
+        for name, field in model.model_fields.items():
+            required = "yes" if field.is_required() else ""
+            meaning = (field.description or "").replace("|", "\\|")
+            lines.append(f"| `{name}` | {_type_name(field.annotation)} | {required} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    text = render()
+    if "--check" in sys.argv:
+        stale = not DOC.exists() or DOC.read_text(encoding="utf-8") != text
+        print(f"{DOC} is {'stale' if stale else 'up to date'}")
+        sys.exit(1 if stale else 0)
+    DOC.write_text(text, encoding="utf-8")
+    print(f"wrote {DOC}")
