@@ -212,7 +212,9 @@ def audit_show(ctx: click.Context, subject: str | None, use_case: str | None, ru
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("seq", "time (UTC)", "subject", "use case", "item", "outcome", "actor", "supersedes")
+    table = Table()
+    for name in ("seq", "time (UTC)", "subject", "use case", "item", "outcome", "actor", "supersedes"):
+        table.add_column(name, no_wrap=name in ("seq", "time (UTC)", "subject"), overflow="fold")
     for r in records:
         table.add_row(str(r.seq), r.created_at, r.subject_id, r.use_case, r.item or "",
                       outcome_summary(r.outcome), r.actor, r.supersedes or "")
@@ -247,7 +249,7 @@ def audit_export(ctx: click.Context, fmt: str, output: str | None) -> None:
             n = export_to_path(store, output, fmt)
             click.echo(f"{n} records written to {output}", err=True)
         else:
-            export(store, click.get_text_stream("stdout"), fmt)
+            export(store, sys.stdout, fmt)
 
 
 @audit.command("override")
