@@ -200,18 +200,24 @@ class DurableSession:
         self.params = params
         self.sid = f"s{next(_SESSION_COUNTER)}"
         self.open = False
+        self._base: dict[str, Any] | None = None   # the sheet's facts in engine form, built once
+        self._base_n = -1
 
     def evaluate(self, stratum: int, sheet: FactSheet, results: Mapping[str, Tri]) -> dict[str, Outcome]:
         c = self.c
-        fact: dict[str, Any] = {"t": f"s{stratum}", "id": f"{self.sid}.{stratum}", "sid": self.sid}
         values = sheet.values
-        for name, key in c.fact_keys.items():
-            v = values.get(name)
-            if v is not None:
-                fact[key] = for_durable(v)
-        for key, x, y, times in c.diffs:
-            if x in values and y in values:
-                fact[key] = for_durable(fact_difference(values[x], values[y], normalize(times)))
+        if self._base is None or self._base_n != len(values):  # decisions add facts between strata
+            base: dict[str, Any] = {}
+            for name, key in c.fact_keys.items():
+                v = values.get(name)
+                if v is not None:
+                    base[key] = for_durable(v)
+            for key, x, y, times in c.diffs:
+                if x in values and y in values:
+                    base[key] = for_durable(fact_difference(values[x], values[y], normalize(times)))
+            self._base, self._base_n = base, len(values)
+        fact = dict(self._base)
+        fact["t"], fact["id"], fact["sid"] = f"s{stratum}", f"{self.sid}.{stratum}", self.sid
         for rule, key in c.rule_keys.items():
             r = results.get(rule)
             if r is not None and r.outcome is not Outcome.UNKNOWN:

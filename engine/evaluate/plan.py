@@ -21,6 +21,8 @@ class Evaluable:
     key: str
     cond: Any
     decision: str | None = None
+    reads: tuple[str, ...] = ()   # facts read directly (static: computed once per pack)
+    refs: tuple[str, ...] = ()    # rules referenced
 
 
 @dataclass
@@ -41,19 +43,19 @@ def build_plan(pack: "Pack") -> Plan:
     m = pack.manifest
     items: dict[str, Evaluable] = {}
     for r in m.rules:
-        items[r.id] = Evaluable(r.id, r.when)
+        items[r.id] = Evaluable(r.id, r.when, None, tuple(facts_read(r.when)), tuple(rules_referenced(r.when)))
     output_owner: dict[str, str] = {}
     for d in m.decisions:
         for j, row in enumerate(d.rows):
             k = row_key(d.id, j)
-            items[k] = Evaluable(k, row.when, d.id)
+            items[k] = Evaluable(k, row.when, d.id, tuple(facts_read(row.when)), tuple(rules_referenced(row.when)))
         for name in decision_output_names(m.id, d):
             output_owner[name] = d.id
     rows_of = {d.id: [row_key(d.id, j) for j in range(len(d.rows))] for d in m.decisions}
 
     def deps(ev: Evaluable) -> list[str]:
-        out = list(rules_referenced(ev.cond))
-        for name in facts_read(ev.cond):
+        out = list(ev.refs)
+        for name in ev.reads:
             if name in output_owner:
                 out += rows_of[output_owner[name]]
         return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
 from engine.errors import EvaluationError, InputError
-from engine.rules.load import PACK_FILE, Pack, Registry, facts_read, rules_referenced
+from engine.rules.load import PACK_FILE, Pack, Registry
 from engine.evaluate.decide import DecisionResult, decide
 from engine.evaluate.facts import FactSheet, add_derived
 from engine.evaluate.logic import Outcome, Tri
@@ -105,9 +105,9 @@ def _coerce(text: str, like: Any, pack_id: str, name: str) -> Any:
                          expected=type(like).__name__) from None
 
 
-def _inputs(cond: Any, sheet: FactSheet, results: Mapping[str, Tri]) -> dict[str, Any]:
-    out = {n: to_json(sheet.values[n]) for n in facts_read(cond) if n in sheet.values}
-    for r in rules_referenced(cond):
+def _inputs(ev: Any, values: Mapping[str, Any], results: Mapping[str, Tri]) -> dict[str, Any]:
+    out = {n: to_json(values[n]) for n in ev.reads if n in values}
+    for r in ev.refs:
         out["rule:" + r] = results[r].outcome.value
     return out
 
@@ -139,7 +139,7 @@ def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None
                 else:
                     tri = Tri(oc)
                 results[ev.key] = tri
-                rr = RuleResult(ev.key, tri.outcome, sorted(tri.missing), _inputs(ev.cond, sheet, results))
+                rr = RuleResult(ev.key, tri.outcome, sorted(tri.missing), _inputs(ev, sheet.values, results))
                 (row_results if ev.decision else rule_results)[ev.key] = rr
             for dec in plan.decisions_after[k]:
                 res = decide(dec, [results[row_key(dec.id, j)] for j in range(len(dec.rows))])
