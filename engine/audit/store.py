@@ -147,11 +147,11 @@ class BatchWriter:
     def flush(self) -> None:
         """Write queued rows (still inside the transaction)."""
         if self._rows:
+            rows, self._rows = self._rows, []
             try:
-                self._conn.executemany(_INSERT, self._rows)
+                self._conn.executemany(_INSERT, rows)
             except sqlite3.IntegrityError as exc:
                 raise InputError(f"audit record refused: {exc}", expected="a decision_id not already stored") from exc
-            self._rows.clear()
 
     def _now(self) -> str:
         """UTC time with microseconds and 'Z'; the seconds part is formatted once per second."""
