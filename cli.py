@@ -272,3 +272,281 @@ def audit_override(ctx: click.Context, decision_id: str, outcome_text: str, revi
         emit_json(record.model_dump())
     else:
         click.echo(f"decision {record.decision_id} (seq {record.seq}) supersedes {decision_id}")
+
+
+# --- marrow: adjudicate marrow results under the response profiles -----------------------------
+@main.command("marrow")
+@click.argument("subject_file", type=click.Path(dir_okay=False))
+@click.option("--assessment", "assessment_id", help="Only this assessment id (or 'death'); default: all, plus the course.")
+@click.option("--profile", type=click.Choice(["eln-2017", "eln-2022", "trial", "all"]), default="all",
+              show_default=True, help="Response profile.")
+@click.option("--param", "params", multiple=True, metavar="PACK.NAME=VALUE",
+              help="Override a pack parameter (PACK = eln-2017|eln-2022|trial or a pack id), e.g. trial.mrd_threshold_pct=0.1.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def marrow_cmd(ctx: click.Context, subject_file: str, assessment_id: str | None, profile: str,
+               params: tuple[str, ...], as_json: bool) -> None:
+    """Adjudicate a subject's marrow assessments (ELN 2017, ELN 2022, the trial); every decision is audited."""
+    from engine.adjudicate.marrow import run_marrow
+    from engine.report.marrow import print_marrow
+    doc = run_marrow(subject_file, registry(ctx), profile, assessment_id, params, ctx.obj["db"], ctx.obj["actor"])
+    if as_json:
+        emit_json(doc)
+    else:
+        print_marrow(doc)
+
+
+# --- cohort -----------------------------------------------------------------------------------
+
+
+class _CohortGroup(click.Group):
+    """`adjudicator cohort PATH ...` runs; `cohort diff|summary ...` are subcommands."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201 - click type
+        if args and args[0] not in self.commands:
+            return "run", self.commands["run"], args
+        return super().resolve_command(ctx, args)
+
+
+@main.group(cls=_CohortGroup, context_settings={"ignore_unknown_options": True})
+def cohort() -> None:
+    """Re-adjudicate a cohort (PATH: folders of subject files), or `diff` / `summary` of runs."""
+
+
+@cohort.command("run")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--profiles", default="trial,eln-2017,eln-2022", show_default=True,
+              help="Response profiles, comma-separated (trial, eln-2017, eln-2022).")
+@click.option("--param", "params", multiple=True, help="PACK.NAME=VALUE (repeatable).")
+@click.option("--reason", default=None, help="Why the cohort is re-adjudicated (recorded).")
+@click.option("--resume", default=None, help="Continue run RUN_ID (or 'latest' unfinished run).")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--csv-dir", type=click.Path(file_okay=False), help="Also write the summary as CSV files here.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str, params: tuple[str, ...],
+               reason: str | None, resume: str | None, workers: int, csv_dir: str | None, as_json: bool) -> None:
+    """Screen, adjudicate every marrow and grade safety for every subject; summary + diff."""
+    from engine.adjudicate.cohort import latest_run, run_cohort
+    from engine.audit.store import AuditStore
+    from engine.report import diff, summary
+
+    if not paths and not resume:
+        raise InputError("no PATH given", expected="a folder of subject files, or --resume RUN_ID")
+    with AuditStore.open(ctx.obj["db"]) as store:
+        previous = latest_run(store)
+        res = run_cohort(list(paths), store, profiles=tuple(p.strip() for p in profiles.split(",") if p.strip()),
+                         params=parse_params(params), actor=ctx.obj["actor"], reason=reason, resume=resume,
+                         workers=workers, rules_dir=ctx.obj.get("rules_dir"),
+                         on_error=lambda p, m: click.echo(f"error: {m}", err=True))
+        doc = summary.summarize(store, res.run_id)
+        changes = list(diff.iter_changes(store, res.run_id)) if previous else []
+        if csv_dir:
+            summary.write_csv(doc, csv_dir)
+        run = {"run_id": res.run_id, "subjects": res.subjects, "skipped": res.skipped,
+               "decisions": res.decisions, "failed": [{"path": p, "error": m} for p, m in res.failed],
+               "previous_run": previous}
+        if as_json:
+            emit_json({"run": run, "summary": doc, "diff": changes})
+        else:
+            click.echo(f"run {res.run_id}: {res.subjects} subjects, {res.decisions} decisions"
+                       + (f", {res.skipped} already done" if res.skipped else "")
+                       + (f", {len(res.failed)} FAILED" if res.failed else ""))
+            summary.render(doc)
+            if previous:
+                click.echo(f"diff vs earlier adjudications (previous run {previous}):")
+                diff.render(changes)
+    sys.exit(res.exit_code)
+
+
+@cohort.command("diff")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cohort_diff(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
+    """Decisions of RUN_B whose outcome differs from RUN_A, with the rules that changed."""
+    from engine.audit.store import AuditStore
+    from engine.report import diff
+
+    with AuditStore.open(ctx.obj["db"], create=False) as store:
+        changes = list(diff.iter_changes(store, run_b, run_a))
+    emit_json(changes) if as_json else diff.render(changes)
+
+
+@cohort.command("summary")
+@click.argument("run_id", required=False)
+@click.option("--csv-dir", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cohort_summary(ctx: click.Context, run_id: str | None, csv_dir: str | None, as_json: bool) -> None:
+    """Summary tables of RUN_ID (default: the latest completed run)."""
+    from engine.adjudicate.cohort import latest_run
+    from engine.audit.store import AuditStore
+    from engine.report import summary
+
+    with AuditStore.open(ctx.obj["db"], create=False) as store:
+        run_id = run_id or latest_run(store)
+        if run_id is None:
+            raise InputError("no completed cohort run in the audit store", expected="a RUN_ID")
+        doc = summary.summarize(store, run_id)
+    if csv_dir:
+        summary.write_csv(doc, csv_dir)
+    emit_json(doc) if as_json else summary.render(doc)
+
+
+# --- ae / ctcae: CTCAE grading, attribution, TLS, venetoclax advisories -----------------------
+_CTCAE = click.Choice(["4.03", "5.0"])
+
+
+@main.command("ae")
+@click.argument("subject_file", type=click.Path(dir_okay=False))
+@click.option("--ctcae", "version", type=_CTCAE, default="4.03", show_default=True, help="CTCAE version.")
+@click.option("--worst-case", is_flag=True, help="Qualifier policy worst_case (default: lab_only).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def ae_cmd(ctx: click.Context, subject_file: str, version: str, worst_case: bool, as_json: bool) -> None:
+    """Grade every lab and adverse event of SUBJECT_FILE; TLS and venetoclax advisories."""
+    from engine.adjudicate.safety import grade_subject
+    from engine.audit.store import AuditStore
+    from engine.record import load_subject
+    from engine.rules.load import load_registry
+
+    record = load_subject(subject_file)
+    reg = load_registry(ctx.obj["rules_dir"])
+    params = {"qualifier_policy": "worst_case"} if worst_case else None
+    with AuditStore.open(ctx.obj["db"]) as store:
+        doc = grade_subject(record, version, registry=reg, store=store, actor=ctx.obj["actor"], params=params)
+    if as_json:
+        emit_json(doc)
+        return
+    click.echo(f"subject {doc['subject_id']}  CTCAE v{version}  policy {doc['parameters']['qualifier_policy']}")
+    for it in doc["items"]:
+        g = "-" if it["grade"] is None else it["grade"]
+        te = {True: "TE", False: "not TE", None: "TE?"}[it["treatment_emergent"]]
+        rel = ""
+        if it["attribution"]:
+            from engine.adjudicate.safety import related_of
+            rel = {True: " related", False: " unrelated", None: " related?"}[related_of(it)]
+            if it["attribution"].get("adjudicated"):
+                rel += " (committee)"
+        click.echo(f"  {it['id']:<6} {it['term']:<38} G{g:<2} {it['source']:<9} {te}{rel}: {it['reason']}")
+    for t in doc["tls"]:
+        click.echo(f"  TLS cycle {t['cycle']} (start {t['start']}): {t['category'] or 'INDETERMINATE'}"
+                   + (f", missing {', '.join(t['missing'])}" if t["missing"] else ""))
+    for d in doc["dosing"]:
+        msgs = "; ".join(a["message"] for a in d["advisories"]) or "no advisory"
+        click.echo(f"  venetoclax cycle {d['cycle']}: {msgs}")
+
+
+@main.command("ae-summary")
+@click.argument("subject_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--ctcae", "version", type=_CTCAE, default="4.03", show_default=True)
+@click.option("--related-only", is_flag=True, help="Only treatment-related events (committee value when present).")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Write the incidence table as CSV.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def ae_summary_cmd(ctx: click.Context, subject_files: tuple[str, ...], version: str, related_only: bool,
+                   csv_file: str | None, as_json: bool) -> None:
+    """Worst grade per subject and term; any-grade and grade >= 3 incidence (paper's Table 3 layout)."""
+    from engine.adjudicate.safety import grade_subject, summarize, summary_csv
+    from engine.audit.store import AuditStore
+    from engine.record import load_subject
+    from engine.rules.load import load_registry
+
+    records = [load_subject(f) for f in subject_files]  # all read before anything is written
+    reg = load_registry(ctx.obj["rules_dir"])
+    with AuditStore.open(ctx.obj["db"]) as store:
+        docs = [grade_subject(r, version, registry=reg, store=store, actor=ctx.obj["actor"]) for r in records]
+    summary = summarize(docs, related_only=related_only)
+    if csv_file:
+        summary_csv(summary, csv_file)
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"{'Adverse event':<28} {'Any grade, n (%)':>18} {'Grade >= 3, n (%)':>18}   (N = {summary['subjects']})")
+    for r in summary["table"]:
+        click.echo(f"{r['label']:<28} {str(r['any_grade_n']) + ' (' + str(r['any_grade_pct']) + ')':>18} "
+                   f"{str(r['grade_3_plus_n']) + ' (' + str(r['grade_3_plus_pct']) + ')':>18}")
+
+
+@main.command("ae-adjudicate")
+@click.argument("subject_id")
+@click.argument("event_id")
+@click.option("--related/--unrelated", required=True, help="The committee's adjudicated attribution.")
+@click.option("--reviewer", required=True)
+@click.option("--reason", required=True)
+@click.pass_context
+def ae_adjudicate_cmd(ctx: click.Context, subject_id: str, event_id: str, related: bool, reviewer: str,
+                      reason: str) -> None:
+    """Record the committee's attribution of EVENT_ID (an override record in the audit store)."""
+    from engine.adjudicate.safety import record_adjudication
+    from engine.audit.store import AuditStore
+
+    with AuditStore.open(ctx.obj["db"], create=False) as store:
+        rec = record_adjudication(store, subject_id, event_id, related, reviewer, reason, ctx.obj["actor"])
+    click.echo(f"override {rec.decision_id} supersedes {rec.supersedes}")
+
+
+@main.group("ctcae")
+def ctcae_group() -> None:
+    """CTCAE grading of lab listings."""
+
+
+@ctcae_group.command("grade")
+@click.argument("labs_csv", type=click.Path(dir_okay=False))
+@click.option("--ctcae", "version", type=_CTCAE, required=True)
+@click.option("--worst-case", is_flag=True, help="Qualifier policy worst_case (default: lab_only).")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the graded rows as CSV (or JSON with --json).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def ctcae_grade_cmd(ctx: click.Context, labs_csv: str, version: str, worst_case: bool, output: str | None,
+                    as_json: bool) -> None:
+    """Grade a CSV lab listing (term or lab_test, value, unit, lln, uln, baseline): one row out per row in."""
+    import csv as _csv
+    import io
+    from pathlib import Path
+
+    from engine.adjudicate.safety import grade_listing, read_listing
+    from engine.audit.store import AuditStore
+    from engine.rules.load import load_registry
+
+    rows = list(read_listing(labs_csv))  # a malformed file fails here, before anything is written
+    reg = load_registry(ctx.obj["rules_dir"])
+    params = {"qualifier_policy": "worst_case"} if worst_case else None
+    with AuditStore.open(ctx.obj["db"]) as store, store.batch() as writer:
+        graded = list(grade_listing(rows, version, registry=reg, params=params, writer=writer,
+                                    actor=ctx.obj["actor"], listing=Path(labs_csv).name))
+    if as_json:
+        text = json.dumps(graded, indent=2, default=str)
+    else:
+        buf = io.StringIO()
+        fields = list(dict.fromkeys(k for r in graded for k in r))
+        w = _csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        w.writerows(graded)
+        text = buf.getvalue()
+    if output:
+        Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        click.echo(f"{len(graded)} rows graded -> {output}", err=True)
+    else:
+        click.echo(text.rstrip("\n"))
+
+
+# --- screen: eligibility of one candidate ------------------------------------------------------
+@main.command("screen")
+@click.argument("subject_file", type=click.Path(dir_okay=False))
+@click.option("--param", "params", multiple=True, metavar="PACK.NAME=VALUE",
+              help="Override a pack parameter (PACK = vah-eligibility|disease-status|eln-risk), "
+                   "e.g. vah-eligibility.crcl_min_ml_min=60.")
+@click.option("--json", "as_json", is_flag=True, help="Print the screening as JSON.")
+@click.pass_context
+def screen_cmd(ctx: click.Context, subject_file: str, params: tuple[str, ...], as_json: bool) -> None:
+    """Screen a candidate: ELIGIBLE, INELIGIBLE (failing criteria) or INDETERMINATE (missing facts); audited."""
+    from engine.adjudicate.screening import run_screen
+    result = run_screen(subject_file, registry(ctx), params, ctx.obj["db"], ctx.obj["actor"])
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        from engine.report.screening import print_screening
+        print_screening(result)

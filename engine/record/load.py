@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from engine.yamlio import safe_load_with_node
 from pydantic import ValidationError
 
 from engine.errors import InputError
@@ -88,9 +90,8 @@ def _read(path: Path) -> tuple[dict[str, Any], Any]:
                              expected="each key once") from None
     else:
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes only: nothing is built
+            data, node = safe_load_with_node(text)  # one parse: nodes for lines, safe data
             _check_duplicate_keys(node, path)
-            data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = mark.line + 1 if mark else None

@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from engine.errors import PackError
+from engine.yamlio import safe_load_with_node
 from engine.rules.model import (AllOf, AnyOf, Compare, Condition, Decision, FactRef, FactType,
                                 Manifest, NotOf, PackTest, ParamRef, RuleRef, TestFile)
 
@@ -79,8 +80,7 @@ def _read_yaml(path: Path) -> tuple[Any, dict[tuple, int], bytes]:
     except UnicodeDecodeError as exc:
         raise PackError(f"not UTF-8 text ({exc.reason})", file=str(path)) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, node = safe_load_with_node(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

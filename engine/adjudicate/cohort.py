@@ -1,0 +1,299 @@
+"""Re-adjudicating a whole cohort: every subject screened, every marrow under the chosen
+profiles, every AE and lab graded, every decision in the audit store under one run id.
+
+Why this shape: subjects stream through a process pool (each worker loads the registry and owns
+its durable-rules rulesets; the engine is per process), the parent is the single SQLite writer and
+commits one transaction per subject, so a kill loses at most the subject in flight and a re-run
+with the same run id skips what is committed. Nothing holds the cohort's decisions in memory.
+A bad subject file is reported with its path and skipped; the run goes on.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing as mp
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import AdjudicatorError, InputError
+
+RUN_SUBJECT = "__run__"        # bookkeeping records of a run (start / complete)
+RUN_USE_CASE = "cohort_run"
+DEFAULT_PROFILES = ("trial", "eln-2017", "eln-2022")
+ELIGIBILITY_PACK = "vah-eligibility"
+
+
+@dataclass
+class CohortResult:
+    """What a run did: counts only (the decisions are in the audit store)."""
+    run_id: str
+    subjects: int = 0
+    skipped: int = 0
+    decisions: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)   # (path, message)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.failed else 0
+
+
+# --- the per-process worker ------------------------------------------------------------------
+
+_W: dict[str, Any] = {}
+
+
+def _init_worker(rules_dir: str | None, profiles: tuple[str, ...], params: dict[str, dict[str, Any]],
+                 actor: str, reason: str | None, run_id: str, done: frozenset[str]) -> None:
+    """Load the registry once per process; durable rulesets register lazily in this process."""
+    from engine.rules.load import load_registry
+    _W.update(registry=load_registry(rules_dir), profiles=profiles, params=params, actor=actor,
+              reason=reason, run_id=run_id, done=done, evaluator=None)
+
+
+def _screen_entries(record: Any, path: Path) -> list[dict[str, Any]]:
+    """Adapter: engine.adjudicate.screening when it offers `cohort_entries`, else the eligibility
+    chain evaluated here with the shared fact builder (a thin stand-in, same audit entry shape)."""
+    try:
+        from engine.adjudicate import screening as _s  # type: ignore[attr-defined]
+        if hasattr(_s, "cohort_entries"):
+            return list(_s.cohort_entries(record, path, _W["registry"], _W["params"], _W["evaluator"], _W["actor"]))
+    except ImportError:
+        pass
+    from engine.adjudicate.common import audit_entry, input_snapshot
+    from engine.evaluate.run import evaluate_chain
+    from engine.facts.screening import screening_facts
+    reg = _W["registry"]
+    if ELIGIBILITY_PACK not in getattr(reg, "packs", {ELIGIBILITY_PACK: None}):
+        return []
+    sheet = screening_facts(record, path)
+    results, _ = evaluate_chain(reg, ELIGIBILITY_PACK, sheet, _W["params"], _W["evaluator"])
+    res = results[ELIGIBILITY_PACK]
+    verdict = res.decisions["verdict"]
+    value = verdict.value if isinstance(verdict.value, dict) else {}
+    failing = [r.id for r in res.rules.values()
+               if (r.id.startswith("INC-") and r.outcome.value == "not_met")
+               or (r.id.startswith("EXC-") and r.outcome.value == "met")]
+    unknown = [r.id for r in res.rules.values()
+               if r.id.startswith(("INC-", "EXC-")) and r.outcome.value == "unknown"]
+    outcome = {"verdict": value.get("verdict") or "INDETERMINATE", "failing": failing, "unknown": unknown,
+               "missing": verdict.missing}
+    ds = results.get("disease-status")
+    if ds is not None:  # the subgroups of the summary (pack outputs, not computed here)
+        for key, dec_id in (("disease_status", "trial_status"), ("relapse_setting", "relapse_setting")):
+            dec = ds.decisions.get(dec_id)
+            if dec is not None and dec.status == "decided":
+                v = dec.value
+                outcome[key] = v.get("value") if isinstance(v, dict) else v
+    return [audit_entry(subject_id=record.subject_id, use_case="screen", item=None,
+                        snapshot=input_snapshot(sheet), results=list(results.values()), outcome=outcome,
+                        actor=_W["actor"])]
+
+
+def _marrow_entries(record: Any, path: Path) -> list[dict[str, Any]]:
+    from engine.adjudicate import marrow
+    if record.on_study is None or not record.on_study.assessments:
+        return []
+    sm = marrow.adjudicate_subject(record, path, _W["registry"], list(_W["profiles"]), _W["params"],
+                                   _W["evaluator"])
+    return [e for _, e in marrow.audit_entries(sm, None, _W["actor"])]
+
+
+def _safety_entries(record: Any, path: Path) -> list[dict[str, Any]]:
+    """Adapter: engine.adjudicate.safety's `cohort_entries` (issue 5) when it exists."""
+    try:
+        from engine.adjudicate import safety as _s  # type: ignore[attr-defined]
+    except ImportError:
+        return []
+    fn = getattr(_s, "cohort_entries", None)
+    if fn is None:
+        return []
+    return list(fn(record, path, _W["registry"], _W["params"], _W["evaluator"], _W["actor"]))
+
+
+USE_CASES: dict[str, Callable[[Any, Path], list[dict[str, Any]]]] = {
+    "screen": _screen_entries, "marrow": _marrow_entries, "ae": _safety_entries}
+
+
+def adjudicate_file(path: str) -> tuple[str, str | None, list[dict[str, Any]] | None, str | None]:
+    """(path, subject id, entries, error): one subject, every use case, in a worker process."""
+    from engine.record import load_subject
+    try:
+        record = load_subject(path)
+        if record.subject_id in _W["done"]:
+            return path, record.subject_id, None, None
+        entries: list[dict[str, Any]] = []
+        for fn in USE_CASES.values():
+            entries.extend(fn(record, Path(path)))
+    except AdjudicatorError as exc:
+        return path, None, None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - one subject's internal error must not stop the cohort
+        return path, None, None, f"{path}: internal error {type(exc).__name__}: {exc}"
+    for e in entries:
+        e["run_id"], e["reason"] = _W["run_id"], _W["reason"]
+    return path, record.subject_id, entries, None
+
+
+# --- the parent: schedule, write, resume -------------------------------------------------------
+
+def subject_paths(path: str | Path) -> list[str]:
+    """The subject files of a folder (sorted, .yaml/.yml/.json), or one file."""
+    from engine.record.load import SUFFIXES
+    p = Path(path)
+    if p.is_file():
+        return [str(p)]
+    if not p.is_dir():
+        raise InputError("no such file or folder", file=str(p), expected="a folder of subject files")
+    return sorted(str(f) for f in p.iterdir() if f.suffix.lower() in SUFFIXES)
+
+
+def unfinished_run(store: Any) -> dict[str, Any] | None:
+    """The latest run that has a start record and no complete record (its settings), or None."""
+    runs: dict[str, dict[str, Any]] = {}
+    for rec in store.iter(subject_id=RUN_SUBJECT, use_case=RUN_USE_CASE):
+        if rec.item == "start":
+            runs[rec.run_id] = dict(rec.outcome, run_id=rec.run_id)
+        elif rec.item == "complete":
+            runs.pop(rec.run_id, None)
+    return list(runs.values())[-1] if runs else None
+
+
+def run_start(store: Any, run_id: str) -> dict[str, Any] | None:
+    for rec in store.iter(subject_id=RUN_SUBJECT, use_case=RUN_USE_CASE, run_id=run_id, item="start"):
+        return dict(rec.outcome)
+    return None
+
+
+def latest_run(store: Any, before: str | None = None) -> str | None:
+    """The newest completed run id (optionally the one completed before run `before`)."""
+    done: list[str] = [rec.run_id for rec in store.iter(subject_id=RUN_SUBJECT, use_case=RUN_USE_CASE)
+                       if rec.item == "complete"]
+    if before is not None and before in done:
+        done = done[:done.index(before)]
+    return done[-1] if done else None
+
+
+def _bookkeeping(item: str, run_id: str, outcome: dict[str, Any], actor: str, reason: str | None) -> dict:
+    return {"subject_id": RUN_SUBJECT, "use_case": RUN_USE_CASE, "item": item, "run_id": run_id,
+            "outcome": outcome, "actor": actor, "reason": reason}
+
+
+def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str, ...] = DEFAULT_PROFILES,
+               params: Mapping[str, Mapping[str, Any]] | None = None, actor: str, reason: str | None = None,
+               resume: str | None = None, workers: int = 2, rules_dir: str | None = None,
+               batch_subjects: int = 1, progress: bool | None = None,
+               on_error: Callable[[str, str], None] | None = None) -> CohortResult:
+    """Adjudicate every subject file under `path`; see the module docstring for the guarantees.
+
+    resume: a run id to continue (its committed subjects are skipped; its recorded profiles and
+    parameters are reused), or "latest" for the latest unfinished run."""
+    params = {k: dict(v) for k, v in (params or {}).items()}
+    if resume == "latest":
+        start = unfinished_run(store)
+        if start is None:
+            raise InputError("no unfinished cohort run to resume", field="--resume",
+                             expected="a run id, or a store with an interrupted run")
+        resume = start["run_id"]
+    if resume:
+        start = run_start(store, resume)
+        if start is None:
+            raise InputError(f"no cohort run {resume} in the audit store", field="--resume")
+        profiles, params = tuple(start["profiles"]), start["params"]
+        reason = reason or start.get("reason")
+        path = path or start["path"]
+        run_id = resume
+        done = frozenset(store.done_subjects(run_id))
+    else:
+        run_id = f"run-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        done = frozenset()
+    sources = [str(x) for x in (path if isinstance(path, (list, tuple)) else [path])]
+    paths = [f for src in sources for f in subject_paths(src)]
+    from engine.rules.load import load_registry
+    registry = load_registry(rules_dir)  # fail fast on a bad pack or parameter, before any worker
+    from engine.evaluate.run import resolve_params
+    for pack_id, values in params.items():
+        resolve_params(registry.get(pack_id), values)
+    result = CohortResult(run_id)
+    if not resume:
+        with store.batch() as w:
+            w.add(_bookkeeping("start", run_id, {"path": sources, "profiles": list(profiles), "params": params,
+                                                 "reason": reason, "subjects": len(paths)}, actor, reason))
+    init = (rules_dir, tuple(profiles), params, actor, reason, run_id, done)
+    stream = _stream(paths, init, workers)
+    bar = _progress(len(paths), progress)
+    pending: list[dict[str, Any]] = []
+    pending_subjects = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_subjects
+        if pending:
+            with store.batch() as w:
+                for e in pending:
+                    w.add(e)
+        pending, pending_subjects = [], 0
+
+    try:
+        for p, subject_id, entries, error in stream:
+            if error is not None:
+                result.failed.append((p, error))
+                if on_error:
+                    on_error(p, error)
+            elif entries is None:
+                result.skipped += 1
+            else:
+                pending.extend(entries)
+                pending_subjects += 1
+                result.subjects += 1
+                result.decisions += len(entries)
+                if pending_subjects >= batch_subjects:
+                    flush()
+            if bar:
+                bar.advance()
+        flush()
+    finally:
+        if bar:
+            bar.stop()
+    with store.batch() as w:
+        w.add(_bookkeeping("complete", run_id, {"subjects": result.subjects, "skipped": result.skipped,
+                                                "decisions": result.decisions,
+                                                "failed": [p for p, _ in result.failed]}, actor, reason))
+    return result
+
+
+def _stream(paths: list[str], init: tuple, workers: int) -> Iterator[tuple]:
+    """Results in file order; a pool of `workers` processes, or in-process for workers <= 1."""
+    if workers <= 1 or len(paths) < 2:
+        _init_worker(*init)
+        for p in paths:
+            yield adjudicate_file(p)
+        return
+    ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=init) as pool:
+        yield from pool.imap(adjudicate_file, paths, chunksize=4)
+
+
+class _Bar:
+    def __init__(self, total: int) -> None:
+        from rich.progress import Progress
+        self._p = Progress(transient=True)
+        self._t = self._p.add_task("adjudicating", total=total)
+        self._p.start()
+
+    def advance(self) -> None:
+        self._p.advance(self._t)
+
+    def stop(self) -> None:
+        self._p.stop()
+
+
+def _progress(total: int, progress: bool | None) -> _Bar | None:
+    if progress is None:
+        progress = sys.stderr.isatty() and not os.environ.get("CI")
+    return _Bar(total) if progress else None
+
+
+__all__ = ["CohortResult", "run_cohort", "adjudicate_file", "latest_run", "unfinished_run", "subject_paths"]
