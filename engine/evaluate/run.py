@@ -53,8 +53,15 @@ class PackResult:
     evaluator: str
 
     def trace(self) -> list[dict[str, Any]]:
-        """Every rule's outcome with the values it read, as recorded in the audit trail."""
-        return [dict(pack=self.pack["id"], **r.to_dict()) for r in self.rules.values()]
+        """Every rule's outcome with the values it read, plus the decision-table rows that
+        decided (met) or held a decision open (unknown), as recorded in the audit trail."""
+        out = [dict(pack=self.pack["id"], **r.to_dict()) for r in self.rules.values()]
+        for d in self.decisions.values():
+            for j in d.rows_met + d.rows_unknown:
+                r = self.rows.get(f"{d.id}#{j}")
+                if r is not None:
+                    out.append(dict(pack=self.pack["id"], **r.to_dict()))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"pack": self.pack, "parameters": self.parameters, "evaluator": self.evaluator,

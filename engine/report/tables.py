@@ -27,8 +27,10 @@ def print_rule_tests(reports: list) -> None:  # list[PackReport]
         cov = r.uncovered()
         rows.append([r.pack["id"], r.pack["version"], r.tests, r.tests - len(r.failures), len(r.failures),
                      f"{len(r.seen) - len([x for x, s in r.seen.items() if not s])}/{len(r.seen)}",
-                     sum(len(v) for v in cov.values())])
-    print_table(["pack", "version", "tests", "passed", "failed", "rules tested", "outcomes not exercised"], rows,
+                     sum(len(v) for v in cov.values()),
+                     f"{len(r.rows_met) - len(r.rows_never_met())}/{len(r.rows_met)}"])
+    print_table(["pack", "version", "tests", "passed", "failed", "rules tested", "outcomes not exercised",
+                 "decision rows met"], rows,
                 title="Embedded pack tests (durable-rules and reference evaluator)")
     for r in reports:
         for f in r.failures:
@@ -38,6 +40,9 @@ def print_rule_tests(reports: list) -> None:  # list[PackReport]
             for t in f.trace:
                 miss = f" missing={t['missing']}" if t.get("missing") else ""
                 console.print(f"     trace {t['rule']}: {t['outcome']} inputs={t['inputs']}{miss}")
+        never = r.rows_never_met()
+        if never:
+            console.print(f"[dim]{r.pack['id']}: decision rows no test meets: {', '.join(never)}[/]")
         cov = r.uncovered()
         if cov:
             console.print(f"[dim]{r.pack['id']}: outcomes no test exercises: "

@@ -33,6 +33,7 @@ class PackReport:
     tests: int = 0
     failures: list[Failure] = field(default_factory=list)
     seen: dict[str, set[str]] = field(default_factory=dict)
+    rows_met: dict[str, bool] = field(default_factory=dict)   # decision row -> met in some test
 
     @property
     def ok(self) -> bool:
@@ -42,12 +43,17 @@ class PackReport:
         return {r: [o for o in OUTCOMES if o not in s] for r, s in self.seen.items()
                 if any(o not in s for o in OUTCOMES)}
 
+    def rows_never_met(self) -> list[str]:
+        return [k for k, v in self.rows_met.items() if not v]
+
     def to_dict(self) -> dict[str, Any]:
         return {"pack": self.pack, "tests": self.tests, "passed": self.tests - len(self.failures),
                 "failed": [{"test": f.test, "problems": f.problems, "trace": f.trace} for f in self.failures],
                 "coverage": {"rules": len(self.seen),
                              "rules_never_tested": sorted(r for r, s in self.seen.items() if not s),
-                             "outcomes_not_exercised": self.uncovered()}}
+                             "outcomes_not_exercised": self.uncovered(),
+                             "decision_rows": len(self.rows_met),
+                             "decision_rows_never_met": self.rows_never_met()}}
 
 
 def _check_decision(name: str, want: Any, got: PackResult) -> list[str]:
@@ -83,6 +89,9 @@ def run_test(pack: Pack, t: PackTest, report: PackReport | None = None) -> list[
             problems.append(f"rule {rid}: durable-rules says {r.outcome.value}, reference says {ref.rules[rid].outcome.value}")
         if report is not None:
             report.seen.setdefault(rid, set()).add(r.outcome.value)
+    if report is not None:
+        for key, r in got.rows.items():
+            report.rows_met[key] = report.rows_met.get(key, False) or r.outcome is Outcome.MET
     for did, d in got.decisions.items():
         if d.to_dict() != ref.decisions[did].to_dict():
             problems.append(f"decision {did}: evaluators disagree ({d.to_dict()} vs {ref.decisions[did].to_dict()})")
@@ -106,6 +115,9 @@ def run_pack_tests(pack: Pack) -> PackReport:
     report = PackReport(pack=pack.identity())
     for r in pack.manifest.rules:
         report.seen[r.id] = set()
+    for d in pack.manifest.decisions:
+        for j in range(len(d.rows)):
+            report.rows_met[f"{d.id}#{j}"] = False
     for t in pack.tests:
         report.tests += 1
         problems = run_test(pack, t, report)

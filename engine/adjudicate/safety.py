@@ -1,0 +1,496 @@
+"""Safety use case: CTCAE grades of labs and adverse events, attribution, treatment emergence,
+TLS around the venetoclax ramp-up, venetoclax dosing advisories, and the incidence summary.
+
+Every number that decides a grade is in rules/ (ctcae-4.03, ctcae-5.0, ctcae-clinical,
+tls-cairo-bishop, ae-attribution, venetoclax-dosing). This module assembles facts, evaluates
+packs, keeps the investigator's grade where the facts cannot decide (source "reported"), and
+writes one audit record per graded item.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+from engine.adjudicate.common import audit_entry, input_snapshot
+from engine.errors import InputError
+from engine.evaluate.facts import FactSheet, check_types
+from engine.evaluate.run import Evaluator, PackResult, evaluate_pack
+from engine.evaluate.values import to_json
+from engine.facts.safety import (ANALYTE_TERMS, CLINICAL_TERMS, LAB_QUALIFIERS, TERM_ANALYTE, LabFacts,
+                                 ae_facts, attribution_facts, lab_facts, term_id, tls_window_facts,
+                                 venetoclax_cycle_facts)
+from engine.rules.load import Registry, load_registry
+
+VERSIONS = {"4.03": "ctcae-4.03", "5.0": "ctcae-5.0"}
+RELATED = ("possible", "probable", "definite")
+LISTING_COLUMNS = ("term", "lab_test", "value", "unit", "lln", "uln", "baseline")
+
+
+def _pack_id(version: str) -> str:
+    if version not in VERSIONS:
+        raise InputError(f"unknown CTCAE version {version!r}", field="ctcae", expected="4.03 or 5.0")
+    return VERSIONS[version]
+
+
+@dataclass
+class Graded:
+    """One graded lab result or event, as printed and as recorded."""
+    id: str
+    term: str
+    grade: int | None
+    gradable: bool
+    reason: str
+    source: str                                   # lab | clinical | reported
+    text: str = ""
+    basis: str = ""
+    date: str | None = None
+    treatment_emergent: bool | None = None
+    attribution: dict[str, Any] | None = None
+    decision_id: str | None = None
+    kind: str = "lab"                             # lab | event
+    row: str | None = None                        # the decision row that decided (lab grades)
+    results: list[PackResult] = field(default_factory=list, repr=False)
+    facts: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "term": self.term, "date": self.date,
+                "grade": self.grade, "gradable": self.gradable, "reason": self.reason,
+                "source": self.source, "text": self.text, "basis": self.basis,
+                "treatment_emergent": self.treatment_emergent, "attribution": self.attribution,
+                "decision_id": self.decision_id, "row": self.row}
+
+
+class SafetyGrader:
+    """Loads the packs once; grades lab facts with a cache (same facts, same decision)."""
+
+    def __init__(self, version: str = "4.03", registry: Registry | None = None,
+                 evaluator: Evaluator | None = None, params: Mapping[str, Any] | None = None) -> None:
+        self.version = version
+        self.registry = registry or load_registry()
+        self.pack = self.registry.get(_pack_id(version))
+        self.evaluator = evaluator
+        self.params = dict(params or {})
+        self._cache: dict[tuple, tuple[PackResult, dict[str, Any]]] = {}
+
+    # --- labs ---------------------------------------------------------------------------------
+    def grade_facts(self, lf: LabFacts) -> tuple[dict[str, Any], PackResult]:
+        """The pack's grade row for one term's lab facts (cached by the facts)."""
+        key = tuple(sorted((k, str(v)) for k, v in lf.facts.items()))
+        hit = self._cache.get(key)
+        if hit is None:
+            full, _ = evaluate_pack(self.pack, FactSheet.of(lf.facts, lf.sources), self.params, self.evaluator)
+            dec = full.decisions["grade"]
+            if dec.status != "decided":  # a defect of the table: every row should be decided
+                out = {"grade": None, "gradable": False, "text": "", "basis": "none",
+                       "reason": "indeterminate: missing " + ", ".join(dec.missing)}
+            else:
+                out = dict(dec.value)
+            out["row"] = f"grade#{dec.rows_met[0]}" if dec.rows_met else "grade#default"
+            # keep only what the audit record needs (identity, parameters, the decision), not the
+            # ~120 row results: a 10,000-row listing must not hold them all
+            res = PackResult(full.pack, full.parameters, full.rules, {}, {"grade": dec}, full.evaluator)
+            if len(self._cache) < 20_000:
+                self._cache[key] = (res, out)
+            hit = (res, out)
+        res, out = hit
+        out = dict(out)
+        if not out["gradable"] and lf.unit_note and "unit" in out["reason"]:
+            out["reason"] = f"{out['reason']}: {lf.unit_note}"
+        return out, res
+
+    def grade_lab(self, *, id: str, term: str | None = None, analyte: str | None = None, value: Any,
+                  unit: str | None, lln: Any = None, uln: Any = None, baseline: Any = None,
+                  qualifiers: Mapping[str, bool] | None = None, date: str | None = None,
+                  source: str = "") -> Graded:
+        """Grade one lab result for a term, or for both directions of an analyte (admiral's
+        ATOXGR: 0 only when every direction is 0; a non-zero grade wins)."""
+        if term:
+            terms = [term]
+        else:
+            pair = ANALYTE_TERMS.get(analyte or "")
+            if pair is None:
+                return Graded(id, analyte or "", None, False, f"no CTCAE term for lab test {analyte!r}",
+                              "lab", date=date)
+            terms = [t for t in pair if t]
+        graded = []
+        for t in terms:
+            lf = lab_facts(t, value, unit, lln, uln, baseline, qualifiers, source)
+            out, res = self.grade_facts(lf)
+            reason = out["reason"] + (f" [{lf.converted}]" if lf.converted else "")
+            graded.append(Graded(id, t, out["grade"], out["gradable"], reason, "lab", out.get("text", ""),
+                                 out.get("basis", ""), date=date, results=[res], facts=lf.facts,
+                                 row=out["row"]))
+        nonzero = [g for g in graded if g.grade]
+        if nonzero:
+            return nonzero[0]
+        if all(g.gradable for g in graded):
+            g = graded[0]
+            if len(graded) > 1:
+                g.term = "/".join(x.term for x in graded)
+                g.results = [r for x in graded for r in x.results]
+            return g
+        return next(g for g in graded if not g.gradable)
+
+    # --- events ---------------------------------------------------------------------------------
+    def grade_event(self, ae: Any, labs: list[Any], subject: str | None = None) -> Graded:
+        """Clinical term: from its facts; lab term: the worst lab grade from onset to resolution;
+        otherwise (or when the facts cannot decide) the investigator's grade, saying so."""
+        term = term_id(ae.term)
+        reported = ae.reported_grade
+        date = ae.onset_date.isoformat()
+        if term in CLINICAL_TERMS:
+            pack = self.registry.get("ctcae-clinical")
+            declared = {f.name for f in pack.manifest.facts}
+            facts = ae_facts(ae, declared)
+            sheet = FactSheet.of(facts)
+            try:
+                check_types(sheet, pack.manifest.facts, subject=subject)
+            except InputError as exc:  # name the event: adverse_events[id].facts.<name>
+                raise InputError(exc.detail, file=exc.file, subject=subject,
+                                 field=f"adverse event {ae.id}: facts.{(exc.field or '').removeprefix('ae.')}",
+                                 expected=exc.expected) from None
+            res, _ = evaluate_pack(pack, sheet, {"ctcae_version": self.version}, self.evaluator)
+            dec = res.decisions["grade"]
+            value = dec.value if dec.status == "decided" else None
+            if value and value.get("decided"):
+                return Graded(ae.id, term, value["grade"], True, value["reason"], "clinical",
+                              value.get("text", ""), "clinical facts", date, kind="event",
+                              results=[res], facts=facts)
+            why = value["reason"] if value else ("the facts do not decide (missing: "
+                                                 + ", ".join(dec.missing) + ")")
+            floor = (value or {}).get("floor")
+            if floor and reported is not None and reported < floor:
+                why += f"; reported grade {reported} is below the G{floor} the facts prove: review"
+            return self._reported(ae, term, why, [res], facts)
+        if term in TERM_ANALYTE:
+            analyte = TERM_ANALYTE[term]
+            end = ae.resolution_date or ae.onset_date
+            quals = {q: v for q, v in (ae.facts or {}).items() if q in LAB_QUALIFIERS and isinstance(v, bool)}
+            best: Graded | None = None
+            for lab in labs:
+                if lab.test == analyte and ae.onset_date <= lab.date <= end:
+                    g = self.grade_lab(id=ae.id, term=term, value=lab.value, unit=lab.unit, lln=lab.lln,
+                                       uln=lab.uln, baseline=lab.baseline, qualifiers=quals,
+                                       date=date)
+                    if g.gradable and (best is None or (g.grade or 0) > (best.grade or 0)):
+                        best = g
+                        best.reason = f"{g.reason} (lab {lab.id} on {lab.date})"
+            if best is not None:
+                best.kind = "event"
+                return best
+            return self._reported(ae, term, f"no gradable {analyte} result from onset to resolution", [], {})
+        return self._reported(ae, term, "term not graded from facts by these packs", [], {})
+
+    @staticmethod
+    def _reported(ae: Any, term: str, why: str, results: list[PackResult], facts: dict) -> Graded:
+        rg = ae.reported_grade
+        reason = f"{why}; investigator's grade {rg} stands" if rg is not None else f"{why}; no reported grade"
+        return Graded(ae.id, term, rg, rg is not None, reason, "reported", date=ae.onset_date.isoformat(),
+                      kind="event", results=results, facts=facts)
+
+
+# --- attribution, TLS, dosing ---------------------------------------------------------------------
+
+def attribution_of(ae: Any, on_study: Any, registry: Registry, evaluator: Evaluator | None = None
+                   ) -> tuple[bool | None, dict[str, Any], PackResult]:
+    """(treatment_emergent, {investigator per drug, treatment_related}, pack result)."""
+    pack = registry.get("ae-attribution")
+    res, _ = evaluate_pack(pack, FactSheet.of(attribution_facts(ae, on_study)), None, evaluator)
+    te = _tri(res.rules["TEAE"].outcome.value)
+    att = ae.attribution
+    inv = {d: getattr(att, d, None) if att else None for d in ("venetoclax", "azacitidine", "homoharringtonine")}
+    return te, {"investigator": inv, "treatment_related": _tri(res.rules["RELATED"].outcome.value),
+                "adjudicated": None}, res
+
+
+def _tri(outcome: str) -> bool | None:
+    return {"met": True, "not_met": False}.get(outcome)
+
+
+def tls_assessments(record: Any, registry: Registry, evaluator: Evaluator | None = None,
+                    params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Cairo-Bishop TLS around day 1 of every cycle with venetoclax (the ramp-up)."""
+    pack = registry.get("tls-cairo-bishop")
+    p = {x.name: x.value for x in pack.manifest.parameters} | dict(params or {})
+    out = []
+    on = record.on_study
+    for cycle in (on.cycles if on else []):
+        if not cycle.venetoclax_doses:
+            continue
+        start = cycle.start_date
+        days = [None]
+        if p["simultaneous_24h"]:
+            lo, hi = start - dt.timedelta(days=p["window_days_before"]), start + dt.timedelta(days=p["window_days_after"])
+            days = sorted({lab.date for lab in record.labs if lo <= lab.date <= hi}) or [None]
+        best = None
+        for day in days:
+            facts = tls_window_facts(record.labs, start, p["window_days_before"], p["window_days_after"], day)
+            res, _ = evaluate_pack(pack, FactSheet.of(facts), params, evaluator)
+            dec = res.decisions["tls"]
+            item = {"cycle": cycle.number, "start": start.isoformat(), "day": day.isoformat() if day else None,
+                    "category": dec.fields.get("category") if dec.status == "decided" else None,
+                    "status": dec.status, "missing": dec.missing,
+                    "abnormal": [r for r in ("TLS-URIC", "TLS-POTASSIUM", "TLS-PHOSPHATE", "TLS-CALCIUM")
+                                 if res.rules[r].outcome.value == "met"],
+                    "facts": {k: to_json(v) for k, v in facts.items()}, "_result": res}
+            rank = {"CLINICAL_TLS": 3, "LABORATORY_TLS": 2, "NO_TLS": 1, None: 0}
+            if best is None or rank[item["category"]] > rank[best["category"]]:
+                best = item
+        out.append(best)
+    return out
+
+
+def dosing_advisories(record: Any, registry: Registry, evaluator: Evaluator | None = None
+                      ) -> list[dict[str, Any]]:
+    """Venetoclax advisories per cycle (never grades)."""
+    pack = registry.get("venetoclax-dosing")
+    out = []
+    on = record.on_study
+    for cycle in (on.cycles if on else []):
+        if not cycle.venetoclax_doses:
+            continue
+        res, _ = evaluate_pack(pack, FactSheet.of(venetoclax_cycle_facts(cycle)), None, evaluator)
+        rules = {r.id: r for r in pack.manifest.rules}
+        met = [{"rule": rid, "message": rules[rid].message, "basis": rules[rid].basis}
+               for rid, r in res.rules.items() if r.outcome.value == "met"]
+        unknown = [rid for rid, r in res.rules.items() if r.outcome.value == "unknown"]
+        out.append({"cycle": cycle.number, "advisories": met, "not_checked": unknown, "_result": res})
+    return out
+
+
+# --- a subject ------------------------------------------------------------------------------------
+
+def grade_subject(record: Any, version: str = "4.03", *, registry: Registry | None = None,
+                  evaluator: Evaluator | None = None, store: Any = None, actor: str = "adjudicator",
+                  params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Grade every lab and adverse event of a subject; write one audit record per item when a
+    store is given; the committee's adjudicated attribution (an override record) is shown."""
+    grader = SafetyGrader(version, registry, evaluator, params)
+    reg = grader.registry
+    sid = record.subject_id
+    items: list[Graded] = []
+    for lab in record.labs:
+        g = grader.grade_lab(id=lab.id, analyte=lab.test, value=lab.value, unit=lab.unit, lln=lab.lln,
+                             uln=lab.uln, baseline=lab.baseline, date=lab.date.isoformat())
+        g.treatment_emergent = _lab_emergent(lab.date, record.on_study, reg)
+        items.append(g)
+    for ae in record.adverse_events:
+        g = grader.grade_event(ae, list(record.labs), sid)
+        te, attribution, res = attribution_of(ae, record.on_study, reg, evaluator)
+        g.treatment_emergent, g.attribution = te, attribution
+        g.results.append(res)
+        if store is not None:
+            override = adjudicated_attribution(store, sid, ae.id)
+            if override is not None:
+                g.attribution["adjudicated"] = override
+        items.append(g)
+    tls = tls_assessments(record, reg, evaluator)
+    dosing = dosing_advisories(record, reg, evaluator)
+    if store is not None:
+        with store.batch() as w:
+            for g in items:
+                g.decision_id = w.add(_entry(sid, "ae" if g.kind == "event" else "ctcae-lab", g, actor))
+            for t in tls:
+                w.add(audit_entry(subject_id=sid, use_case="tls", item=f"cycle {t['cycle']}",
+                                  snapshot={"facts": t["facts"]}, results=[t["_result"]],
+                                  outcome={k: v for k, v in t.items() if not k.startswith("_")}, actor=actor))
+            for d in dosing:
+                w.add(audit_entry(subject_id=sid, use_case="venetoclax-dosing", item=f"cycle {d['cycle']}",
+                                  snapshot={}, results=[d["_result"]],
+                                  outcome={k: v for k, v in d.items() if not k.startswith("_")}, actor=actor))
+    return {"subject_id": sid, "ctcae": version, "pack": grader.pack.identity(),
+            "parameters": {p.name: grader.params.get(p.name, p.value) for p in grader.pack.manifest.parameters},
+            "items": [g.to_dict() for g in items],
+            "tls": [{k: v for k, v in t.items() if not k.startswith("_")} for t in tls],
+            "dosing": [{k: v for k, v in d.items() if not k.startswith("_")} for d in dosing]}
+
+
+def _lab_emergent(date: dt.date, on_study: Any, reg: Registry) -> bool | None:
+    pack = reg.get("ae-attribution")
+    facts: dict[str, Any] = {"ae.onset_date": date}
+    if on_study is not None and on_study.first_dose_date:
+        facts["study.first_dose_date"] = on_study.first_dose_date
+    if on_study is not None and on_study.last_dose_date:
+        facts["study.last_dose_date"] = on_study.last_dose_date
+    from engine.evaluate.reference import ReferenceEvaluator  # two rules: no need for the C engine
+    res, _ = evaluate_pack(pack, FactSheet.of(facts), None, ReferenceEvaluator())
+    return _tri(res.rules["TEAE"].outcome.value)
+
+
+def _entry(subject_id: str, use_case: str, g: Graded, actor: str) -> dict[str, Any]:
+    outcome = {k: v for k, v in g.to_dict().items() if k != "decision_id"}
+    return audit_entry(subject_id=subject_id, use_case=use_case, item=g.id,
+                       snapshot={"facts": {k: to_json(v) for k, v in g.facts.items()}},
+                       results=g.results, outcome=outcome, actor=actor)
+
+
+def adjudicated_attribution(store: Any, subject_id: str, item: str) -> dict[str, Any] | None:
+    """The newest committee override for this event (reviewer, reason, treatment_related)."""
+    latest = None
+    for rec in store.iter(subject_id=subject_id, use_case="ae", item=item):
+        if rec.supersedes:
+            latest = rec
+    if latest is None:
+        return None
+    out = dict(latest.outcome.get("attribution", {}).get("adjudicated") or latest.outcome)
+    return {"treatment_related": out.get("treatment_related"), "per_drug": out.get("per_drug"),
+            "reviewer": latest.reviewer, "reason": latest.reason, "decision_id": latest.decision_id}
+
+
+def record_adjudication(store: Any, subject_id: str, item: str, treatment_related: bool, reviewer: str,
+                        reason: str, actor: str, per_drug: Mapping[str, str] | None = None) -> Any:
+    """The committee's adjudicated attribution: an override of the event's latest record."""
+    current = store.current(subject_id, "ae", item)
+    if current is None:
+        raise InputError(f"no graded event {item!r} of subject {subject_id} in the audit store",
+                         subject=subject_id, field="item", expected="grade the subject with `adjudicator ae` first")
+    outcome = {"treatment_related": bool(treatment_related), "per_drug": dict(per_drug or {})}
+    return store.override(current.decision_id, outcome, reviewer, reason, actor)
+
+
+# --- a lab listing ------------------------------------------------------------------------------
+
+def read_listing(path: str | Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(row number, row) of a CSV lab listing; a malformed file is an InputError (exit 2)."""
+    path = Path(path)
+    try:
+        fh = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    with fh:
+        reader = csv.DictReader(fh)
+        try:
+            header = reader.fieldnames
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise InputError(f"not a CSV file: {exc}", file=str(path)) from None
+        if not header:
+            raise InputError("empty file (no header row)", file=str(path),
+                             expected="a CSV header with term or lab_test, value, unit, lln, uln, baseline")
+        cols = {h.strip().lower() for h in header if h}
+        if not ({"term", "lab_test"} & cols) or "value" not in cols:
+            lacking = "value" if {"term", "lab_test"} & cols else "term or lab_test"
+            raise InputError(f"header lacks {lacking} "
+                             f"(got: {', '.join(h for h in header if h)})", file=str(path),
+                             expected="columns term or lab_test, value, unit, lln, uln, baseline")
+        try:
+            for n, row in enumerate(reader, start=2):
+                if None in row:
+                    raise InputError(f"row {n} has more fields than the header", file=str(path))
+                yield n, {(k or "").strip().lower(): (v if v is not None else "") for k, v in row.items()}
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise InputError(f"malformed CSV near row {reader.line_num}: {exc}", file=str(path)) from None
+
+
+def grade_listing(rows: Iterable[tuple[int, Mapping[str, str]]], version: str = "4.03", *,
+                  registry: Registry | None = None, evaluator: Evaluator | None = None,
+                  params: Mapping[str, Any] | None = None, writer: Any = None, actor: str = "adjudicator",
+                  listing: str = "listing") -> Iterator[dict[str, Any]]:
+    """One output row per input row: the input columns, then term, grade (0-4 or empty),
+    gradable, reason, source. A bad row is not gradable with a reason naming its row number."""
+    grader = SafetyGrader(version, registry, evaluator, params)
+    terms = set(grader.pack.manifest.facts[0].values or [])
+    for n, row in rows:
+        out = dict(row)
+        raw_term, analyte = row.get("term", "").strip(), row.get("lab_test", "").strip().lower()
+        try:
+            if raw_term:
+                t = term_id(raw_term)
+                if t not in terms:
+                    raise ValueError(f"column term: {raw_term!r} is not a lab term of CTCAE v{version} in this pack")
+                g = grader.grade_lab(id=f"row {n}", term=t, value=row.get("value"), unit=row.get("unit"),
+                                     lln=row.get("lln"), uln=row.get("uln"), baseline=row.get("baseline"))
+            elif analyte:
+                if analyte not in ANALYTE_TERMS:
+                    raise ValueError(f"column lab_test: {analyte!r} has no CTCAE term here "
+                                     f"(known: {', '.join(sorted(ANALYTE_TERMS))})")
+                g = grader.grade_lab(id=f"row {n}", analyte=analyte, value=row.get("value"), unit=row.get("unit"),
+                                     lln=row.get("lln"), uln=row.get("uln"), baseline=row.get("baseline"))
+            else:
+                raise ValueError("neither term nor lab_test given")
+        except ValueError as exc:
+            msg = str(exc)
+            if "not a number" in msg or "finite" in msg:
+                bad = next((c for c in ("value", "lln", "uln", "baseline") if _bad_number(row.get(c))), "value")
+                msg = f"column {bad}: {msg}"
+            out.update(term=raw_term or analyte, grade="", gradable=False, reason=f"row {n}: {msg}", source="")
+            yield out
+            continue
+        out.update(term=g.term, grade="" if g.grade is None else g.grade, gradable=g.gradable,
+                   reason=g.reason, source=g.source)
+        if writer is not None:
+            subject = row.get("subject_id") or row.get("usubjid") or listing
+            out["decision_id"] = writer.add(_entry(subject, "ctcae-lab", g, actor) | {"item": f"{listing}#row{n}"})
+        yield out
+
+
+def _bad_number(raw: Any) -> bool:
+    from engine.facts.safety import number
+    try:
+        number(raw)
+        return False
+    except ValueError:
+        return True
+
+
+# --- summaries ------------------------------------------------------------------------------------
+
+TABLE3_ORDER = ["neutrophil_count_decreased", "platelet_count_decreased", "anemia", "febrile_neutropenia",
+                "sepsis", "lung_infection", "heart_failure", "bleeding", "tumor_lysis_syndrome",
+                "nausea", "vomiting", "diarrhea", "constipation"]
+TABLE3_LABEL = {"neutrophil_count_decreased": "Neutropenia", "platelet_count_decreased": "Thrombocytopenia",
+                "anemia": "Anemia", "febrile_neutropenia": "Febrile neutropenia", "sepsis": "Sepsis",
+                "lung_infection": "Pneumonia (lung infection)", "heart_failure": "Heart failure",
+                "bleeding": "Bleeding", "tumor_lysis_syndrome": "Tumor lysis syndrome", "nausea": "Nausea",
+                "vomiting": "Vomiting", "diarrhea": "Diarrhea", "constipation": "Constipation"}
+
+
+def related_of(item: Mapping[str, Any]) -> bool | None:
+    att = item.get("attribution") or {}
+    adj = att.get("adjudicated")
+    if adj and adj.get("treatment_related") is not None:
+        return adj["treatment_related"]
+    return att.get("treatment_related")
+
+
+def summarize(subjects: list[Mapping[str, Any]], *, related_only: bool = False,
+              emergent_only: bool = True) -> dict[str, Any]:
+    """Worst grade per subject and term (events only), and incidence of any grade and of
+    grade >= 3 by term over all subjects, in the layout of the paper's Table 3."""
+    worst: dict[str, dict[str, int]] = {}
+    for s in subjects:
+        w = worst.setdefault(s["subject_id"], {})
+        for it in s["items"]:
+            if it["kind"] != "event" or it["grade"] is None:
+                continue
+            if emergent_only and it["treatment_emergent"] is False:
+                continue
+            if related_only and related_of(it) is not True:
+                continue
+            w[it["term"]] = max(w.get(it["term"], 0), it["grade"])
+    n = len(subjects)
+    terms = [t for t in TABLE3_ORDER] + sorted({t for w in worst.values() for t in w} - set(TABLE3_ORDER))
+    rows = []
+    for t in terms:
+        anyg = sum(1 for w in worst.values() if w.get(t, 0) >= 1)
+        g3 = sum(1 for w in worst.values() if w.get(t, 0) >= 3)
+        rows.append({"term": t, "label": TABLE3_LABEL.get(t, t.replace("_", " ").capitalize()),
+                     "any_grade_n": anyg, "any_grade_pct": _pct(anyg, n),
+                     "grade_3_plus_n": g3, "grade_3_plus_pct": _pct(g3, n)})
+    return {"subjects": n, "related_only": related_only, "emergent_only": emergent_only,
+            "worst_grade": worst, "table": rows}
+
+
+def _pct(k: int, n: int) -> float:
+    return round(100.0 * k / n, 1) if n else 0.0
+
+
+def summary_csv(summary: Mapping[str, Any], path: str | Path) -> None:
+    with Path(path).open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Adverse event", "Any grade, n (%)", "Grade >= 3, n (%)"])
+        for r in summary["table"]:
+            w.writerow([r["label"], f"{r['any_grade_n']} ({r['any_grade_pct']})",
+                        f"{r['grade_3_plus_n']} ({r['grade_3_plus_pct']})"])

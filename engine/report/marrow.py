@@ -1,0 +1,32 @@
+"""The `adjudicator marrow` table: one row per assessment and profile, then the response course."""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.report.tables import console, print_table
+
+
+def _flag(v: Any) -> str:
+    return {True: "yes", False: "no", None: "?"}[v]
+
+
+def print_marrow(doc: dict[str, Any]) -> None:
+    """Print the marrow report (the same document as --json, shortened)."""
+    items = doc["assessments"] if "assessments" in doc else [doc]
+    rows = []
+    for it in items:
+        for p, r in it["profiles"].items():
+            cat = r["category"] + (f" ({' | '.join(r['candidates'])})" if r["candidates"] else "")
+            rows.append([it["assessment_id"], it["date"], it.get("cycle"), p, cat, _flag(r["flags"]["crc"]),
+                         _flag(r["flags"]["orr"]), _flag(r["flags"]["mrd_negative"]),
+                         ", ".join(r.get("missing", [])) or r.get("review", ""), (r["decision_id"] or "")[:12]])
+    print_table(["assessment", "date", "cycle", "profile", "category", "CRc", "ORR", "MRD-", "missing / review", "decision"],
+                rows, title=f"Marrow adjudication: subject {doc['subject_id']}")
+    for p, c in (doc.get("course") or {}).items():
+        efs, dfs = c["efs"], c["dfs"]
+        console.print(
+            f"[bold]{p}[/bold]: after C1 {c['after_cycle_1']['category']}; by end of C2 {c['by_end_of_cycle_2']['category']} "
+            f"(CRc {_flag(c['primary_endpoint_crc'])}); best {c['best_response']['category']}; "
+            f"CRc date {c['crc_date'] or '-'}; relapse {c['relapse_date'] or '-'}; "
+            f"EFS {('event ' + str(efs['type']) + ' ' + str(efs['date'])) if efs['event'] else ('censored ' + str(efs['date']) if efs['event'] is False else 'unknown')}; "
+            f"DFS {'-' if dfs is None else 'unknown' if dfs['event'] is None else (dfs['type'] or 'censored') + ' ' + str(dfs['date'])}")

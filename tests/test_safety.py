@@ -1,0 +1,197 @@
+"""Safety use case: clinical terms from facts (reported grade kept when they cannot decide),
+TLS around the ramp-up, attribution with the committee's override, venetoclax advisories,
+the Table 3 summary, and the CLI's handling of bad listings."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from engine.adjudicate.safety import (grade_subject, record_adjudication, related_of, summarize,
+                                      summary_csv)
+from engine.audit.store import AuditStore
+from engine.record import load_subject
+
+from conftest import ROOT
+
+SUBJECT = ROOT / "fixtures/safety/subject-tls-ramp-up.yaml"
+LISTING = ROOT / "fixtures/safety/labs-listing.csv"
+
+
+def _by_id(doc):
+    return {it["id"]: it for it in doc["items"]}
+
+
+def test_clinical_terms_from_facts_and_reported_fallback(registry, evaluator):
+    doc = grade_subject(load_subject(SUBJECT), "4.03", registry=registry, evaluator=evaluator)
+    items = _by_id(doc)
+    assert (items["E1"]["grade"], items["E1"]["source"]) == (3, "clinical")      # FN from ANC + fever
+    assert (items["E2"]["grade"], items["E2"]["source"]) == (3, "clinical")      # TLS present
+    assert (items["E4"]["grade"], items["E4"]["source"]) == (5, "clinical")      # fatal sepsis
+    assert items["E3"]["source"] == "reported" and items["E3"]["grade"] == 1     # nausea without facts
+    assert "investigator's grade 1 stands" in items["E3"]["reason"]
+    assert items["E6"]["source"] == "reported" and items["E6"]["treatment_emergent"] is False
+    # a lab-term event takes the worst lab grade from onset to resolution
+    assert (items["E5"]["grade"], items["E5"]["source"]) == (4, "lab") and "lab N1" in items["E5"]["reason"]
+    # labs: unit edge and a not-gradable unit
+    assert items["N1"]["grade"] == 4 and items["H1"]["grade"] == 3
+    assert items["X1"]["grade"] is None and "'mg/L'" in items["X1"]["reason"]
+    assert items["K0"]["treatment_emergent"] is False and items["K1"]["treatment_emergent"] is True
+
+
+def test_reported_grade_below_the_facts_minimum_is_flagged(registry):
+    rec = load_subject(SUBJECT)
+    ae = rec.adverse_events[0].model_copy(update={"reported_grade": 2, "facts": {"anc_10e9_l": 0.3, "temperature_c": 39}})
+    rec = rec.model_copy(update={"adverse_events": [ae]})
+    item = grade_subject(rec, "4.03", registry=registry)["items"][-1]
+    assert item["source"] == "reported" and "below the G3 the facts prove" in item["reason"]
+
+
+def test_tls_during_ramp_up(registry, evaluator):
+    doc = grade_subject(load_subject(SUBJECT), "4.03", registry=registry, evaluator=evaluator)
+    c1 = doc["tls"][0]
+    assert c1["category"] == "LABORATORY_TLS"
+    # K 6.1 mEq/L (>= 6.0 and +25 % from 4.0) and urate 520 umol/L (>= 0.476 mmol/L)
+    assert set(c1["abnormal"]) == {"TLS-URIC", "TLS-POTASSIUM"}
+    assert doc["tls"][1]["status"] == "indeterminate"    # no labs around cycle 2
+
+
+def test_tls_howard_needs_same_day(registry):
+    from engine.adjudicate.safety import tls_assessments
+    rec = load_subject(SUBJECT)
+    labs = [l.model_copy(update={"date": l.date.replace(day=4)}) if l.id == "U1" else l for l in rec.labs]
+    rec = rec.model_copy(update={"labs": labs})
+    assert tls_assessments(rec, registry)[0]["category"] == "LABORATORY_TLS"      # Cairo-Bishop: window
+    howard = tls_assessments(rec, registry, params={"simultaneous_24h": True, "relative_change_criteria": False})
+    # Howard: two abnormalities must fall in the same 24 h; on day 3 urate was not measured
+    assert howard[0]["category"] is None and "tls.uric_acid" in howard[0]["missing"]
+
+
+def test_venetoclax_advisories(registry):
+    doc = grade_subject(load_subject(SUBJECT), "4.03", registry=registry)
+    assert doc["dosing"][0]["advisories"] == []
+    rules = [a["rule"] for a in doc["dosing"][1]["advisories"]]
+    assert rules == ["ADV-LABEL-POSACONAZOLE"]       # 200 mg: protocol floor met, label 70 mg not
+
+
+def test_committee_override_wins_in_the_summary(registry, db_path):
+    rec = load_subject(SUBJECT)
+    with AuditStore.open(db_path) as store:
+        doc = grade_subject(rec, "4.03", registry=registry, store=store, actor="tester")
+        assert related_of(_by_id(doc)["E1"]) is True
+        before = summarize([doc], related_only=True)
+        record_adjudication(store, "SAF-01", "E1", False, "Dr Committee", "fever explained by line infection", "tester")
+        again = grade_subject(rec, "4.03", registry=registry, store=store, actor="tester")
+        e1 = _by_id(again)["E1"]
+        assert e1["attribution"]["treatment_related"] is True                    # investigator
+        assert e1["attribution"]["adjudicated"]["treatment_related"] is False     # committee
+        assert e1["attribution"]["adjudicated"]["reviewer"] == "Dr Committee"
+        assert related_of(e1) is False
+        after = summarize([again], related_only=True)
+        assert store.verify().ok
+    row = lambda s, t: next(r for r in s["table"] if r["term"] == t)
+    assert row(before, "febrile_neutropenia")["grade_3_plus_n"] == 1
+    assert row(after, "febrile_neutropenia")["grade_3_plus_n"] == 0
+
+
+def test_summary_layout_and_csv(registry, tmp_path):
+    docs = [grade_subject(load_subject(SUBJECT), "4.03", registry=registry),
+            grade_subject(load_subject(ROOT / "fixtures/subjects/example-treated-two-marrows.yaml"), "4.03", registry=registry)]
+    s = summarize(docs)
+    assert s["subjects"] == 2
+    fn = next(r for r in s["table"] if r["term"] == "febrile_neutropenia")
+    assert (fn["any_grade_n"], fn["grade_3_plus_n"], fn["grade_3_plus_pct"]) == (2, 2, 100.0)
+    sepsis = next(r for r in s["table"] if r["term"] == "sepsis")
+    assert (sepsis["any_grade_n"], sepsis["grade_3_plus_n"]) == (1, 1)
+    assert s["worst_grade"]["SAF-01"]["neutrophil_count_decreased"] == 4
+    assert "alopecia" not in s["worst_grade"]["SAF-01"]        # before the first dose: not emergent
+    out = tmp_path / "t3.csv"
+    summary_csv(s, out)
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["Adverse event", "Any grade, n (%)", "Grade >= 3, n (%)"]
+    assert ["Febrile neutropenia", "2 (100.0)", "2 (100.0)"] in rows
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+def _run(args, db):
+    return CliRunner().invoke(main, ["--db", str(db), "--actor", "tester", *args], catch_exceptions=False)
+
+
+def test_ctcae_grade_listing_rows_and_audit(tmp_path):
+    db = tmp_path / "a.sqlite"
+    r = _run(["ctcae", "grade", str(LISTING), "--ctcae", "4.03", "--json"], db)
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    assert len(rows) == 12 and rows[0]["visit"] == "C1D8"                    # extra columns kept
+    assert [x["grade"] for x in rows[:9]] == [3, 4, 2, 2, 1, 2, 3, 4, 2]
+    assert rows[10]["reason"] == "row 12: column value: 'abc' is not a number"
+    assert rows[11]["grade"] == "" and "LLN missing" in rows[11]["reason"]
+    with AuditStore.open(db) as store:
+        assert store.count() == 11 and store.verify().ok                     # one per graded row
+
+
+def test_ctcae_grade_csv_output_file(tmp_path):
+    out = tmp_path / "graded.csv"
+    r = _run(["ctcae", "grade", str(LISTING), "--ctcae", "5.0", "--output", str(out)], tmp_path / "a.sqlite")
+    assert r.exit_code == 0
+    rows = list(csv.DictReader(out.open()))
+    assert rows[7]["term"] == "hyperuricemia" and rows[7]["grade"] == "1"    # v5.0: no numeric G4
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("", "empty file"),
+    ("subject_id,unit\nS1,g/L\n", "header lacks term or lab_test"),
+    ("term,unit\nAnemia,g/L\n", "header lacks value"),
+    ("term,value\nAnemia,8,extra\n", "row 2 has more fields than the header"),
+])
+def test_malformed_listing_exits_2_and_writes_nothing(tmp_path, content, needle):
+    f = tmp_path / "bad.csv"
+    f.write_text(content)
+    db = tmp_path / "a.sqlite"
+    r = _run(["ctcae", "grade", str(f), "--ctcae", "4.03"], db)
+    assert r.exit_code == 2 and needle in r.output and str(f) in r.output
+    assert not db.exists()
+
+
+def test_unknown_version_and_missing_file_exit_2(tmp_path):
+    assert _run(["ctcae", "grade", str(LISTING), "--ctcae", "6.0"], tmp_path / "a").exit_code == 2
+    r = _run(["ctcae", "grade", str(tmp_path / "nope.csv"), "--ctcae", "4.03"], tmp_path / "a")
+    assert r.exit_code == 2 and "cannot read" in r.output
+
+
+def test_ae_command_json_and_summary(tmp_path):
+    db = tmp_path / "a.sqlite"
+    r = _run(["ae", str(SUBJECT), "--ctcae", "5.0", "--json"], db)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    item = _by_id(doc)["E1"]
+    assert set(item) >= {"id", "term", "grade", "gradable", "reason", "source", "treatment_emergent",
+                         "attribution", "decision_id"} and item["decision_id"]
+    r = _run(["ae-adjudicate", "SAF-01", "E1", "--unrelated", "--reviewer", "Dr C", "--reason", "line infection"], db)
+    assert r.exit_code == 0 and "supersedes" in r.output
+    out = tmp_path / "t3.csv"
+    r = _run(["ae-summary", str(SUBJECT), "--related-only", "--csv", str(out), "--json"], db)
+    summary = json.loads(r.output)
+    fn = next(x for x in summary["table"] if x["term"] == "febrile_neutropenia")
+    assert fn["any_grade_n"] == 0 and out.exists()
+
+
+def test_ae_command_bad_subject_file_exits_2(tmp_path):
+    bad = tmp_path / "s.yaml"
+    bad.write_text("subject_id: S1\nlabs:\n  - {id: L1, date: 2021-01-01, test: neutrophils, value: x, unit: 10^9/L}\n")
+    r = _run(["ae", str(bad)], tmp_path / "a.sqlite")
+    assert r.exit_code == 2 and "labs[0].value" in r.output
+
+
+def test_wrongly_typed_clinical_fact_names_subject_and_event(tmp_path):
+    bad = tmp_path / "s.yaml"
+    bad.write_text("subject_id: S9\nadverse_events:\n  - {id: V1, term: Vomiting, onset_date: 2021-01-01, "
+                   "reported_grade: 2, facts: {episodes_24h: many}}\n")
+    r = _run(["ae", str(bad)], tmp_path / "a.sqlite")
+    assert r.exit_code == 2
+    assert "subject S9" in r.output and "adverse event V1: facts.episodes_24h" in r.output and "integer" in r.output
+    assert not (tmp_path / "a.sqlite").exists() or AuditStore.open(tmp_path / "a.sqlite").count() == 0

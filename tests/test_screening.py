@@ -1,0 +1,266 @@
+"""Screening a candidate (issue 3): every fixture under fixtures/screening through BOTH evaluators
+against expectations written from the definitions; bad input; the CLI; the verdict logic."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import given, settings, strategies as st
+
+from cli import main
+from engine.adjudicate.screening import PACKS, parse_params, screen, screen_and_record
+from engine.errors import InputError
+from engine.evaluate.durable_adapter import DurableEvaluator
+from engine.evaluate.facts import FactSheet
+from engine.evaluate.reference import ReferenceEvaluator
+from engine.evaluate.run import evaluate_pack
+from engine.record import load_subject
+from engine.rules.load import Registry, load_pack
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures" / "screening"
+EXPECTED = yaml.safe_load((FIXTURES / "expected.yaml").read_text(encoding="utf-8"))
+FILES = sorted(EXPECTED)
+CRITERIA = ["INC-01", "INC-02", "INC-03"] + [f"EXC-0{i}" for i in range(1, 9)]
+
+
+def _own_registry() -> Registry:
+    """Only the screening packs (other packs being edited elsewhere cannot break these tests)."""
+    packs = {pid: load_pack(ROOT / "rules" / pid) for pid in PACKS}
+    return Registry(packs=packs, root=ROOT / "rules")
+
+
+REGISTRY = _own_registry()
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return REGISTRY
+
+
+
+
+@pytest.fixture(scope="module")
+def evaluators():
+    return {"durable": DurableEvaluator(), "reference": ReferenceEvaluator()}
+
+
+def test_fixture_set_is_complete():
+    files = sorted(p.name for p in FIXTURES.glob("*.yaml") if p.name != "expected.yaml")
+    assert files == FILES
+    assert len(FILES) >= 40
+    histories = [f for f in FILES if f.startswith("H")]
+    assert len(histories) >= 20
+    outcomes = {(c, o) for e in EXPECTED.values() for c in CRITERIA
+                for o in [("fail" if c in e["failing"] else "unknown" if c in e["unknown"] else "pass")]}
+    for c in CRITERIA:  # every criterion failing, passing and unknown somewhere
+        assert {(c, "pass"), (c, "fail"), (c, "unknown")} <= outcomes, c
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_fixture(name, registry, evaluators):
+    want = EXPECTED[name]
+    record = load_subject(FIXTURES / name)
+    docs = {}
+    for ev_name, ev in evaluators.items():
+        r = screen(record, registry, evaluator=ev, source_file=FIXTURES / name)
+        d = r.to_dict()
+        d.pop("evaluator")
+        docs[ev_name] = d
+        by = {c["id"]: c["outcome"] for c in d["criteria"]}
+        assert d["verdict"] == want["verdict"], (ev_name, d["decided_by"], d["missing"])
+        assert sorted(c for c, o in by.items() if o == "fail") == sorted(want["failing"]), ev_name
+        assert sorted(c for c, o in by.items() if o == "unknown") == sorted(want["unknown"]), ev_name
+        if want["verdict"] == "INDETERMINATE":
+            assert d["decided_by"] == [c for c in CRITERIA if c in want["unknown"]]
+            if "missing" in want:
+                assert d["missing"] == sorted(want["missing"])
+        elif want["verdict"] == "INELIGIBLE":
+            assert d["decided_by"] == [c for c in CRITERIA if c in want["failing"]]
+        for k, v in (want.get("disease_status") or {}).items():
+            assert d["disease_status"][k] == v, (ev_name, k)
+        if "disease_missing" in want:
+            assert sorted(d["disease_status"]["missing"]) == sorted(want["disease_missing"])
+        for k, v in (want.get("eln_risk") or {}).items():
+            assert d["eln_risk"][k] == v, (ev_name, k)
+        if "advisories" in want:
+            assert sorted(a["id"] for a in d["advisories"] if a["status"] == "applies") == sorted(want["advisories"])
+    assert docs["durable"] == docs["reference"]
+
+
+def test_sources_name_file_and_field(registry):
+    r = screen(load_subject(FIXTURES / "S001-eligible-relapse-after-chemo.yaml"), registry,
+               source_file="fixtures/screening/S001-eligible-relapse-after-chemo.yaml")
+    snap = r._audit["snapshot"]
+    assert snap["sources"]["subject.ecog"] == "fixtures/screening/S001-eligible-relapse-after-chemo.yaml#demographics.ecog"
+    assert snap["facts"]["history.relapse_count"] == 1
+
+
+def test_operational_basis_is_visible(registry):
+    r = screen(load_subject(FIXTURES / "C040-crcl-29.yaml"), registry)
+    exc08 = next(c for c in r.criteria if c.id == "EXC-08")
+    assert exc08.basis == "operational" and exc08.outcome == "fail"
+    assert "crcl_min_ml_min" in r.operational_parameters["vah-eligibility"]
+
+
+def test_parameter_override_changes_the_verdict(registry):
+    rec = load_subject(FIXTURES / "C027-dic-score-4.yaml")
+    assert screen(rec, registry).verdict == "ELIGIBLE"
+    stricter = screen(rec, registry, params=parse_params(["vah-eligibility.dic_isth_overt=4"]))
+    assert stricter.verdict == "INELIGIBLE" and stricter.decided_by == ["EXC-05"]
+    assert stricter.parameters["vah-eligibility"]["dic_isth_overt"] == 4
+
+
+@pytest.mark.parametrize("bad", ["nodot=1", "vah-eligibility.x", "other-pack.x=1"])
+def test_bad_param_is_input_error(bad):
+    with pytest.raises(InputError):
+        parse_params([bad])
+
+
+def test_unclassified_gvhd_therapy_is_warned(registry, tmp_path):
+    data = yaml.safe_load((FIXTURES / "C019-gvhd-prednisone-1mgkg.yaml").read_text())
+    data["screening"]["gvhd"]["other_therapies"] = ["sirolimus"]
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(data))
+    r = screen(load_subject(f), registry)
+    assert any("sirolimus" in w for w in r.warnings)
+
+
+# --- the audit trail and the CLI ------------------------------------------------------------------
+
+def test_screen_and_record_appends_one_audit_record(registry, tmp_path):
+    from engine.audit import AuditStore
+    db = tmp_path / "a.sqlite"
+    r = screen_and_record(load_subject(FIXTURES / "C007-ecog-3.yaml"), registry, db, "tester")
+    with AuditStore.open(db) as store:
+        rec = store.get(r.decision_id)
+        assert store.verify().ok
+    assert rec.use_case == "screen" and rec.item == "eligibility" and rec.subject_id == "C007"
+    assert rec.outcome["verdict"] == "INELIGIBLE" and rec.outcome["decided_by"] == ["INC-02"]
+    assert {p["id"] for p in rec.packs} == set(PACKS)
+    assert any(t["rule"] == "INC-02" and t["outcome"] == "not_met" for t in rec.trace)
+
+
+def _cli(tmp_path, *args):
+    rules = tmp_path / "rules"
+    if not rules.exists():
+        rules.mkdir()
+        for pid in PACKS:
+            (rules / pid).symlink_to(ROOT / "rules" / pid)
+    return CliRunner().invoke(main, ["--db", str(tmp_path / "cli.sqlite"), "--actor", "t",
+                                     "--rules-dir", str(rules), *args])
+
+
+def test_cli_json_has_every_field(tmp_path):
+    res = _cli(tmp_path, "screen", str(FIXTURES / "C048-several-unknowns.yaml"), "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    for key in ("subject_id", "verdict", "decided_by", "criteria", "disease_status", "eln_risk", "advisories",
+                "pack", "decision_id", "missing"):
+        assert key in doc
+    assert doc["verdict"] == "INDETERMINATE"
+    for c in doc["criteria"]:
+        assert set(c) >= {"id", "kind", "outcome", "missing", "inputs", "text"}
+        assert c["kind"] in ("inclusion", "exclusion") and c["outcome"] in ("pass", "fail", "unknown")
+    assert set(doc["disease_status"]) >= {"trial_status", "relapse_setting", "relapse_number",
+                                          "eln2017_primary_refractory", "eln2022_refractory"}
+    assert set(doc["pack"]) == {"id", "version", "sha256"} and doc["pack"]["id"] == "vah-eligibility"
+    assert len(doc["decision_id"]) >= 16
+
+
+def test_cli_table(tmp_path):
+    res = _cli(tmp_path, "screen", str(FIXTURES / "C047-failure-beats-missing.yaml"))
+    assert res.exit_code == 0, res.output
+    assert "INELIGIBLE" in res.output and "EXC-06" in res.output and "decision id:" in res.output
+    assert "diagnosis.apl" in res.output  # the missing fact of an unknown criterion is shown
+
+
+BAD = {
+    "unknown field": ("demographics: {age_years: 50, height_ft: 6}\n", "height_ft"),
+    "malformed YAML": ("demographics: {age_years: 50\n", "malformed YAML"),
+    "wrong type": ("demographics: {ecog: three}\n", "demographics.ecog"),
+    "not a mapping": ("- a\n- b\n", "not a mapping"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_cli_bad_record_exits_2_with_one_line(tmp_path, case):
+    body, needle = BAD[case]
+    f = tmp_path / "bad.yaml"
+    f.write_text(("subject_id: B1\n" if not body.startswith("-") else "") + body)
+    res = _cli(tmp_path, "screen", str(f))
+    assert res.exit_code == 2
+    assert needle in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "cli.sqlite").exists() or _audit_count(tmp_path) == 0
+
+
+def _audit_count(tmp_path) -> int:
+    from engine.audit import AuditStore
+    with AuditStore.open(tmp_path / "cli.sqlite") as store:
+        return store.count()
+
+
+def test_cli_incomplete_record_missing_subject_id(tmp_path):
+    f = tmp_path / "inc.yaml"
+    f.write_text("demographics: {age_years: 50}\n")
+    res = _cli(tmp_path, "screen", str(f))
+    assert res.exit_code == 2 and "subject_id" in res.output
+
+
+def test_cli_missing_file_and_bad_param(tmp_path):
+    assert _cli(tmp_path, "screen", str(tmp_path / "none.yaml")).exit_code == 2
+    res = _cli(tmp_path, "screen", str(FIXTURES / "C007-ecog-3.yaml"), "--param", "vah-eligibility.nope=1")
+    assert res.exit_code == 2 and "nope" in res.output
+
+
+# --- the verdict logic, generically -----------------------------------------------------------------
+
+OUTCOMES = st.sampled_from(["pass", "fail", "unknown"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(OUTCOMES, min_size=11, max_size=11))
+def test_verdict_any_failure_wins(outcomes):
+    """Drive each criterion through its own facts: any fail -> INELIGIBLE, else any unknown ->
+    INDETERMINATE, else ELIGIBLE (reference evaluator; the fixtures cover durable-rules)."""
+    pack = REGISTRY.get("vah-eligibility")
+    facts = {"subject.age_years": 50, "subject.ecog": 1, "diagnosis.aml": True, "disease-status.trial_status": "RELAPSED",
+             "history.venetoclax_cycles": 0, "screening.prior_venetoclax": False, "diagnosis.apl": False,
+             "subject.sex": "male", "history.allo_hsct_count": 0, "screening.coagulation.dic_isth_score": 1,
+             "screening.coagulation.bleeding_from_coagulopathy": False, "screening.cardiac.lvef_pct": 60,
+             "screening.cardiac.nyha_class": 1, "screening.cardiac.mi_within_6_months": False,
+             "screening.cardiac.unstable_angina": False, "screening.cardiac.uncontrolled_arrhythmia": False,
+             "screening.infection.active": False, "screening.labs.bilirubin_x_uln": 1, "screening.labs.ast_x_uln": 1,
+             "screening.labs.alt_x_uln": 1, "screening.labs.crcl_ml_min": 90, "screening.other_conditions.any_unsuitable": False}
+    drive = {  # criterion -> (fact, failing value); unknown = fact removed
+        "INC-01": ("subject.age_years", 70), "INC-02": ("subject.ecog", 4),
+        "INC-03": ("disease-status.trial_status", "NOT_RR"), "EXC-01": ("screening.prior_venetoclax", True),
+        "EXC-02": ("diagnosis.apl", True), "EXC-03": ("subject.sex", "female"),
+        "EXC-04": ("history.allo_hsct_count", 1), "EXC-05": ("screening.coagulation.dic_isth_score", 6),
+        "EXC-06": ("screening.cardiac.lvef_pct", 30), "EXC-07": ("screening.infection.active", True),
+        "EXC-08": ("screening.labs.crcl_ml_min", 10)}
+    extra = {"EXC-03": {"subject.childbearing_potential": True, "subject.pregnancy_test_result": "positive"},
+             "EXC-04": {"screening.gvhd.present": True, "screening.gvhd.therapy.ruxolitinib": True},
+             "EXC-07": {"screening.infection.uncontrolled": True}}
+    for c, o in zip(CRITERIA, outcomes):
+        fact, bad = drive[c]
+        if o == "fail":
+            facts[fact] = bad
+            facts.update(extra.get(c, {}))
+        elif o == "unknown":
+            facts.pop(fact)
+    res, _ = evaluate_pack(pack, FactSheet.of(facts), None, ReferenceEvaluator())
+    got = {rid: r.outcome.value for rid, r in res.rules.items()}
+    for c, o in zip(CRITERIA, outcomes):
+        side = {"met": "pass", "not_met": "fail"} if c.startswith("INC") else {"met": "fail", "not_met": "pass"}
+        assert side.get(got[c], "unknown") == o, c
+    verdict = res.decisions["verdict"]
+    if "fail" in outcomes:
+        assert verdict.status == "decided" and verdict.value == {"verdict": "INELIGIBLE"}
+    elif "unknown" in outcomes:
+        assert verdict.status == "indeterminate" and verdict.missing
+    else:
+        assert verdict.value == {"verdict": "ELIGIBLE"}
