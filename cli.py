@@ -209,8 +209,9 @@ def audit_show(ctx: click.Context, subject: str | None, use_case: str | None, ru
     if as_json:
         emit_json([r.model_dump() for r in records])
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from engine.report.tables import console
 
     table = Table()
     for name in ("seq", "time (UTC)", "subject", "use case", "item", "outcome", "actor", "supersedes"):
@@ -218,7 +219,7 @@ def audit_show(ctx: click.Context, subject: str | None, use_case: str | None, ru
     for r in records:
         table.add_row(str(r.seq), r.created_at, r.subject_id, r.use_case, r.item or "",
                       outcome_summary(r.outcome), r.actor, r.supersedes or "")
-    Console().print(table)
+    console.print(table)
 
 
 @audit.command("verify")

@@ -147,3 +147,16 @@ def test_first_hit_with_unknown_earlier_row_is_indeterminate_but_agreeing_fields
     assert d.fields == {"crc": True}
     assert sheet.values["first.d.crc"] is True and "first.d.category" not in sheet.values
     assert sheet.missing_roots("first.d.category") == ["a"]
+
+
+def test_first_without_default_and_only_an_unknown_row_is_indeterminate():
+    """Regression: the unknown row may be false, so 'no output' remains a candidate."""
+    p = pack({"R": {"fact": "a", "gte": 1}, "S": {"fact": "b", "gte": 1}}, pid="nodefault",
+             decisions=[{"id": "d", "hit_policy": "first", "rows": [
+                 {"when": {"rule": "R"}, "then": "FAVORABLE"}, {"when": {"rule": "S"}, "then": "ADVERSE"}]}])
+    res, sheet = evaluate_pack(p, FactSheet.of({"b": 0}), None, DurableEvaluator())
+    d = res.decisions["d"]
+    assert d.status == "indeterminate" and d.candidates == ["FAVORABLE", None] and d.missing == ["a"]
+    assert "nodefault.d" not in sheet.values
+    res, _ = evaluate_pack(p, FactSheet.of({"a": 0, "b": 0}), None, DurableEvaluator())
+    assert res.decisions["d"].status == "decided" and res.decisions["d"].value is None

@@ -264,3 +264,52 @@ def test_verdict_any_failure_wins(outcomes):
         assert verdict.status == "indeterminate" and verdict.missing
     else:
         assert verdict.value == {"verdict": "ELIGIBLE"}
+
+
+# --- the facts builder: structural properties ----------------------------------------------------
+
+EVENT = st.sampled_from(["cycle", "cycle_cr", "remission", "relapse", "allo", "auto"])
+
+
+def _timeline(kinds: list[str]) -> list[dict]:
+    import datetime as dt
+    day = dt.date(2021, 1, 1)
+    out = []
+    for i, k in enumerate(kinds):
+        d = (day + dt.timedelta(days=30 * i)).isoformat()
+        if k.startswith("cycle"):
+            e = {"type": "cycle", "start_date": d, "intensity": "intensive", "venetoclax_based": False}
+            if k == "cycle_cr":
+                e["marrow_after"] = {"date": d, "blasts_pct": 1, "response": "CR"}
+            out.append(e)
+        elif k == "remission":
+            out.append({"type": "remission", "date": d, "kind": "CRi"})
+        elif k == "relapse":
+            out.append({"type": "relapse", "date": d, "sites": ["blood"]})
+        else:
+            out.append({"type": "hsct", "date": d, "kind": "allogeneic" if k == "allo" else "autologous"})
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(EVENT, max_size=10), st.lists(st.integers(0, 10), max_size=3))
+def test_mrd_only_recurrences_change_nothing_but_their_count(kinds, positions):
+    """A8: inserting MRD-only recurrences anywhere leaves every other history fact unchanged."""
+    from engine.facts.screening import screening_facts
+    from engine.record import SubjectRecord
+
+    base = {"subject_id": "P1", "diagnosis": {"date": "2020-12-01"}}
+    plain = _timeline(kinds)
+    with_mrd = list(plain)
+    for p in sorted(positions, reverse=True):
+        p = min(p, len(with_mrd))
+        when = with_mrd[p - 1].get("date") or with_mrd[p - 1].get("start_date") if p else "2020-12-15"
+        with_mrd.insert(p, {"type": "relapse", "date": when, "sites": ["marrow"], "bm_blasts_pct": 1, "mrd_only": True})
+    a = screening_facts(SubjectRecord.model_validate({**base, "treatment_history": plain})).values
+    b = screening_facts(SubjectRecord.model_validate({**base, "treatment_history": with_mrd})).values
+    assert b.pop("history.mrd_only_recurrences") == len(positions)
+    a.pop("history.mrd_only_recurrences")
+    assert a == b
+    # relapses are counted only after a CRc: never more relapses than CRc events
+    crcs = sum(k in ("cycle_cr", "remission") for k in kinds)
+    assert a["history.relapse_count"] <= crcs

@@ -48,75 +48,23 @@ _W: dict[str, Any] = {}
 
 
 def _init_worker(rules_dir: str | None, profiles: tuple[str, ...], params: dict[str, dict[str, Any]],
-                 actor: str, reason: str | None, run_id: str, done: frozenset[str]) -> None:
+                 actor: str, reason: str | None, run_id: str, done: frozenset[str], ctcae: str = "4.03") -> None:
     """Load the registry once per process; durable rulesets register lazily in this process."""
     from engine.rules.load import load_registry
     _W.update(registry=load_registry(rules_dir), profiles=profiles, params=params, actor=actor,
-              reason=reason, run_id=run_id, done=done, evaluator=None)
+              reason=reason, run_id=run_id, done=done, evaluator=None, ctcae=ctcae, grader=None)
 
 
-def _screen_entries(record: Any, path: Path) -> list[dict[str, Any]]:
-    """Adapter: engine.adjudicate.screening when it offers `cohort_entries`, else the eligibility
-    chain evaluated here with the shared fact builder (a thin stand-in, same audit entry shape)."""
-    try:
-        from engine.adjudicate import screening as _s  # type: ignore[attr-defined]
-        if hasattr(_s, "cohort_entries"):
-            return list(_s.cohort_entries(record, path, _W["registry"], _W["params"], _W["evaluator"], _W["actor"]))
-    except ImportError:
-        pass
-    from engine.adjudicate.common import audit_entry, input_snapshot
-    from engine.evaluate.run import evaluate_chain
-    from engine.facts.screening import screening_facts
-    reg = _W["registry"]
-    if ELIGIBILITY_PACK not in getattr(reg, "packs", {ELIGIBILITY_PACK: None}):
-        return []
-    sheet = screening_facts(record, path)
-    results, _ = evaluate_chain(reg, ELIGIBILITY_PACK, sheet, _W["params"], _W["evaluator"])
-    res = results[ELIGIBILITY_PACK]
-    verdict = res.decisions["verdict"]
-    value = verdict.value if isinstance(verdict.value, dict) else {}
-    failing = [r.id for r in res.rules.values()
-               if (r.id.startswith("INC-") and r.outcome.value == "not_met")
-               or (r.id.startswith("EXC-") and r.outcome.value == "met")]
-    unknown = [r.id for r in res.rules.values()
-               if r.id.startswith(("INC-", "EXC-")) and r.outcome.value == "unknown"]
-    outcome = {"verdict": value.get("verdict") or "INDETERMINATE", "failing": failing, "unknown": unknown,
-               "missing": verdict.missing}
-    ds = results.get("disease-status")
-    if ds is not None:  # the subgroups of the summary (pack outputs, not computed here)
-        for key, dec_id in (("disease_status", "trial_status"), ("relapse_setting", "relapse_setting")):
-            dec = ds.decisions.get(dec_id)
-            if dec is not None and dec.status == "decided":
-                v = dec.value
-                outcome[key] = v.get("value") if isinstance(v, dict) else v
-    return [audit_entry(subject_id=record.subject_id, use_case="screen", item=None,
-                        snapshot=input_snapshot(sheet), results=list(results.values()), outcome=outcome,
-                        actor=_W["actor"])]
-
-
-def _marrow_entries(record: Any, path: Path) -> list[dict[str, Any]]:
-    from engine.adjudicate import marrow
-    if record.on_study is None or not record.on_study.assessments:
-        return []
-    sm = marrow.adjudicate_subject(record, path, _W["registry"], list(_W["profiles"]), _W["params"],
-                                   _W["evaluator"])
-    return [e for _, e in marrow.audit_entries(sm, None, _W["actor"])]
-
-
-def _safety_entries(record: Any, path: Path) -> list[dict[str, Any]]:
-    """Adapter: engine.adjudicate.safety's `cohort_entries` (issue 5) when it exists."""
-    try:
-        from engine.adjudicate import safety as _s  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    fn = getattr(_s, "cohort_entries", None)
-    if fn is None:
-        return []
-    return list(fn(record, path, _W["registry"], _W["params"], _W["evaluator"], _W["actor"]))
-
-
-USE_CASES: dict[str, Callable[[Any, Path], list[dict[str, Any]]]] = {
-    "screen": _screen_entries, "marrow": _marrow_entries, "ae": _safety_entries}
+def _entries(record: Any, path: Path) -> list[dict[str, Any]]:
+    """Every decision of one subject: screening, each marrow under each profile and the course,
+    each lab and adverse event (CTCAE grade, attribution), TLS and dosing advisories."""
+    from engine.adjudicate import marrow, safety, screening
+    reg, params, ev, actor = _W["registry"], _W["params"], _W["evaluator"], _W["actor"]
+    if _W.get("grader") is None:  # one grader per process: its cache spans subjects
+        _W["grader"] = safety.SafetyGrader(_W["ctcae"], reg, ev, params.get(safety.VERSIONS[_W["ctcae"]]))
+    return (screening.cohort_entries(record, path, reg, params, ev, actor)
+            + marrow.cohort_entries(record, path, reg, params, ev, actor, _W["profiles"])
+            + safety.cohort_entries(record, path, reg, params, ev, actor, _W["ctcae"], _W["grader"]))
 
 
 def adjudicate_file(path: str) -> tuple[str, str | None, list[dict[str, Any]] | None, str | None]:
@@ -126,9 +74,7 @@ def adjudicate_file(path: str) -> tuple[str, str | None, list[dict[str, Any]] | 
         record = load_subject(path)
         if record.subject_id in _W["done"]:
             return path, record.subject_id, None, None
-        entries: list[dict[str, Any]] = []
-        for fn in USE_CASES.values():
-            entries.extend(fn(record, Path(path)))
+        entries = _entries(record, Path(path))
     except AdjudicatorError as exc:
         return path, None, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - one subject's internal error must not stop the cohort
@@ -185,7 +131,7 @@ def _bookkeeping(item: str, run_id: str, outcome: dict[str, Any], actor: str, re
 def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str, ...] = DEFAULT_PROFILES,
                params: Mapping[str, Mapping[str, Any]] | None = None, actor: str, reason: str | None = None,
                resume: str | None = None, workers: int = 2, rules_dir: str | None = None,
-               batch_subjects: int = 1, progress: bool | None = None,
+               batch_subjects: int = 1, progress: bool | None = None, ctcae: str = "4.03",
                on_error: Callable[[str, str], None] | None = None) -> CohortResult:
     """Adjudicate every subject file under `path`; see the module docstring for the guarantees.
 
@@ -203,6 +149,7 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
         if start is None:
             raise InputError(f"no cohort run {resume} in the audit store", field="--resume")
         profiles, params = tuple(start["profiles"]), start["params"]
+        ctcae = start.get("ctcae", ctcae)
         reason = reason or start.get("reason")
         path = path or start["path"]
         run_id = resume
@@ -221,8 +168,9 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
     if not resume:
         with store.batch() as w:
             w.add(_bookkeeping("start", run_id, {"path": sources, "profiles": list(profiles), "params": params,
+                                                 "ctcae": ctcae,
                                                  "reason": reason, "subjects": len(paths)}, actor, reason))
-    init = (rules_dir, tuple(profiles), params, actor, reason, run_id, done)
+    init = (rules_dir, tuple(profiles), params, actor, reason, run_id, done, ctcae)
     stream = _stream(paths, init, workers)
     bar = _progress(len(paths), progress)
     pending: list[dict[str, Any]] = []

@@ -301,6 +301,16 @@ def audit_entries(sm: SubjectMarrow, assessment: str | None, actor: str) -> list
     return entries
 
 
+def cohort_entries(record: SubjectRecord, path: str | Path, registry: Registry,
+                   params: Mapping[str, Mapping[str, Any]], evaluator: Evaluator | None, actor: str,
+                   profiles: Iterable[str] = ("trial", "eln-2017", "eln-2022")) -> list[dict[str, Any]]:
+    """Audit entries of every on-study marrow under each profile plus the course (no store)."""
+    if record.on_study is None or not record.on_study.assessments:
+        return []
+    sm = adjudicate_subject(record, path, registry, list(profiles), params, evaluator)
+    return [e for _, e in audit_entries(sm, None, actor)]
+
+
 def report(sm: SubjectMarrow, assessment: str | None) -> dict[str, Any]:
     """The `--json` document: one assessment, or every assessment in date order plus the course."""
     def item_doc(item_id: str) -> dict[str, Any]:

@@ -263,19 +263,15 @@ def dosing_advisories(record: Any, registry: Registry, evaluator: Evaluator | No
 
 # --- a subject ------------------------------------------------------------------------------------
 
-def grade_subject(record: Any, version: str = "4.03", *, registry: Registry | None = None,
-                  evaluator: Evaluator | None = None, store: Any = None, actor: str = "adjudicator",
-                  params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Grade every lab and adverse event of a subject; write one audit record per item when a
-    store is given; the committee's adjudicated attribution (an override record) is shown."""
-    grader = SafetyGrader(version, registry, evaluator, params)
+def _grade_items(record: Any, grader: "SafetyGrader", evaluator: Evaluator | None,
+                 store: Any = None) -> tuple[list[Graded], list[dict[str, Any]], list[dict[str, Any]]]:
     reg = grader.registry
     sid = record.subject_id
     items: list[Graded] = []
     for lab in record.labs:
         g = grader.grade_lab(id=lab.id, analyte=lab.test, value=lab.value, unit=lab.unit, lln=lab.lln,
                              uln=lab.uln, baseline=lab.baseline, date=lab.date.isoformat())
-        g.treatment_emergent = _lab_emergent(lab.date, record.on_study, reg)
+        g.treatment_emergent = _lab_emergent(lab.date, record.on_study, reg, evaluator)
         items.append(g)
     for ae in record.adverse_events:
         g = grader.grade_event(ae, list(record.labs), sid)
@@ -287,36 +283,62 @@ def grade_subject(record: Any, version: str = "4.03", *, registry: Registry | No
             if override is not None:
                 g.attribution["adjudicated"] = override
         items.append(g)
-    tls = tls_assessments(record, reg, evaluator)
-    dosing = dosing_advisories(record, reg, evaluator)
+    return items, tls_assessments(record, reg, evaluator), dosing_advisories(record, reg, evaluator)
+
+
+def _subject_entries(sid: str, items: list[Graded], tls: list[dict[str, Any]], dosing: list[dict[str, Any]],
+                     actor: str) -> list[tuple[Graded | None, dict[str, Any]]]:
+    """The audit entries of a subject's safety review: one per graded item, TLS window and cycle."""
+    out: list[tuple[Graded | None, dict[str, Any]]] = [
+        (g, _entry(sid, "ae" if g.kind == "event" else "ctcae-lab", g, actor)) for g in items]
+    for t in tls:
+        out.append((None, audit_entry(subject_id=sid, use_case="tls", item=f"cycle {t['cycle']}",
+                                      snapshot={"facts": t["facts"]}, results=[t["_result"]],
+                                      outcome={k: v for k, v in t.items() if not k.startswith("_")}, actor=actor)))
+    for d in dosing:
+        out.append((None, audit_entry(subject_id=sid, use_case="venetoclax-dosing", item=f"cycle {d['cycle']}",
+                                      snapshot={}, results=[d["_result"]],
+                                      outcome={k: v for k, v in d.items() if not k.startswith("_")}, actor=actor)))
+    return out
+
+
+def grade_subject(record: Any, version: str = "4.03", *, registry: Registry | None = None,
+                  evaluator: Evaluator | None = None, store: Any = None, actor: str = "adjudicator",
+                  params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Grade every lab and adverse event of a subject; write one audit record per item when a
+    store is given; the committee's adjudicated attribution (an override record) is shown."""
+    grader = SafetyGrader(version, registry, evaluator, params)
+    items, tls, dosing = _grade_items(record, grader, evaluator, store)
     if store is not None:
         with store.batch() as w:
-            for g in items:
-                g.decision_id = w.add(_entry(sid, "ae" if g.kind == "event" else "ctcae-lab", g, actor))
-            for t in tls:
-                w.add(audit_entry(subject_id=sid, use_case="tls", item=f"cycle {t['cycle']}",
-                                  snapshot={"facts": t["facts"]}, results=[t["_result"]],
-                                  outcome={k: v for k, v in t.items() if not k.startswith("_")}, actor=actor))
-            for d in dosing:
-                w.add(audit_entry(subject_id=sid, use_case="venetoclax-dosing", item=f"cycle {d['cycle']}",
-                                  snapshot={}, results=[d["_result"]],
-                                  outcome={k: v for k, v in d.items() if not k.startswith("_")}, actor=actor))
-    return {"subject_id": sid, "ctcae": version, "pack": grader.pack.identity(),
+            for g, entry in _subject_entries(record.subject_id, items, tls, dosing, actor):
+                decision_id = w.add(entry)
+                if g is not None:
+                    g.decision_id = decision_id
+    return {"subject_id": record.subject_id, "ctcae": version, "pack": grader.pack.identity(),
             "parameters": {p.name: grader.params.get(p.name, p.value) for p in grader.pack.manifest.parameters},
             "items": [g.to_dict() for g in items],
             "tls": [{k: v for k, v in t.items() if not k.startswith("_")} for t in tls],
             "dosing": [{k: v for k, v in d.items() if not k.startswith("_")} for d in dosing]}
 
 
-def _lab_emergent(date: dt.date, on_study: Any, reg: Registry) -> bool | None:
+def cohort_entries(record: Any, path: Any, registry: Registry, params: Mapping[str, Mapping[str, Any]],
+                   evaluator: Evaluator | None, actor: str, version: str = "4.03",
+                   grader: "SafetyGrader | None" = None) -> list[dict[str, Any]]:
+    """Audit entries of a subject's whole safety review, for batch re-adjudication (no store)."""
+    grader = grader or SafetyGrader(version, registry, evaluator, params.get(_pack_id(version)))
+    items, tls, dosing = _grade_items(record, grader, evaluator)
+    return [e for _, e in _subject_entries(record.subject_id, items, tls, dosing, actor)]
+
+
+def _lab_emergent(date: dt.date, on_study: Any, reg: Registry, evaluator: Evaluator | None = None) -> bool | None:
     pack = reg.get("ae-attribution")
     facts: dict[str, Any] = {"ae.onset_date": date}
     if on_study is not None and on_study.first_dose_date:
         facts["study.first_dose_date"] = on_study.first_dose_date
     if on_study is not None and on_study.last_dose_date:
         facts["study.last_dose_date"] = on_study.last_dose_date
-    from engine.evaluate.reference import ReferenceEvaluator  # two rules: no need for the C engine
-    res, _ = evaluate_pack(pack, FactSheet.of(facts), None, ReferenceEvaluator())
+    res, _ = evaluate_pack(pack, FactSheet.of(facts), None, evaluator)
     return _tri(res.rules["TEAE"].outcome.value)
 
 

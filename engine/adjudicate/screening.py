@@ -153,6 +153,22 @@ def screen(record: SubjectRecord, registry: Registry, params: Mapping[str, Mappi
     return result
 
 
+def screening_entry(result: ScreeningResult, actor: str, run_id: str | None = None) -> dict[str, Any]:
+    """The audit entry of a screening (use case "screen", item "eligibility")."""
+    a = result._audit
+    return audit_entry(subject_id=result.subject_id, use_case="screen", item="eligibility",
+                       snapshot=a["snapshot"], results=a["results"], outcome=a["outcome"],
+                       actor=actor, run_id=run_id)
+
+
+def cohort_entries(record: SubjectRecord, path: str | Path, registry: Registry,
+                   params: Mapping[str, Mapping[str, Any]], evaluator: Evaluator | None,
+                   actor: str) -> list[dict[str, Any]]:
+    """Audit entries of one subject's screening, for batch re-adjudication (no store)."""
+    mine = {k: v for k, v in params.items() if k in PACKS}
+    return [screening_entry(screen(record, registry, mine, evaluator, path), actor)]
+
+
 def screen_and_record(record: SubjectRecord, registry: Registry, db: str | Path | None, actor: str,
                       params: Mapping[str, Mapping[str, Any]] | None = None,
                       evaluator: Evaluator | None = None, source_file: str | Path = "<record>",
@@ -161,10 +177,7 @@ def screen_and_record(record: SubjectRecord, registry: Registry, db: str | Path 
     from engine.audit import AuditStore
 
     result = screen(record, registry, params, evaluator, source_file)
-    a = result._audit
-    entry = audit_entry(subject_id=record.subject_id, use_case="screen", item="eligibility",
-                        snapshot=a["snapshot"], results=a["results"], outcome=a["outcome"],
-                        actor=actor, run_id=run_id)
+    entry = screening_entry(result, actor, run_id)
     with AuditStore.open(db) as store:
         stored = store.append([entry])
     result.decision_id = stored[0].decision_id

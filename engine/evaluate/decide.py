@@ -5,6 +5,9 @@
 - unique: at most one row may be met; two met rows are a defect of the table (an error, never a
   silent pick).
 - collect: every met row; unknown rows are possible additions.
+A table whose unknown rows may all turn out false keeps "no row" (its default, or no output) as
+a candidate, unless it declares `complete: true` (its rows cover every case, as DMN's
+completeness indicator).
 For table outputs with several fields, a field on which every candidate agrees is decided
 (a CRc flag equal for CR and CRi is known even when the category is not).
 """
@@ -73,7 +76,12 @@ def decide(dec: Decision, rows: list[Tri]) -> DecisionResult:
     candidates = [dec.rows[j].then for j in relevant_unknown]
     if first_met is not None:
         candidates.append(dec.rows[first_met].then)
-    elif dec.default is not None or not relevant_unknown:
+    elif not relevant_unknown:
+        if dec.complete and dec.default is None:
+            raise EvaluationError(f"decision {dec.id!r} is declared complete but no row is met")
+        candidates.append(dec.default)
+    elif dec.default is not None or not dec.complete:
+        # every unknown row may yet be false: "no row" (the default, or no output) stays possible
         candidates.append(dec.default)
     candidates = _unique(candidates)
     missing = sorted({m for j in relevant_unknown for m in rows[j].missing})

@@ -45,6 +45,7 @@ def iter_changes(store: Any, run_b: str, run_a: str | None = None) -> Iterator[d
                  for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
         yield {"subject_id": row["subject_id"], "use_case": row["use_case"], "item": row["item"],
                "old_run": old.get("run_id"), "new_run": run_b, "old": _short(old_o), "new": _short(new_o),
+               "old_outcome": old_o, "new_outcome": new_o,
                "changed_fields": _changed(old_o, new_o), "rules": rules}
 
 
@@ -66,19 +67,23 @@ def _changed(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def render(changes: list[dict[str, Any]], console: Any = None, limit: int = 200) -> None:
-    """A readable table of changed decisions."""
-    from rich.console import Console
+    """A readable table of changed decisions: what changed (old -> new) and the rules behind it."""
     from rich.table import Table
-    console = console or Console()
-    t = Table(title=f"Changed decisions: {len(changes)}")
-    for col in ("subject", "use case", "item", "old -> new", "changed", "rules changed"):
-        t.add_column(col, overflow="fold")
+    from engine.report.tables import console as default_console
+    console = console or default_console
+    t = Table(title=f"Changed decisions: {len(changes)}", show_lines=True)
+    for col in ("subject", "use case", "item", "changed (old -> new)", "rules whose outcome changed"):
+        t.add_column(col)
     for c in changes[:limit]:
         old, new = c["old"], c["new"]
-        on = f"{old} -> {new}" if not isinstance(old, dict) else "; ".join(
-            f"{f}: {_get(old, f)} -> {_get(new, f)}" for f in c["changed_fields"][:3])
-        t.add_row(c["subject_id"], c["use_case"], c["item"] or "", on, ", ".join(c["changed_fields"][:6]),
-                  ", ".join(f"{r['rule'].split(':', 1)[-1]} {r['old']}->{r['new']}" for r in c["rules"][:6]))
+        if isinstance(old, dict) or old == new:
+            old_full, new_full = c.get("old_outcome", old), c.get("new_outcome", new)
+            what = "\n".join(f"{f}: {_get(old_full, f)} -> {_get(new_full, f)}" for f in c["changed_fields"][:6])
+        else:
+            what = f"{old} -> {new}"
+        rules = "\n".join(f"{r['rule'].split(':', 1)[-1]}: {r['old'] or '-'} -> {r['new'] or '-'}"
+                          for r in c["rules"][:8])
+        t.add_row(c["subject_id"], c["use_case"], c["item"] or "", what, rules)
     console.print(t)
     if len(changes) > limit:
         console.print(f"... {len(changes) - limit} more (use --json)")

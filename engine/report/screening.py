@@ -15,7 +15,8 @@ STYLE = {"pass": "green", "fail": "bold red", "unknown": "yellow",
 
 def print_screening(result: ScreeningResult, console: Console | None = None) -> None:
     """Print the screening of one candidate as a table and a short summary."""
-    console = console or Console()
+    from engine.report.tables import console as default_console
+    console = console or default_console
     table = Table(title=f"Screening {result.subject_id} - {result.pack['id']} {result.pack['version']}")
     for name in ("criterion", "outcome", "why", "missing facts"):
         table.add_column(name, overflow="fold", no_wrap=name in ("criterion", "outcome"))

@@ -43,6 +43,23 @@ def _subjects(store: Any, run_id: str) -> Iterator[tuple[str, list[dict[str, Any
         yield current, rows
 
 
+def subgroups(screen: dict[str, Any]) -> list[str]:
+    """The paper's subgroups, read from the screening decision (pack outputs, not recomputed):
+    primary refractory / relapse after chemotherapy / relapse after allo-HSCT, and ELN 2017 risk
+    (the version the paper cites, A14)."""
+    out = []
+    ds = screen.get("disease_status") or {}
+    status, setting = ds.get("trial_status"), ds.get("relapse_setting")
+    if status == "RELAPSED" and setting:
+        out.append("relapsed " + str(setting).lower().replace("_", " ").replace("hsct", "HSCT"))
+    elif status:
+        out.append(str(status).lower().replace("_", " "))
+    risk = (screen.get("eln_risk") or {}).get("eln2017")
+    if risk:
+        out.append(f"ELN 2017 {str(risk).lower()}")
+    return out
+
+
 def summarize(store: Any, run_id: str) -> dict[str, Any]:
     """The summary document of a run (JSON-ready)."""
     screened = 0
@@ -58,19 +75,12 @@ def summarize(store: Any, run_id: str) -> dict[str, Any]:
         if screen is not None:
             screened += 1
             verdicts[screen.get("verdict", "INDETERMINATE")] += 1
-            for crit in screen.get("failing", []):
-                failing[crit] += 1
-            if screen.get("verdict") not in (None, "ELIGIBLE"):
+            if screen.get("verdict") == "INELIGIBLE":
+                for crit in screen.get("decided_by", []):
+                    failing[crit] += 1
+            if screen.get("verdict") != "ELIGIBLE":
                 continue  # response is reported over the enrolled subjects
-        groups = ["all"]
-        if screen:
-            status = screen.get("disease_status")
-            if status == "RELAPSED" and screen.get("relapse_setting"):
-                groups.append(f"relapsed {str(screen['relapse_setting']).lower().replace('_', ' ')}")
-            elif status:
-                groups.append(str(status).lower().replace("_", " "))
-            if screen.get("eln_risk"):
-                groups.append(f"ELN risk {screen['eln_risk']}")
+        groups = ["all"] + (subgroups(screen) if screen else [])
         for r in rows:
             if r["use_case"] == "marrow" and (r["item"] or "").startswith("course/"):
                 profile = r["item"].split("/", 1)[1]
@@ -91,7 +101,7 @@ def summarize(store: Any, run_id: str) -> dict[str, Any]:
                     ae_subjects[term].add(sid)
     enrolled = verdicts.get("ELIGIBLE", 0)
     response = {}
-    for profile in sorted(denoms):
+    for profile in sorted(denoms, key=lambda p: (p != "trial", p)):  # the trial's own profile first
         response[profile] = {}
         for g, n in denoms[profile].items():
             c = counts[profile][g]
@@ -112,46 +122,67 @@ def summarize(store: Any, run_id: str) -> dict[str, Any]:
     }
 
 
-def _fmt(p: dict[str, Any]) -> str:
+def _fmt(p: dict[str, Any]) -> list[str]:
+    """k/n, %, Wilson CI, Clopper-Pearson CI as table cells."""
     if not p.get("n"):
-        return "-"
+        return [f"{p.get('k', 0)}/0", "-", "-", "-"]
     w, e = p["wilson"], p["exact"]
-    return f"{p['k']}/{p['n']} ({p['pct']}%; W {w[0]}-{w[1]}; CP {e[0]}-{e[1]})"
+    return [f"{p['k']}/{p['n']}", f"{p['pct']:.1f}", f"{w[0]:.1f}-{w[1]:.1f}", f"{e[0]:.1f}-{e[1]:.1f}"]
+
+
+MEASURES = (("CRc after cycle 1", "after_cycle_1", "crc"), ("ORR after cycle 1", "after_cycle_1", "orr"),
+            ("CRc by end of cycle 2", "by_end_of_cycle_2", "crc"), ("ORR by end of cycle 2", "by_end_of_cycle_2", "orr"),
+            ("MRD-negative among CRc", "by_end_of_cycle_2", "mrd_negative_among_crc"))
 
 
 def render(summary: dict[str, Any], console: Any = None) -> None:
-    """Readable rich tables."""
-    from rich.console import Console
+    """Readable rich tables: attrition, the headline response per profile, subgroups, AEs."""
     from rich.table import Table
-    console = console or Console()
+    from engine.report.tables import console as default_console
+    console = console or default_console
     el = summary["eligibility"]
-    t = Table(title=f"Eligibility (run {summary['run_id']})")
-    t.add_column("item")
+    t = Table(title=f"Eligibility attrition (run {summary['run_id']})")
+    t.add_column("step")
     t.add_column("n", justify="right")
     t.add_row("screened", str(el["screened"]))
     for crit, n in el["failing_criteria"].items():
-        t.add_row(f"  failing {crit}", str(n))
-    t.add_row("enrolled (eligible)", str(el["enrolled"]))
+        t.add_row(f"  ineligible: {crit} failed", str(n))
     for v, n in el["verdicts"].items():
         if v not in ("ELIGIBLE", "INELIGIBLE"):
-            t.add_row(f"  {v.lower()}", str(n))
+            t.add_row(f"  {v.lower()} (data missing)", str(n))
+    t.add_row("enrolled (eligible)", str(el["enrolled"]))
     console.print(t)
+    ci_cols = ("k/n", "%", "95% CI Wilson", "95% CI Clopper-Pearson")
     for profile, groups in summary["response"].items():
-        t = Table(title=f"Response, profile {profile} (95 % CI: Wilson / Clopper-Pearson)")
-        for col in ("subgroup", "CRc after C1", "ORR after C1", "CRc by end of C2", "ORR by end of C2",
-                    "MRD-neg among CRc"):
-            t.add_column(col, overflow="fold")
-        for g, d in sorted(groups.items(), key=lambda kv: (kv[0] != "all", kv[0])):
-            t.add_row(f"{g} (n={d['n']})", _fmt(d["after_cycle_1"]["crc"]), _fmt(d["after_cycle_1"]["orr"]),
-                      _fmt(d["by_end_of_cycle_2"]["crc"]), _fmt(d["by_end_of_cycle_2"]["orr"]),
-                      _fmt(d["by_end_of_cycle_2"]["mrd_negative_among_crc"]))
+        if "all" not in groups:
+            continue
+        t = Table(title=f"Response, profile {profile} (n={groups['all']['n']})")
+        t.add_column("measure")
+        for c in ci_cols:
+            t.add_column(c, justify="right")
+        for label, tp, m in MEASURES:
+            t.add_row(label, *_fmt(groups["all"][tp][m]))
         console.print(t)
+        subs = sorted(g for g in groups if g != "all")
+        if subs:
+            t = Table(title=f"By subgroup, profile {profile}: CRc and ORR by end of cycle 2")
+            t.add_column("subgroup")
+            t.add_column("n", justify="right")
+            for c in ("CRc", "%", "95% CI Wilson", "ORR", "%"):
+                t.add_column(c, justify="right")
+            for g in subs:
+                d = groups[g]
+                crc, orr = _fmt(d["by_end_of_cycle_2"]["crc"]), _fmt(d["by_end_of_cycle_2"]["orr"])
+                t.add_row(g, str(d["n"]), crc[0], crc[1], crc[2], orr[0], orr[1])
+            console.print(t)
     if summary["adverse_events_grade3plus"]:
-        t = Table(title="Adverse events grade >= 3")
-        for col in ("term", "events", "subjects"):
-            t.add_column(col)
+        t = Table(title="Adverse events of grade >= 3 (CTCAE, subjects with the event)")
+        t.add_column("term")
+        t.add_column("events", justify="right")
+        for c in ("subjects", "%", "95% CI Wilson"):
+            t.add_column(c, justify="right")
         for term, d in summary["adverse_events_grade3plus"].items():
-            t.add_row(term, str(d["events"]), _fmt(d["subjects"]))
+            t.add_row(term, str(d["events"]), *_fmt(d["subjects"])[:3])
         console.print(t)
 
 

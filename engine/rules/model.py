@@ -249,6 +249,9 @@ class Decision(Strict):
     rows: list[DecisionRow] = Field(min_length=1)
     default: Union[str, bool, int, float, dict[str, Union[str, bool, int, float, None]], None] = Field(
         default=None, description="output when every row is decided not met")
+    complete: bool = Field(
+        default=False, description="the rows cover every case (DMN completeness): 'no row matches' is "
+        "never a candidate of an undecided table, and a run where every row is not met is an error")
     source: Source | None = None
 
 
