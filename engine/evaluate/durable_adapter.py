@@ -56,6 +56,37 @@ class _Compiled:
 
 _REGISTRY: dict[str, _Compiled] = {}
 _SESSION_COUNTER = itertools.count(1)
+_CAPTURE: list[tuple[int, str, str]] | None = None
+
+
+def capture_asserts(target: list[tuple[int, str, str]] | None) -> None:
+    """Record every (ruleset handle, fact JSON, session id) asserted, for the benchmark that
+    replays the same facts into durable-rules without our layers; None stops recording."""
+    global _CAPTURE
+    _CAPTURE = target
+
+
+def replay(captured: list[tuple[int, str, str]]) -> int:
+    """Assert captured facts straight into the engine (assert, drain, delete): the raw rate.
+    Returns the number of rule firings."""
+    fired = 0
+    live: tuple[int, str] | None = None  # the session in flight: deleted when the next starts
+    for handle, payload, sid in captured:
+        if live is not None and live != (handle, sid):
+            _dre.delete_state(*live)
+            live = None
+        code, state = _dre.assert_fact(handle, payload)
+        if code == 1:
+            continue
+        live = (handle, sid)
+        r = _dre.start_action_for_state(handle, state)
+        msg = r[1] if r else None
+        while msg:
+            fired += 1
+            msg = _dre.complete_and_start_action(handle, state)
+    if live is not None:
+        _dre.delete_state(*live)
+    return fired
 
 
 def ruleset_name(pack_id: str, version: str, sha256: str, params: Mapping[str, Any]) -> str:
@@ -222,7 +253,10 @@ class DurableSession:
             r = results.get(rule)
             if r is not None and r.outcome is not Outcome.UNKNOWN:
                 fact[key] = r.outcome.value
-        code, state = _dre.assert_fact(c.handle, json.dumps(fact))
+        payload = json.dumps(fact)
+        if _CAPTURE is not None:
+            _CAPTURE.append((c.handle, payload, self.sid))
+        code, state = _dre.assert_fact(c.handle, payload)
         out: dict[str, Outcome] = {}
         if code == 1:  # MessageNotHandled: no rule matched; every rule of the stratum is unknown
             return out

@@ -5,6 +5,7 @@ dotted field (e.g. `on_study.assessments[1].marrow.blasts_pct`) and the expectat
 """
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,7 +61,12 @@ def load_subjects(folder: str | Path) -> Iterator[tuple[Path, SubjectRecord | In
 
 def field_source(path: str | Path, dotted_field: str) -> str:
     """Provenance of a value: `<file>#<dotted field>`, e.g. `S001.yaml#screening.labs.bilirubin`."""
-    return f"{Path(path).as_posix()}#{dotted_field}"
+    return f"{_posix(str(path))}#{dotted_field}"
+
+
+@functools.lru_cache(maxsize=256)
+def _posix(path: str) -> str:  # called once per fact: cache the path conversion
+    return Path(path).as_posix()
 
 
 # --- reading -----------------------------------------------------------------------------
