@@ -52,18 +52,6 @@ def main(ctx: click.Context, db: str | None, actor: str | None, rules_dir: str |
 # --- commands are registered below, one small section per command group -------------------
 
 
-def parse_params(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    """`--param PACK.NAME=VALUE` options -> {pack: {name: value}} (values typed by the pack)."""
-    out: dict[str, dict[str, str]] = {}
-    for v in values:
-        key, sep, value = v.partition("=")
-        pack, dot, name = key.rpartition(".")
-        if not sep or not dot or not pack or not name:
-            raise InputError(f"--param {v!r}", expected="PACK.NAME=VALUE, e.g. vah-trial-response.mrd_threshold_pct=0.1")
-        out.setdefault(pack, {})[name] = value
-    return out
-
-
 def registry(ctx: click.Context):  # noqa: ANN201 - engine type
     from engine.rules.load import load_registry
     return load_registry(ctx.obj.get("rules_dir"))
@@ -329,6 +317,7 @@ def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str, params
                reason: str | None, resume: str | None, workers: int, csv_dir: str | None, as_json: bool) -> None:
     """Screen, adjudicate every marrow and grade safety for every subject; summary + diff."""
     from engine.adjudicate.cohort import latest_run, run_cohort
+    from engine.adjudicate.common import parse_params
     from engine.audit.store import AuditStore
     from engine.report import diff, summary
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from engine.errors import InputError
+
 from engine import __version__
 from engine.audit.record import sha256_of
 from engine.evaluate.facts import FactSheet
@@ -37,3 +39,25 @@ def audit_entry(*, subject_id: str, use_case: str, item: str | None, snapshot: M
         "actor": actor,
         "reason": reason,
     }
+
+
+def parse_params(pairs: Iterable[str], packs: Iterable[str] | None = None,
+                 aliases: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """`--param PACK.NAME=VALUE` options -> {pack id: {name: value}}. PACK may be an alias
+    (a profile name); `packs` limits which packs a command accepts. Values are typed later, by
+    the pack's declaration (engine.evaluate.run.resolve_params)."""
+    allowed = list(packs) if packs is not None else None
+    aliases = dict(aliases or {})
+    out: dict[str, dict[str, str]] = {}
+    for text in pairs:
+        key, sep, value = text.partition("=")
+        pack, dot, name = key.rpartition(".")
+        if not sep or not dot or not pack or not name:
+            raise InputError(f"bad --param {text!r}", field="--param",
+                             expected="PACK.NAME=VALUE, e.g. vah-trial-response.mrd_threshold_pct=0.1")
+        pack = aliases.get(pack, pack)
+        if allowed is not None and pack not in allowed:
+            raise InputError(f"bad --param {text!r}: unknown pack {pack!r}", field="--param",
+                             expected="one of " + ", ".join(list(aliases) + allowed))
+        out.setdefault(pack, {})[name] = value
+    return out

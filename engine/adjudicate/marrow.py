@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from engine.adjudicate.common import audit_entry, input_snapshot
+from engine.adjudicate.common import parse_params as common_parse_params, audit_entry, input_snapshot
 from engine.errors import InputError
 from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.run import Evaluator, PackResult, evaluate_pack, resolve_params
@@ -63,19 +63,8 @@ class ProfileOutcome:
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, dict[str, str]]:
-    """`PACK.NAME=VALUE` (PACK = a profile name or a pack id) -> {pack id: {name: value}}."""
-    out: dict[str, dict[str, str]] = {}
-    for text in pairs:
-        key, sep, value = text.partition("=")
-        pack, dot, name = key.rpartition(".")
-        if not sep or not dot or not name:
-            raise InputError(f"bad --param {text!r}", field="--param", expected="PACK.NAME=VALUE, e.g. trial.mrd_threshold_pct=0.1")
-        pack_id = PROFILES.get(pack, pack)
-        if pack_id not in PROFILES.values():
-            raise InputError(f"bad --param {text!r}: unknown pack {pack!r}", field="--param",
-                             expected="one of " + ", ".join(list(PROFILES) + list(PROFILES.values())))
-        out.setdefault(pack_id, {})[name] = value
-    return out
+    """`PACK.NAME=VALUE` (PACK = a profile name or a response pack id) -> {pack id: {name: value}}."""
+    return common_parse_params(pairs, list(PROFILES.values()), PROFILES)
 
 
 def _outcome(profile: str, item: Item, result: PackResult, sheet: FactSheet) -> ProfileOutcome:

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Literal, Mapping
 
 from pydantic import BaseModel, PrivateAttr
 
-from engine.adjudicate.common import audit_entry, input_snapshot
+from engine.adjudicate.common import parse_params as common_parse_params, audit_entry, input_snapshot
 from engine.errors import InputError
 from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.logic import Outcome
@@ -74,19 +74,8 @@ class ScreeningResult(BaseModel):
 # --- parameters ---------------------------------------------------------------------------------
 
 def parse_params(pairs: Iterable[str]) -> dict[str, dict[str, str]]:
-    """`PACK.NAME=VALUE` (PACK one of the screening packs) -> {pack id: {name: value}}."""
-    out: dict[str, dict[str, str]] = {}
-    for text in pairs:
-        key, sep, value = text.partition("=")
-        pack, dot, name = key.rpartition(".")
-        if not sep or not dot or not name:
-            raise InputError(f"bad --param {text!r}", field="--param",
-                             expected="PACK.NAME=VALUE, e.g. vah-eligibility.crcl_min_ml_min=60")
-        if pack not in PACKS:
-            raise InputError(f"bad --param {text!r}: unknown pack {pack!r}", field="--param",
-                             expected="one of " + ", ".join(PACKS))
-        out.setdefault(pack, {})[name] = value
-    return out
+    """`PACK.NAME=VALUE` with PACK one of the screening packs."""
+    return common_parse_params(pairs, PACKS)
 
 
 # --- screening ------------------------------------------------------------------------------------
