@@ -2,9 +2,13 @@
 evaluation plan into a durable-rules ruleset and asks the C engine which rules hold.
 
 How each pitfall of durable-rules 2.0.28 (DESIGN.md) is handled here:
-- Three-valued logic: every rule is compiled twice, as the formula for *met* and the formula for
-  *not met* (each with explicit existence tests of every fact it reads); *unknown* is neither
-  firing. The reference evaluator then names the missing facts behind an unknown.
+- Three-valued logic: every rule is compiled as the formula for *met* and the formula for *not
+  met* (each with explicit existence tests of every fact it reads); *unknown* is neither firing.
+  With every input present three-valued logic cannot be unknown, so the *not met* formula is
+  guarded by a flag "some input is missing" (one per distinct input set, set with the fact) and,
+  when all inputs are present and *met* did not fire,
+  *not met* is inferred (DESIGN.md: rules for the rarer outcomes, the third inferred; it spares
+  the engine most firings). The reference evaluator then names the missing facts of an unknown.
 - A missing attribute and a field set to null: null fields are never asserted (dropped).
 - Fact-vs-fact comparisons (x <= 1.5 x y): durable treats a missing right-hand fact as true, so
   they are never compiled as such; x - 1.5 y is computed exactly (Decimal) and compared with 0.
@@ -49,9 +53,11 @@ class _Compiled:
 
     def __init__(self, name: str, handle: int, fired_to: dict[str, tuple[str, Outcome]],
                  fact_keys: dict[str, str], diffs: list[tuple[str, str, str, Any]],
-                 rule_keys: dict[str, str]) -> None:
+                 rule_keys: dict[str, str], inputs: dict[str, tuple[str, ...]],
+                 strata: list[list[str]], groups: dict[tuple[str, ...], str]) -> None:
         self.name, self.handle, self.fired_to = name, handle, fired_to
         self.fact_keys, self.diffs, self.rule_keys = fact_keys, diffs, rule_keys
+        self.inputs, self.strata, self.groups = inputs, strata, groups
 
 
 _REGISTRY: dict[str, _Compiled] = {}
@@ -198,11 +204,21 @@ def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[s
     rules: dict[str, Any] = {}
     fired_to: dict[str, tuple[str, Outcome]] = {}
     idx = 0
+    inputs: dict[str, tuple[str, ...]] = {}
+    groups: dict[tuple[str, ...], str] = {}
     for s, stratum in enumerate(plan.strata):
         for ev in stratum:
             t_f, f_f = comp.pair(ev.cond)
-            for outcome, formula in ((Outcome.MET, t_f), (Outcome.NOT_MET, f_f)):
-                conj = _dnf(formula)
+            # the engine keys of everything the condition reads: with all of them present, three-
+            # valued logic cannot yield unknown, so "met did not fire" means not met (inferred, as
+            # DESIGN.md measured); the not-met formula is needed only when some input is missing
+            keys = tuple(comp.fkey(n) for n in ev.reads) + tuple(comp.rkey(r) for r in ev.refs)
+            inputs[ev.key] = keys
+            t_conj, f_conj = _dnf(t_f), _dnf(f_f)
+            if f_conj is not None and keys:  # one flag per distinct input set: "some input missing"
+                flag = groups.setdefault(keys, f"g{len(groups)}")
+                f_conj = [c + [{flag: 1}] for c in f_conj]
+            for outcome, conj in ((Outcome.MET, t_conj), (Outcome.NOT_MET, f_conj)):
                 if conj is None:
                     raise PackError(f"condition of {ev.key!r} is too large for the rules engine "
                                     f"(more than {MAX_CONJUNCTS} alternatives): split it into sub-rules",
@@ -218,7 +234,8 @@ def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[s
         handle = _dre.create_ruleset(name, json.dumps(rules))
     except Exception as exc:  # the C engine's error codes, e.g. 113
         raise PackError(f"the rules engine refused the compiled pack: {exc}", file=pack_file) from None
-    compiled = _Compiled(name, handle, fired_to, comp.fact_keys, comp.diffs, comp.rule_keys)
+    compiled = _Compiled(name, handle, fired_to, comp.fact_keys, comp.diffs, comp.rule_keys, inputs,
+                         [[ev.key for ev in st] for st in plan.strata], groups)
     _REGISTRY[name] = compiled
     return compiled
 
@@ -253,20 +270,21 @@ class DurableSession:
             r = results.get(rule)
             if r is not None and r.outcome is not Outcome.UNKNOWN:
                 fact[key] = r.outcome.value
+        for keys, flag in c.groups.items():
+            if not all(k in fact for k in keys):
+                fact[flag] = 1
         payload = json.dumps(fact)
         if _CAPTURE is not None:
             _CAPTURE.append((c.handle, payload, self.sid))
         code, state = _dre.assert_fact(c.handle, payload)
         out: dict[str, Outcome] = {}
-        if code == 1:  # MessageNotHandled: no rule matched; every rule of the stratum is unknown
-            return out
+        if code == 1:  # MessageNotHandled: no rule matched (met, or not met with an input missing)
+            return self._infer_not_met(stratum, fact, out)
         self.open = True
         if code not in (0, 3):
             raise EvaluationError(f"rules engine returned code {code} for {c.name}")
         r = _dre.start_action_for_state(c.handle, state)
-        if not r:
-            return out
-        msg = r[1]
+        msg = r[1] if r else None
         while msg:
             rname = msg[2:msg.index('"', 2)]
             key, outcome = c.fired_to[rname]
@@ -275,6 +293,13 @@ class DurableSession:
                 raise EvaluationError(f"{key}: both met and not met fired in {c.name}")
             out[key] = outcome
             msg = _dre.complete_and_start_action(c.handle, state)
+        return self._infer_not_met(stratum, fact, out)
+
+    def _infer_not_met(self, stratum: int, fact: dict[str, Any], out: dict[str, Outcome]) -> dict[str, Outcome]:
+        """A rule whose every input is present and whose met formula did not fire is not met."""
+        for key in self.c.strata[stratum]:
+            if key not in out and all(k in fact for k in self.c.inputs[key]):
+                out[key] = Outcome.NOT_MET
         return out
 
     def close(self) -> None:
