@@ -1,7 +1,7 @@
 """The `adjudicator` command line: parses, calls engine/, prints. No logic here.
 
-Exit codes: 0 success (whatever the verdict), 1 internal error, 2 bad input or bad rule pack,
-3 audit trail failed verification.
+Exit codes: 0 success (whatever the verdict), 1 internal error (or `rules test` with a failing
+test), 2 bad input or bad rule pack, 3 audit trail failed verification.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from engine.errors import AuditIntegrityError, InputError
+from engine.errors import AuditIntegrityError, EvaluationError, InputError
 
 
 class AdjudicatorGroup(click.Group):
@@ -27,6 +27,9 @@ class AdjudicatorGroup(click.Group):
         except AuditIntegrityError as exc:
             click.echo(f"audit verification failed: {exc}", err=True)
             sys.exit(3)
+        except EvaluationError as exc:  # a pack that loaded but misbehaved on data (e.g. overlap)
+            click.echo(f"internal error (rule pack defect): {exc}", err=True)
+            sys.exit(1)
 
 
 def emit_json(obj: Any) -> None:
