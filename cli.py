@@ -413,23 +413,8 @@ def ae_cmd(ctx: click.Context, subject_file: str, version: str, worst_case: bool
     if as_json:
         emit_json(doc)
         return
-    click.echo(f"subject {doc['subject_id']}  CTCAE v{version}  policy {doc['parameters']['qualifier_policy']}")
-    for it in doc["items"]:
-        g = "-" if it["grade"] is None else it["grade"]
-        te = {True: "TE", False: "not TE", None: "TE?"}[it["treatment_emergent"]]
-        rel = ""
-        if it["attribution"]:
-            from engine.adjudicate.safety import related_of
-            rel = {True: " related", False: " unrelated", None: " related?"}[related_of(it)]
-            if it["attribution"].get("adjudicated"):
-                rel += " (committee)"
-        click.echo(f"  {it['id']:<6} {it['term']:<38} G{g:<2} {it['source']:<9} {te}{rel}: {it['reason']}")
-    for t in doc["tls"]:
-        click.echo(f"  TLS cycle {t['cycle']} (start {t['start']}): {t['category'] or 'INDETERMINATE'}"
-                   + (f", missing {', '.join(t['missing'])}" if t["missing"] else ""))
-    for d in doc["dosing"]:
-        msgs = "; ".join(a["message"] for a in d["advisories"]) or "no advisory"
-        click.echo(f"  venetoclax cycle {d['cycle']}: {msgs}")
+    from engine.report.safety import subject_lines
+    click.echo("\n".join(subject_lines(doc, version)))
 
 
 @main.command("ae-summary")
@@ -457,10 +442,8 @@ def ae_summary_cmd(ctx: click.Context, subject_files: tuple[str, ...], version: 
     if as_json:
         emit_json(summary)
         return
-    click.echo(f"{'Adverse event':<28} {'Any grade, n (%)':>18} {'Grade >= 3, n (%)':>18}   (N = {summary['subjects']})")
-    for r in summary["table"]:
-        click.echo(f"{r['label']:<28} {str(r['any_grade_n']) + ' (' + str(r['any_grade_pct']) + ')':>18} "
-                   f"{str(r['grade_3_plus_n']) + ' (' + str(r['grade_3_plus_pct']) + ')':>18}")
+    from engine.report.safety import summary_lines
+    click.echo("\n".join(summary_lines(summary)))
 
 
 @main.command("ae-adjudicate")
@@ -496,8 +479,6 @@ def ctcae_group() -> None:
 def ctcae_grade_cmd(ctx: click.Context, labs_csv: str, version: str, worst_case: bool, output: str | None,
                     as_json: bool) -> None:
     """Grade a CSV lab listing (term or lab_test, value, unit, lln, uln, baseline): one row out per row in."""
-    import csv as _csv
-    import io
     from pathlib import Path
 
     from engine.adjudicate.safety import grade_listing, read_listing
@@ -510,15 +491,8 @@ def ctcae_grade_cmd(ctx: click.Context, labs_csv: str, version: str, worst_case:
     with AuditStore.open(ctx.obj["db"]) as store, store.batch() as writer:
         graded = list(grade_listing(rows, version, registry=reg, params=params, writer=writer,
                                     actor=ctx.obj["actor"], listing=Path(labs_csv).name))
-    if as_json:
-        text = json.dumps(graded, indent=2, default=str)
-    else:
-        buf = io.StringIO()
-        fields = list(dict.fromkeys(k for r in graded for k in r))
-        w = _csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-        w.writeheader()
-        w.writerows(graded)
-        text = buf.getvalue()
+    from engine.report.safety import listing_text
+    text = listing_text(graded, as_json)
     if output:
         Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
         click.echo(f"{len(graded)} rows graded -> {output}", err=True)

@@ -1,0 +1,51 @@
+"""Safety output: a subject's graded labs and events, a graded lab listing, the AE table."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Iterable
+
+
+def subject_lines(doc: dict[str, Any], version: str) -> list[str]:
+    """Plain lines for `adjudicator ae`: one per lab or event, then TLS and dosing advisories."""
+    from engine.adjudicate.safety import related_of
+    out = [f"subject {doc['subject_id']}  CTCAE v{version}  policy {doc['parameters']['qualifier_policy']}"]
+    for it in doc["items"]:
+        g = "-" if it["grade"] is None else it["grade"]
+        te = {True: "TE", False: "not TE", None: "TE?"}[it["treatment_emergent"]]
+        rel = ""
+        if it["attribution"]:
+            rel = {True: " related", False: " unrelated", None: " related?"}[related_of(it)]
+            if it["attribution"].get("adjudicated"):
+                rel += " (committee)"
+        out.append(f"  {it['id']:<6} {it['term']:<38} G{g:<2} {it['source']:<9} {te}{rel}: {it['reason']}")
+    for t in doc["tls"]:
+        out.append(f"  TLS cycle {t['cycle']} (start {t['start']}): {t['category'] or 'INDETERMINATE'}"
+                   + (f", missing {', '.join(t['missing'])}" if t["missing"] else ""))
+    for d in doc["dosing"]:
+        msgs = "; ".join(a["message"] for a in d["advisories"]) or "no advisory"
+        out.append(f"  venetoclax cycle {d['cycle']}: {msgs}")
+    return out
+
+
+def listing_text(graded: Iterable[dict[str, Any]], as_json: bool) -> str:
+    """A graded lab listing as CSV (input columns passed through, then grade and reason) or JSON."""
+    graded = list(graded)
+    if as_json:
+        return json.dumps(graded, indent=2, default=str) + "\n"
+    buf = io.StringIO()
+    fields = list(dict.fromkeys(k for r in graded for k in r))
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(graded)
+    return buf.getvalue()
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The paper's AE table layout: any grade and grade >= 3, n (%)."""
+    out = [f"{'Adverse event':<28} {'Any grade, n (%)':>18} {'Grade >= 3, n (%)':>18}   (N = {summary['subjects']})"]
+    for r in summary["table"]:
+        out.append(f"{r['label']:<28} {str(r['any_grade_n']) + ' (' + str(r['any_grade_pct']) + ')':>18} "
+                   f"{str(r['grade_3_plus_n']) + ' (' + str(r['grade_3_plus_pct']) + ')':>18}")
+    return out
