@@ -20,7 +20,7 @@ from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.run import Evaluator, PackResult, evaluate_pack
 from engine.evaluate.values import to_json
 from engine.facts.safety import (ANALYTE_TERMS, CLINICAL_TERMS, LAB_QUALIFIERS, TERM_ANALYTE, LabFacts,
-                                 ae_facts, attribution_facts, lab_facts, term_id, tls_window_facts,
+                                 ae_facts, attribution_facts, lab_facts, term_id, tls_clinical_facts, tls_window_facts,
                                  venetoclax_cycle_facts)
 from engine.rules.load import Registry, load_registry
 
@@ -228,6 +228,8 @@ def tls_assessments(record: Any, registry: Registry, evaluator: Evaluator | None
         best = None
         for day in days:
             facts = tls_window_facts(record.labs, start, p["window_days_before"], p["window_days_after"], day)
+            facts.update(tls_clinical_facts(record.adverse_events, start - dt.timedelta(days=p["window_days_before"]),
+                                            start + dt.timedelta(days=p["window_days_after"])))
             res, _ = evaluate_pack(pack, FactSheet.of(facts), params, evaluator)
             dec = res.decisions["tls"]
             item = {"cycle": cycle.number, "start": start.isoformat(), "day": day.isoformat() if day else None,

@@ -37,8 +37,13 @@ def _compare(c: Compare, sheet: FactSheet, params: Mapping[str, Any]) -> Tri:
             return TRUE if present else FALSE
         if op == "missing":
             return FALSE if present else TRUE
-        if not present:
-            return unknown(sheet.missing_roots(c.fact))
+        ref = c.operand if isinstance(c.operand, FactRef) else None
+        if not present or (ref is not None and ref.fact not in sheet.values):
+            # name every fact the comparison still needs, on both sides
+            missing = [] if present else sheet.missing_roots(c.fact)
+            if ref is not None and ref.fact not in sheet.values:
+                missing = missing + sheet.missing_roots(ref.fact)
+            return unknown(missing)
         left = sheet.values[c.fact]
     if op == "in":
         return TRUE if any(compare("eq", left, literal(v, params)) for v in c.in_) else FALSE
@@ -47,8 +52,6 @@ def _compare(c: Compare, sheet: FactSheet, params: Mapping[str, Any]) -> Tri:
         return TRUE if compare("gte", left, lo) and compare("lte", left, hi) else FALSE
     o = c.operand
     if isinstance(o, FactRef):
-        if o.fact not in sheet.values:
-            return unknown(sheet.missing_roots(o.fact))
         diff = fact_difference(left, sheet.values[o.fact], factref_times(o, params))
         return TRUE if compare(op, diff, type(diff)(0)) else FALSE
     return TRUE if compare(op, left, literal(o, params)) else FALSE

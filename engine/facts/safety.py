@@ -202,6 +202,27 @@ TLS_FACT = {"uric_acid": "uric_acid", "potassium": "potassium", "phosphate": "ph
             "calcium_corrected": "calcium", "creatinine": "creatinine"}
 
 
+# Adverse-event terms that are the clinical features of Cairo-Bishop clinical TLS besides
+# creatinine (terminology, not thresholds): cardiac arrhythmia or sudden death, and seizure.
+TLS_CLINICAL_TERMS: dict[str, frozenset[str]] = {
+    "arrhythmia": frozenset({"arrhythmia", "cardiac_arrhythmia", "atrial_fibrillation", "atrial_flutter",
+                             "ventricular_arrhythmia", "ventricular_tachycardia", "ventricular_fibrillation",
+                             "supraventricular_tachycardia", "cardiac_arrest", "sudden_death"}),
+    "seizure": frozenset({"seizure"}),
+}
+
+
+def tls_clinical_facts(adverse_events: list[Any], lo: dt.date, hi: dt.date) -> dict[str, Any]:
+    """tls.arrhythmia / tls.seizure: an adverse event with such a term starting in the window.
+    The AE listing is taken as complete (every AE from the first dose is recorded), so no such
+    event in the window is 'false'; the record does not distinguish 'not collected'."""
+    facts: dict[str, Any] = {}
+    for feature, terms in TLS_CLINICAL_TERMS.items():
+        facts[f"tls.{feature}"] = any(term_id(ae.term) in terms and ae.onset_date is not None
+                                      and lo <= ae.onset_date <= hi for ae in adverse_events)
+    return facts
+
+
 def tls_window_facts(labs: list[Any], start: dt.date, days_before: int, days_after: int,
                      day: dt.date | None = None) -> dict[str, Any]:
     """Worst value of each TLS analyte within [start - before, start + after] (or on one `day`),
