@@ -23,7 +23,8 @@ How each pitfall of durable-rules 2.0.28 (DESIGN.md) is handled here:
   The C module is driven directly (assert, then drain the fired actions), so nothing runs on a
   background thread and any error surfaces here.
 - 1,024 live sessions per ruleset: every evaluation deletes its session in `finally` (but only
-  a session the engine created: deleting one whose facts all went unhandled segfaults).
+  a session the engine created: deleting one whose facts all went unhandled segfaults; and not
+  one whose drain failed midway, with actions still queued: that aborts the process).
 - Registration is once per process and immutable: rulesets are named by pack id + version +
   content sha256 + the hash of the parameter values folded into the conditions.
 """
@@ -283,16 +284,26 @@ class DurableSession:
         self.open = True
         if code not in (0, 3):
             raise EvaluationError(f"rules engine returned code {code} for {c.name}")
-        r = _dre.start_action_for_state(c.handle, state)
-        msg = r[1] if r else None
-        while msg:
-            rname = msg[2:msg.index('"', 2)]
-            key, outcome = c.fired_to[rname]
-            prev = out.get(key)
-            if prev is not None and prev is not outcome:
-                raise EvaluationError(f"{key}: both met and not met fired in {c.name}")
-            out[key] = outcome
-            msg = _dre.complete_and_start_action(c.handle, state)
+        try:
+            r = _dre.start_action_for_state(c.handle, state)
+            msg = r[1] if r else None
+            while msg:
+                rname = msg[2:msg.index('"', 2)]
+                key, outcome = c.fired_to[rname]
+                prev = out.get(key)
+                if prev is not None and prev is not outcome:
+                    raise EvaluationError(f"{key}: both met and not met fired in {c.name}")
+                out[key] = outcome
+                msg = _dre.complete_and_start_action(c.handle, state)
+        except BaseException:
+            # deleting a session with actions still queued aborts the process (measured): abandon
+            # the action and leave this one session to the engine; the error is raised, not lost
+            try:
+                _dre.abandon_action(c.handle, state)
+            except Exception:  # noqa: BLE001 - best effort; the original error matters
+                pass
+            self.open = False
+            raise
         return self._infer_not_met(stratum, fact, out)
 
     def _infer_not_met(self, stratum: int, fact: dict[str, Any], out: dict[str, Outcome]) -> dict[str, Outcome]:
