@@ -163,3 +163,24 @@ def test_first_without_default_and_only_an_unknown_row_is_indeterminate():
     assert "nodefault.d" not in sheet.values
     res, _ = evaluate_pack(p, FactSheet.of({"a": 0, "b": 0}), None, DurableEvaluator())
     assert res.decisions["d"].status == "decided" and res.decisions["d"].value is None
+
+
+def test_error_in_our_code_while_an_action_is_in_flight():
+    """An action interrupted by our own code is abandoned, the session left alone, the error raised."""
+    p = pack({"R": {"fact": "a", "gte": 1}, "S": {"fact": "a", "gte": 0}}, pid="inflight")
+    session = DurableEvaluator().session(p.plan, p.identity(), {}, "")
+    compiled = session.c
+    real = compiled.fired_to
+
+    class Exploding(dict):
+        def __getitem__(self, key):
+            raise LookupError("decoding a firing failed")
+
+    compiled.fired_to = Exploding(real)
+    try:
+        for _ in range(20):
+            with pytest.raises(LookupError, match="decoding a firing failed"):
+                run(p, {"a": 2})
+    finally:
+        compiled.fired_to = real
+    assert run(p, {"a": 2}) == {"R": "met", "S": "met"}

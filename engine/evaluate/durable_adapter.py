@@ -284,9 +284,11 @@ class DurableSession:
         self.open = True
         if code not in (0, 3):
             raise EvaluationError(f"rules engine returned code {code} for {c.name}")
+        in_flight = False  # an action started by the engine and not yet completed
         try:
             r = _dre.start_action_for_state(c.handle, state)
             msg = r[1] if r else None
+            in_flight = bool(msg)
             while msg:
                 rname = msg[2:msg.index('"', 2)]
                 key, outcome = c.fired_to[rname]
@@ -294,14 +296,15 @@ class DurableSession:
                 if prev is not None and prev is not outcome:
                     raise EvaluationError(f"{key}: both met and not met fired in {c.name}")
                 out[key] = outcome
+                in_flight = False
                 msg = _dre.complete_and_start_action(c.handle, state)
+                in_flight = bool(msg)
         except BaseException:
-            # deleting a session with actions still queued aborts the process (measured): abandon
-            # the action and leave this one session to the engine; the error is raised, not lost
-            try:
+            # measured: deleting a session with actions still queued aborts the process, and so
+            # does abandoning an action that was never started. Abandon only an action our own
+            # code interrupted; never delete this session (one leaked session, not a crash).
+            if in_flight:
                 _dre.abandon_action(c.handle, state)
-            except Exception:  # noqa: BLE001 - best effort; the original error matters
-                pass
             self.open = False
             raise
         return self._infer_not_met(stratum, fact, out)
