@@ -12,7 +12,6 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "fixtures" / "cohort"))

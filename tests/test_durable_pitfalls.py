@@ -10,7 +10,6 @@ from engine.errors import EvaluationError, PackError
 from engine.evaluate import durable_adapter
 from engine.evaluate.durable_adapter import DurableEvaluator, registered_rulesets
 from engine.evaluate.facts import FactSheet
-from engine.evaluate.logic import Outcome
 from engine.evaluate.run import evaluate_pack
 from engine.rules.load import pack_from_data
 

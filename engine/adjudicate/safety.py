@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from engine.adjudicate.common import audit_entry, input_snapshot
+from engine.adjudicate.common import audit_entry
 from engine.errors import InputError
 from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.run import Evaluator, PackResult, evaluate_pack

@@ -38,8 +38,8 @@ from typing import Any, Mapping
 import durable_rules_engine as _dre
 
 from engine.errors import EvaluationError, PackError
-from engine.rules.model import AllOf, AnyOf, Compare, FactRef, NotOf, ParamRef, RuleRef
-from engine.evaluate.compare import NEGATE, compare, fact_difference, factref_times, literal
+from engine.rules.model import AllOf, AnyOf, Compare, FactRef, NotOf, RuleRef
+from engine.evaluate.compare import NEGATE, fact_difference, factref_times, literal
 from engine.evaluate.facts import FactSheet
 from engine.evaluate.logic import Outcome, Tri
 from engine.evaluate.plan import Plan

@@ -9,7 +9,7 @@ from engine.rules.model import AllOf, AnyOf, Compare, FactRef, NotOf, RuleRef
 from engine.evaluate.compare import compare, fact_difference, factref_times, literal
 from engine.evaluate.facts import FactSheet
 from engine.evaluate.logic import FALSE, TRUE, Outcome, Tri, all_of, any_of, not_, unknown
-from engine.evaluate.plan import Evaluable, Plan
+from engine.evaluate.plan import Plan
 from engine.evaluate.values import normalize
 
 

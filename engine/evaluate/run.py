@@ -127,7 +127,6 @@ def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None
     sheet = sheet.copy()
     add_derived(sheet, pack.manifest.derived, params)
     plan: Plan = pack.plan
-    decisions = {d.id: d for d in pack.manifest.decisions}
     results: dict[str, Tri] = {}
     rule_results: dict[str, RuleResult] = {}
     row_results: dict[str, RuleResult] = {}

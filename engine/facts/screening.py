@@ -15,7 +15,6 @@ Structural conventions (documented in docs/screening.md):
 """
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from engine.errors import PackError
 from engine.yamlio import safe_load_with_node
-from engine.rules.model import (AllOf, AnyOf, Compare, Condition, Decision, FactRef, FactType,
+from engine.rules.model import (AllOf, AnyOf, Compare, Decision, FactRef, FactType,
                                 Manifest, NotOf, PackTest, ParamRef, RuleRef, TestFile)
 
 PACK_FILE = "pack.yaml"
