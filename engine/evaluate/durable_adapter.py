@@ -250,12 +250,16 @@ class DurableSession:
         self.sid = f"s{next(_SESSION_COUNTER)}"
         self.open = False
         self._base: dict[str, Any] | None = None   # the sheet's facts in engine form, built once
-        self._base_n = -1
+        self._base_n: tuple[int, int] | None = None
 
     def evaluate(self, stratum: int, sheet: FactSheet, results: Mapping[str, Tri]) -> dict[str, Outcome]:
         c = self.c
         values = sheet.values
-        if self._base is None or self._base_n != len(values):  # decisions add facts between strata
+        # The engine form of the sheet is built once per evaluation. Between strata the sheet only
+        # grows (a decision publishes new names `<pack>.<decision>[.field]`, never overwriting a
+        # value), so (sheet identity, size) tells whether it must be rebuilt.
+        key = (id(values), len(values))
+        if self._base is None or self._base_n != key:
             base: dict[str, Any] = {}
             for name, key in c.fact_keys.items():
                 v = values.get(name)
@@ -264,7 +268,7 @@ class DurableSession:
             for key, x, y, times in c.diffs:
                 if x in values and y in values:
                     base[key] = for_durable(fact_difference(values[x], values[y], normalize(times)))
-            self._base, self._base_n = base, len(values)
+            self._base, self._base_n = base, key
         fact = dict(self._base)
         fact["t"], fact["id"], fact["sid"] = f"s{stratum}", f"{self.sid}.{stratum}", self.sid
         for rule, key in c.rule_keys.items():
