@@ -270,10 +270,13 @@ def _grade_items(record: Any, grader: "SafetyGrader", evaluator: Evaluator | Non
     reg = grader.registry
     sid = record.subject_id
     items: list[Graded] = []
+    emergent: dict[dt.date, bool | None] = {}  # labs of one day share the facts, hence the answer
     for lab in record.labs:
         g = grader.grade_lab(id=lab.id, analyte=lab.test, value=lab.value, unit=lab.unit, lln=lab.lln,
                              uln=lab.uln, baseline=lab.baseline, date=lab.date.isoformat())
-        g.treatment_emergent = _lab_emergent(lab.date, record.on_study, reg, evaluator)
+        if lab.date not in emergent:
+            emergent[lab.date] = _lab_emergent(lab.date, record.on_study, reg, evaluator)
+        g.treatment_emergent = emergent[lab.date]
         items.append(g)
     for ae in record.adverse_events:
         g = grader.grade_event(ae, list(record.labs), sid)

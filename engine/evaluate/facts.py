@@ -33,27 +33,30 @@ class FactSheet:
         return self.missing_because.get(name, [name])
 
 
+_TYPE_OK = {
+    FactType.number: lambda v: isinstance(v, Decimal),
+    FactType.integer: lambda v: isinstance(v, Decimal) and v == v.to_integral_value(),
+    FactType.boolean: lambda v: isinstance(v, bool),
+    FactType.string: lambda v: isinstance(v, str),
+    FactType.date: lambda v: isinstance(v, dt.date),
+}
+
+
 def check_types(sheet: FactSheet, decls: list[FactDecl], *, file: str | None = None,
                 subject: str | None = None) -> None:
     """A value of the wrong type or outside its declared range is bad input, not a missing fact."""
+    values = sheet.values
     for d in decls:
-        if d.name not in sheet.values:
+        v = values.get(d.name)
+        if v is None:
             continue
-        v = sheet.values[d.name]
-        ok = {
-            FactType.number: isinstance(v, Decimal),
-            FactType.integer: isinstance(v, Decimal) and v == v.to_integral_value(),
-            FactType.boolean: isinstance(v, bool),
-            FactType.string: isinstance(v, str),
-            FactType.date: isinstance(v, dt.date),
-        }[d.type]
-        if not ok:
+        if not _TYPE_OK[d.type](v):
             raise InputError(f"value {v!r} has the wrong type", file=file, subject=subject, field=d.name,
                              expected=d.type.value + (f" in {d.unit}" if d.unit else ""))
         if d.values is not None and v not in d.values:
             raise InputError(f"value {v!r} is not allowed", file=file, subject=subject, field=d.name,
                              expected="one of " + ", ".join(d.values))
-        if isinstance(v, Decimal):
+        if (d.min is not None or d.max is not None) and isinstance(v, Decimal):
             if (d.min is not None and v < to_decimal(d.min)) or (d.max is not None and v > to_decimal(d.max)):
                 rng = f"{d.min if d.min is not None else '-inf'}..{d.max if d.max is not None else 'inf'}"
                 raise InputError(f"value {v} is impossible", file=file, subject=subject, field=d.name,

@@ -11,7 +11,7 @@ from engine.errors import EvaluationError, InputError
 from engine.rules.load import PACK_FILE, Pack, Registry
 from engine.evaluate.decide import DecisionResult, decide
 from engine.evaluate.facts import FactSheet, add_derived
-from engine.evaluate.logic import Outcome, Tri
+from engine.evaluate.logic import FALSE, TRUE, Outcome, Tri
 from engine.evaluate.plan import Plan, row_key
 from engine.evaluate.reference import evaluate_condition
 from engine.evaluate.values import to_json
@@ -29,7 +29,7 @@ class Evaluator(Protocol):
                 pack_file: str = "") -> Session: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class RuleResult:
     id: str
     outcome: Outcome
@@ -37,10 +37,14 @@ class RuleResult:
     inputs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"rule": self.id, "outcome": self.outcome.value, "inputs": self.inputs}
+        d: dict[str, Any] = {"rule": self.id, "outcome": _VALUE[self.outcome], "inputs": self.inputs}
         if self.missing:
             d["missing"] = self.missing
         return d
+
+
+_VALUE = {o: o.value for o in Outcome}   # Enum.value is a slow descriptor on the hot path
+_KNOWN = {Outcome.MET: TRUE, Outcome.NOT_MET: FALSE}
 
 
 @dataclass
@@ -112,11 +116,22 @@ def _coerce(text: str, like: Any, pack_id: str, name: str) -> Any:
                          expected=type(like).__name__) from None
 
 
-def _inputs(ev: Any, values: Mapping[str, Any], results: Mapping[str, Tri]) -> dict[str, Any]:
-    out = {n: to_json(values[n]) for n in ev.reads if n in values}
+def _inputs(ev: Any, values: Mapping[str, Any], results: Mapping[str, Tri],
+            as_json: dict[str, Any]) -> dict[str, Any]:
+    """The values a rule read, as recorded (JSON forms cached per evaluation: rules share facts)."""
+    out = {}
+    for n in ev.reads:
+        if n in values:
+            j = as_json.get(n, _NO)
+            if j is _NO:
+                j = as_json[n] = to_json(values[n])
+            out[n] = j
     for r in ev.refs:
-        out["rule:" + r] = results[r].outcome.value
+        out["rule:" + r] = _VALUE[results[r].outcome]
     return out
+
+
+_NO = object()
 
 
 def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None = None,
@@ -131,21 +146,23 @@ def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None
     rule_results: dict[str, RuleResult] = {}
     row_results: dict[str, RuleResult] = {}
     dec_results: dict[str, DecisionResult] = {}
+    as_json: dict[str, Any] = {}
     session = evaluator.session(plan, pack.identity(), params, str(pack.path / PACK_FILE))
     try:
         for k, stratum in enumerate(plan.strata):
             fired = session.evaluate(k, sheet, results)
             for ev in stratum:
-                oc = fired.get(ev.key, Outcome.UNKNOWN)
-                if oc is Outcome.UNKNOWN:
+                tri = _KNOWN.get(fired.get(ev.key))
+                if tri is None:
                     tri = evaluate_condition(ev.cond, sheet, params, results)
                     if tri.outcome is not Outcome.UNKNOWN:
                         raise EvaluationError(f"{pack.id}: {ev.key}: the {evaluator.name} evaluator found it unknown, "
                                               f"the reference evaluator {tri.outcome.value}")
+                    missing = sorted(tri.missing)
                 else:
-                    tri = Tri(oc)
+                    missing = []
                 results[ev.key] = tri
-                rr = RuleResult(ev.key, tri.outcome, sorted(tri.missing), _inputs(ev, sheet.values, results))
+                rr = RuleResult(ev.key, tri.outcome, missing, _inputs(ev, sheet.values, results, as_json))
                 (row_results if ev.decision else rule_results)[ev.key] = rr
             for dec in plan.decisions_after[k]:
                 res = decide(dec, [results[row_key(dec.id, j)] for j in range(len(dec.rows))])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,15 +122,29 @@ def _check_unique_ids(record: SubjectRecord) -> None:
 
 def iter_dates(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, dt.date]]:
     """Every date in a record with its dotted path (lists as [i]), in field order."""
-    for name in type(model).model_fields:
-        yield from _walk(getattr(model, name), f"{prefix}{name}")
+    out: list[tuple[str, dt.date]] = []
+    _collect(model, prefix, out)
+    return iter(out)
 
 
-def _walk(value: Any, path: str) -> Iterator[tuple[str, dt.date]]:
+_SCALARS = (str, int, float, bool, Decimal, type(None))
+
+
+def _collect(model: BaseModel, prefix: str, out: list[tuple[str, dt.date]]) -> None:
+    # a record's fields in declaration order (pydantic keeps them in __dict__ in that order);
+    # paths are spelled only for dates and containers: this runs on every subject loaded
+    for name, value in model.__dict__.items():
+        if isinstance(value, _SCALARS):
+            continue
+        _walk(value, prefix + name, out)
+
+
+def _walk(value: Any, path: str, out: list[tuple[str, dt.date]]) -> None:
     if isinstance(value, dt.date):
-        yield path, value
+        out.append((path, value))
     elif isinstance(value, BaseModel):
-        yield from iter_dates(value, path + ".")
+        _collect(value, path + ".", out)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            yield from _walk(item, f"{path}[{i}]")
+            if not isinstance(item, _SCALARS):
+                _walk(item, f"{path}[{i}]", out)
