@@ -302,7 +302,8 @@ class _CohortGroup(click.Group):
 
 @main.group(cls=_CohortGroup, context_settings={"ignore_unknown_options": True})
 def cohort() -> None:
-    """Re-adjudicate a cohort (PATH: folders of subject files), or `diff` / `summary` of runs."""
+    """Re-adjudicate a cohort (PATH: folders of subject files, files, or .jsonl subject tables), or
+    `diff` / `summary` of runs."""
 
 
 @cohort.command("run")

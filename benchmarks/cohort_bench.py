@@ -3,6 +3,7 @@ under the trial / ELN 2017 / ELN 2022 profiles and the course, every lab and AE 
 CTCAE v4.03, attribution, TLS and dosing checks), the full audit trail written, 2 worker processes.
 
     .venv/bin/python benchmarks/cohort_bench.py --n 1000 --n 10000 [--n 100000] [--workers 2] [--profile]
+        [--format jsonl|yaml]   # the generated cohort as one JSON Lines table (default) or YAML files
 
 Prints, per N: subjects/s and decisions/s end to end, peak RSS of the parent and of the largest
 child; and, measured in the same run on a sample of the same subjects in one process: our
@@ -19,6 +20,7 @@ import resource
 import sys
 import tempfile
 import time
+from itertools import islice
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,15 +32,15 @@ def raw_comparison(folder: Path, sample: int) -> dict[str, float]:
     """Our per-subject layers vs durable-rules alone on the same asserted facts, one core."""
     from engine.adjudicate import cohort
     from engine.evaluate import durable_adapter as da
-    paths = sorted(str(p) for p in folder.iterdir())[:sample]
+    paths = list(islice(cohort.work_items(cohort.subject_paths(folder)), sample))  # files or table lines
     cohort._init_worker(None, cohort.DEFAULT_PROFILES, {}, "bench", None, "bench", frozenset(), "4.03")
     for p in paths[:5]:  # warm: rulesets compiled and registered
-        cohort.adjudicate_file(p)
+        cohort.adjudicate_item(p)
     captured: list = []
     da.capture_asserts(captured)
     t0 = time.perf_counter()
     for p in paths:
-        cohort.adjudicate_file(p)
+        cohort.adjudicate_item(p)
     ours = time.perf_counter() - t0
     da.capture_asserts(None)
     t0 = time.perf_counter()
@@ -49,14 +51,14 @@ def raw_comparison(folder: Path, sample: int) -> dict[str, float]:
             "ratio": ours / raw}
 
 
-def bench(n: int, workers: int, profile: bool) -> None:
+def bench(n: int, workers: int, profile: bool, fmt: str = "jsonl") -> None:
     import generate
     from engine.adjudicate.cohort import run_cohort
     from engine.audit.store import AuditStore
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "subjects"
         t0 = time.perf_counter()
-        generate.write_cohort(folder, n)
+        generate.write_cohort(folder, n, fmt=fmt)
         gen_s = time.perf_counter() - t0
         with AuditStore.open(Path(tmp) / "audit.sqlite") as store:
             prof = cProfile.Profile() if profile else None
@@ -69,7 +71,7 @@ def bench(n: int, workers: int, profile: bool) -> None:
             dt_s = time.perf_counter() - t0
         parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"N={n}: generate {gen_s:.1f}s; adjudicate {dt_s:.1f}s with {workers} workers = "
+        print(f"N={n} ({fmt}): generate {gen_s:.1f}s; adjudicate {dt_s:.1f}s with {workers} workers = "
               f"{res.subjects / dt_s:.1f} subjects/s, {res.decisions / dt_s:.0f} decisions/s "
               f"({res.decisions} decisions, {res.decisions / max(res.subjects, 1):.1f}/subject, {len(res.failed)} failed); "
               f"peak RSS parent {parent:.0f} MB, largest child {child:.0f} MB", flush=True)
@@ -88,9 +90,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, action="append")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="cProfile in-process (use --workers 1)")
+    ap.add_argument("--format", dest="fmt", choices=("jsonl", "yaml"), default="jsonl",
+                    help="the generated cohort: one JSON Lines table (default) or one YAML file per subject")
     a = ap.parse_args()
     for n in a.n or [1000]:
-        bench(n, a.workers, a.profile)
+        bench(n, a.workers, a.profile, a.fmt)
 
 
 if __name__ == "__main__":

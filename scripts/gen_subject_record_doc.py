@@ -79,6 +79,17 @@ file (sorted; a repeated subject_id is an error for the later file).
 `field_source(path, "screening.labs.bilirubin")` gives the provenance string
 `path#screening.labs.bilirubin` that fact sheets cite.
 
+**Subject tables** (bulk runs, where a folder of a million files is impractical and JSON parses
+about four times faster than YAML): a `.jsonl` (or `.ndjson`) file holds one subject per line,
+each line one JSON object exactly as a `.json` subject file would hold it (dates as ISO strings);
+blank lines are ignored. A table subject is named `<table>:<line>`: its errors say
+`file=cohort.jsonl:17` (a syntax error adds the column), and its facts cite
+`cohort.jsonl:17#screening.labs.bilirubin`. `iter_table(path)` streams `(line, text)` without
+reading the table whole; `parse_subject_json(text, "cohort.jsonl:17", one_line=True)` validates
+one line (the same JSON reading as `load_subject` on a `.json` file: duplicate keys refused).
+`adjudicator cohort` accepts tables, or folders holding them; `fixtures/cohort/generate.py
+--format jsonl` writes one.
+
 ## Fields
 
 Generated from the models by `scripts/gen_subject_record_doc.py`; do not edit below by hand.

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from hashlib import sha256
 from json.encoder import encode_basestring as _enc
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -134,9 +134,10 @@ class BatchWriter:
         self._clock_s, self._clock_prefix = -1, ""
         self.kept: list[dict[str, Any]] | None = [] if keep else None
 
-    def add(self, entry: NewDecision | dict[str, Any]) -> str:
-        """Queue one decision (model or plain dict with NewDecision's keys); returns its id."""
-        row = self._row(entry)
+    def add(self, entry: "NewDecision | dict[str, Any] | Prepared") -> str:
+        """Queue one decision (a model, a plain dict with NewDecision's keys, or one already
+        `prepare`d); returns its id."""
+        row = self._chain(entry if type(entry) is Prepared else prepare(entry))
         self._rows.append(row)
         if self.kept is not None:
             self.kept.append(dict(zip(FIELDS, row)))
@@ -161,66 +162,93 @@ class BatchWriter:
             self._clock_s, self._clock_prefix = secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
         return f"{self._clock_prefix}.{us:06d}Z"
 
-    def _row(self, entry: NewDecision | dict[str, Any]) -> tuple:
-        """One row tuple in FIELDS order, hashed onto the chain. The hot path of a batch:
-        the hashed text is spelled out here, and tests check it equals `record.record_hash`."""
-        e = entry.__dict__ if isinstance(entry, NewDecision) else entry
-        if not isinstance(e, dict):
-            raise InputError(f"an audit entry must be a mapping, got {type(entry).__name__}")
-        get = e.get
-        subject = get("subject_id")
-        subject_id = _text(subject, "subject_id", None, required=True)
-        use_case = _text(get("use_case"), "use_case", subject, required=True)
-        actor = _text(get("actor"), "actor", subject, required=True)
-        item, run_id, reason, supersedes, reviewer, engine_version, decision_id = (
-            get("item"), get("run_id"), get("reason"), get("supersedes"), get("reviewer"),
-            get("engine_version"), get("decision_id"))
-        if not (type(item) in _STR_OR_NONE and type(run_id) in _STR_OR_NONE and type(reason) in _STR_OR_NONE
-                and type(supersedes) in _STR_OR_NONE and type(reviewer) in _STR_OR_NONE
-                and type(engine_version) in _STR_OR_NONE and type(decision_id) in _STR_OR_NONE):
-            item, run_id, reason, supersedes, reviewer, engine_version, decision_id = (
-                _text(get(k), k, subject, required=False) for k in _OPTIONAL_TEXT)
-        item, run_id, reason, supersedes, reviewer = (item or None, run_id or None, reason or None,
-                                                      supersedes or None, reviewer or None)
-        engine_version = engine_version or ENGINE_VERSION
-        decision_id = decision_id or _uuid4_hex()
-        outcome = get("outcome")
-        if type(outcome) is not dict:
-            raise InputError("missing or not an object", subject=subject, field="outcome", expected="a JSON object")
-        try:
-            key = "input"
-            input_json = canonical_json(get("input") or {})
-            key = "packs"
-            packs = canonical_json(get("packs") or [])
-            key = "parameters"
-            parameters = canonical_json(get("parameters") or {})
-            key = "trace"
-            trace = canonical_json(get("trace") or [])
-            key = "outcome"
-            outcome_json = canonical_json(outcome)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"cannot be written as JSON: {exc}", subject=subject, field=key) from exc
-        input_sha = sha256(input_json.encode()).hexdigest()
-        given = get("input_sha256")
-        if given and given != input_sha:
-            raise InputError("does not match the sha256 of the canonical input", subject=subject,
-                             field="input_sha256", expected=input_sha)
+    def _chain(self, p: "Prepared") -> tuple:
+        """One row tuple in FIELDS order, hashed onto the chain: the writer's whole share of a
+        record (sequence, time, hash). The hashed text is spelled out here, and tests check it
+        equals `record.record_hash`."""
         self.seq += 1
         seq = self.seq
         created_at = self._now()
         prev = self.head
         material = (
-            f'{prev}{{"actor":{_enc(actor)},"created_at":"{created_at}","decision_id":{_enc(decision_id)},'
-            f'"engine_version":{_enc(engine_version)},"input":{input_json},"input_sha256":"{input_sha}",'
-            f'"item":{_null(item)},"outcome":{outcome_json},"packs":{packs},"parameters":{parameters},'
-            f'"reason":{_null(reason)},"reviewer":{_null(reviewer)},"run_id":{_null(run_id)},"seq":{seq},'
-            f'"subject_id":{_enc(subject_id)},"supersedes":{_null(supersedes)},"trace":{trace},'
-            f'"use_case":{_enc(use_case)}}}'
+            f'{prev}{{"actor":{_enc(p.actor)},"created_at":"{created_at}","decision_id":{_enc(p.decision_id)},'
+            f'"engine_version":{_enc(p.engine_version)},"input":{p.input},"input_sha256":"{p.input_sha256}",'
+            f'"item":{_null(p.item)},"outcome":{p.outcome},"packs":{p.packs},"parameters":{p.parameters},'
+            f'"reason":{_null(p.reason)},"reviewer":{_null(p.reviewer)},"run_id":{_null(p.run_id)},"seq":{seq},'
+            f'"subject_id":{_enc(p.subject_id)},"supersedes":{_null(p.supersedes)},"trace":{p.trace},'
+            f'"use_case":{_enc(p.use_case)}}}'
         )
         self.head = digest = sha256(material.encode()).hexdigest()
-        return (seq, decision_id, run_id, subject_id, use_case, item, input_json, input_sha, packs,
-                parameters, engine_version, trace, outcome_json, actor, created_at, reason, supersedes,
-                reviewer, prev, digest)
+        return (seq, p.decision_id, p.run_id, p.subject_id, p.use_case, p.item, p.input, p.input_sha256,
+                p.packs, p.parameters, p.engine_version, p.trace, p.outcome, p.actor, created_at, p.reason,
+                p.supersedes, p.reviewer, prev, digest)
+
+
+class Prepared(NamedTuple):
+    """A decision checked and encoded (canonical JSON columns, input hash, decision id), ready
+    to be chained. Preparing is the costly part of a write and needs no store, so cohort workers
+    prepare in parallel and the single writer only chains (sequence, time, hash) and inserts."""
+    subject_id: str
+    use_case: str
+    actor: str
+    item: str | None
+    run_id: str | None
+    reason: str | None
+    supersedes: str | None
+    reviewer: str | None
+    engine_version: str
+    decision_id: str
+    input: str
+    input_sha256: str
+    packs: str
+    parameters: str
+    trace: str
+    outcome: str
+
+
+def prepare(entry: NewDecision | dict[str, Any]) -> Prepared:
+    """Check one decision's fields and encode its JSON columns (InputError naming the field)."""
+    e = entry.__dict__ if isinstance(entry, NewDecision) else entry
+    if not isinstance(e, dict):
+        raise InputError(f"an audit entry must be a mapping, got {type(entry).__name__}")
+    get = e.get
+    subject = get("subject_id")
+    subject_id = _text(subject, "subject_id", None, required=True)
+    use_case = _text(get("use_case"), "use_case", subject, required=True)
+    actor = _text(get("actor"), "actor", subject, required=True)
+    item, run_id, reason, supersedes, reviewer, engine_version, decision_id = (
+        get("item"), get("run_id"), get("reason"), get("supersedes"), get("reviewer"),
+        get("engine_version"), get("decision_id"))
+    if not (type(item) in _STR_OR_NONE and type(run_id) in _STR_OR_NONE and type(reason) in _STR_OR_NONE
+            and type(supersedes) in _STR_OR_NONE and type(reviewer) in _STR_OR_NONE
+            and type(engine_version) in _STR_OR_NONE and type(decision_id) in _STR_OR_NONE):
+        item, run_id, reason, supersedes, reviewer, engine_version, decision_id = (
+            _text(get(k), k, subject, required=False) for k in _OPTIONAL_TEXT)
+    outcome = get("outcome")
+    if type(outcome) is not dict:
+        raise InputError("missing or not an object", subject=subject, field="outcome", expected="a JSON object")
+    try:
+        key = "input"
+        input_json = canonical_json(get("input") or {})
+        key = "packs"
+        packs = canonical_json(get("packs") or [])
+        key = "parameters"
+        parameters = canonical_json(get("parameters") or {})
+        key = "trace"
+        trace = canonical_json(get("trace") or [])
+        key = "outcome"
+        outcome_json = canonical_json(outcome)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"cannot be written as JSON: {exc}", subject=subject, field=key) from exc
+    input_sha = sha256(input_json.encode()).hexdigest()
+    given = get("input_sha256")
+    if given and given != input_sha:
+        raise InputError("does not match the sha256 of the canonical input", subject=subject,
+                         field="input_sha256", expected=input_sha)
+    return Prepared(subject_id, use_case, actor, item or None, run_id or None, reason or None,
+                    supersedes or None, reviewer or None, engine_version or ENGINE_VERSION,
+                    decision_id or _uuid4_hex(), input_json, input_sha, packs, parameters, trace,
+                    outcome_json)
 
 
 class AuditStore:

@@ -51,6 +51,7 @@ from engine.evaluate.plan import Plan
 from engine.evaluate.values import for_durable, normalize
 
 MAX_CONJUNCTS = 512
+_VALUE = {o: o.value for o in Outcome}
 _TRUE, _FALSE = ("const", True), ("const", False)
 
 
@@ -64,8 +65,13 @@ class _Compiled:
         self.name, self.handle, self.fired_to = name, handle, fired_to
         self.fact_keys, self.diffs, self.rule_keys = fact_keys, diffs, rule_keys
         self.inputs, self.strata, self.groups = inputs, strata, groups
-        self.group_sets = [(frozenset(keys), flag) for keys, flag in groups.items()]
         self.input_sets = {k: frozenset(v) for k, v in inputs.items()}
+        # per stratum: the "some input missing" flags and the rule outcomes its rules read
+        key_rule = {v: r for r, v in rule_keys.items()}
+        self.stratum_groups = [[(frozenset(keys), groups[keys]) for keys in dict.fromkeys(
+            inputs[ev] for ev in st if inputs[ev] in groups)] for st in strata]
+        self.stratum_refs = [[(key_rule[rk], rk) for rk in dict.fromkeys(
+            x for ev in st for x in inputs[ev] if x in key_rule)] for st in strata]
         self.live = _new_sid()   # the ruleset's live session in this process
 
 
@@ -202,10 +208,23 @@ def _dnf(f: tuple) -> list[list[dict]] | None:
     return out
 
 
+_BY_KEY: dict[tuple, _Compiled] = {}   # (pack sha256, parameter items) -> ruleset: skips naming
+
+
 def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[str, Any],
                  pack_file: str = "") -> _Compiled:
+    try:
+        key: tuple | None = (pack_identity["id"], pack_identity["version"], pack_identity["sha256"],
+                             tuple(params.items()))
+        hit = _BY_KEY.get(key)
+    except TypeError:  # an unhashable parameter value: name it the long way
+        key = hit = None
+    if hit is not None:
+        return hit
     name = ruleset_name(pack_identity["id"], pack_identity["version"], pack_identity["sha256"], params)
     if name in _REGISTRY:
+        if key is not None:
+            _BY_KEY[key] = _REGISTRY[name]
         return _REGISTRY[name]
     comp = _Compiler(params)
     rules: dict[str, Any] = {}
@@ -244,6 +263,8 @@ def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[s
     compiled = _Compiled(name, handle, fired_to, comp.fact_keys, comp.diffs, comp.rule_keys, inputs,
                          [[ev.key for ev in st] for st in plan.strata], groups)
     _REGISTRY[name] = compiled
+    if key is not None:
+        _BY_KEY[key] = compiled
     return compiled
 
 
@@ -276,12 +297,12 @@ class DurableSession:
                     base[dk] = for_durable(fact_difference(values[x], values[y], normalize(times)))
             self._base, self._base_n = base, key
         fact = dict(self._base)
-        for rule, rk in c.rule_keys.items():
+        for rule, rk in c.stratum_refs[stratum]:
             r = results.get(rule)
             if r is not None and r.outcome is not Outcome.UNKNOWN:
-                fact[rk] = r.outcome.value
+                fact[rk] = _VALUE[r.outcome]
         present = fact.keys()
-        for keys, flag in c.group_sets:
+        for keys, flag in c.stratum_groups[stratum]:
             if not keys <= present:
                 fact[flag] = 1
         fact["t"], fact["id"], fact["sid"] = f"s{stratum}", f"{self.eval_id}.{stratum}", c.live

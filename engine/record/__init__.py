@@ -1,6 +1,7 @@
 """The subject record: pydantic models of one trial subject, loaded from YAML/JSON files.
 
-Public surface: `load_subject`, `load_subjects`, `field_source`, `SubjectRecord`,
+Public surface: `load_subject`, `load_subjects`, `field_source`, `SubjectRecord`, subject
+tables (`parse_subject_json`, `iter_table`, `count_table`, `is_table`),
 `subject_json_schema`, and the helpers `completed_years`, `age_at_consent`,
 `cockcroft_gault`, `creatinine_mg_dl`. Field reference: docs/subject-record.md.
 """
@@ -9,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from engine.record.demographics import completed_years
-from engine.record.load import field_source, load_subject, load_subjects
+from engine.record.load import (count_table, field_source, is_table, iter_table, load_subject,
+                                load_subjects, parse_subject_json)
 from engine.record.screening import cockcroft_gault, creatinine_mg_dl
 from engine.record.subject import SubjectRecord, age_at_consent, iter_dates
 
@@ -22,4 +24,5 @@ def subject_json_schema() -> dict[str, Any]:
 __all__ = [
     "SubjectRecord", "load_subject", "load_subjects", "field_source", "subject_json_schema",
     "completed_years", "age_at_consent", "cockcroft_gault", "creatinine_mg_dl", "iter_dates",
+    "parse_subject_json", "iter_table", "count_table", "is_table",
 ]

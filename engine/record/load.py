@@ -1,7 +1,10 @@
-"""Reading subject files (YAML or JSON) into `SubjectRecord`, with one-line errors.
+"""Reading subject files (YAML or JSON) and subject tables (JSON Lines) into `SubjectRecord`,
+with one-line errors.
 
 Every failure is an `InputError` naming the file (with the line when known), the subject, the
-dotted field (e.g. `on_study.assessments[1].marrow.blasts_pct`) and the expectation.
+dotted field (e.g. `on_study.assessments[1].marrow.blasts_pct`) and the expectation. A table
+(`.jsonl`/`.ndjson`) holds one subject JSON object per non-blank line, for bulk runs where a
+folder of a million files is impractical; its subjects are named `<table>:<line>`.
 """
 from __future__ import annotations
 
@@ -22,17 +25,86 @@ from engine.record.history import HISTORY_TYPES
 from engine.record.subject import SubjectRecord
 
 SUFFIXES = (".yaml", ".yml", ".json")
+TABLE_SUFFIXES = (".jsonl", ".ndjson")
 
 
 def load_subject(path: str | Path) -> SubjectRecord:
     """Read and validate one subject file; raise InputError on any bad input."""
     path = Path(path)
-    data, node = _read(path)
+    text = _read_text(path)
+    if path.suffix.lower() == ".json":
+        return parse_subject_json(text, str(path))
+    data, node = _parse_yaml(text, path)
+    return _validate(data, str(path), node)
+
+
+def parse_subject_json(text: str, origin: str, *, one_line: bool = False) -> SubjectRecord:
+    """Validate one subject from JSON text; errors name `origin` (a .json file, or a table line
+    `cohort.jsonl:17`). one_line: the text is one table line, so `origin` already names the line
+    and a syntax error adds only its column (a file's syntax error adds its line)."""
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_pairs)
+    except json.JSONDecodeError as exc:
+        if one_line:
+            raise InputError(f"malformed JSON: {exc.msg} at column {exc.colno}", file=origin) from None
+        raise InputError(f"malformed JSON: {exc.msg} at line {exc.lineno} column "
+                         f"{exc.colno}", file=f"{origin}:{exc.lineno}") from None
+    except _DuplicateKey as exc:
+        raise InputError(f"duplicate key {exc.key!r}", file=origin, field=exc.key,
+                         expected="each key once") from None
+    return _validate(data, origin, None)
+
+
+def is_table(path: str | Path) -> bool:
+    """A subject table (JSON Lines) by its suffix."""
+    return Path(path).suffix.lower() in TABLE_SUFFIXES
+
+
+def iter_table(path: str | Path) -> Iterator[tuple[int, str | InputError]]:
+    """(line number, text) of every non-blank line of a table, streamed (the table is never read
+    whole). A line that is not UTF-8 comes as an InputError naming `table:line` instead of its
+    text, so that a caller reports it and goes on; a table that cannot be opened raises."""
+    for number, raw in _table_lines(path):
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield number, InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start + 1})",
+                                     file=f"{path}:{number}", expected="a UTF-8 JSON Lines file")
+
+
+def count_table(path: str | Path) -> int:
+    """The number of subjects (non-blank lines) of a table: one streaming pass, no decoding."""
+    return sum(1 for _ in _table_lines(path))
+
+
+def _table_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """(1-based physical line number, stripped bytes) of the non-blank lines."""
+    path = Path(path)
+    if not is_table(path):
+        raise InputError(f"unsupported table type {path.suffix or '(none)'!r}", file=str(path),
+                         expected="a .jsonl or .ndjson file")
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:
+        raise InputError("file not found", file=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from None
+    with fh:
+        for number, raw in enumerate(fh, 1):
+            raw = raw.strip()
+            if raw:
+                yield number, raw
+
+
+def _validate(data: Any, origin: str, node: Any) -> SubjectRecord:
+    if not isinstance(data, dict):
+        raise InputError(f"the file holds a {type(data).__name__}, not a mapping",
+                         file=origin, expected="one subject as a mapping of fields")
     subject = data.get("subject_id") if isinstance(data.get("subject_id"), str) else None
     try:
         return SubjectRecord.model_validate(data)
     except ValidationError as exc:
-        raise _to_input_error(exc, path, subject, node) from None
+        raise _to_input_error(exc, origin, subject, node) from None
 
 
 def load_subjects(folder: str | Path) -> Iterator[tuple[Path, SubjectRecord | InputError]]:
@@ -71,43 +143,32 @@ def _posix(path: str) -> str:  # called once per fact: cache the path conversion
 
 # --- reading -----------------------------------------------------------------------------
 
-def _read(path: Path) -> tuple[dict[str, Any], Any]:
-    """The parsed mapping and, for YAML, its node tree (for line numbers of errors)."""
+def _read_text(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise InputError(f"unsupported file type {suffix or '(none)'!r}", file=str(path),
                          expected="a .yaml, .yml or .json file")
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError("file not found", file=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read file: {exc}", file=str(path),
                          expected="a UTF-8 text file") from None
-    node = None
-    if suffix == ".json":
-        try:
-            data = json.loads(text, object_pairs_hook=_unique_pairs)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON: {exc.msg} at line {exc.lineno} column "
-                             f"{exc.colno}", file=f"{path}:{exc.lineno}") from None
-        except _DuplicateKey as exc:
-            raise InputError(f"duplicate key {exc.key!r}", file=str(path), field=exc.key,
-                             expected="each key once") from None
-    else:
-        try:
-            data, node = safe_load_with_node(text)  # one parse: nodes for lines, safe data
-            _check_duplicate_keys(node, path)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-            line = mark.line + 1 if mark else None
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            where = f" at line {line} column {mark.column + 1}" if mark else ""
-            raise InputError(f"malformed YAML: {problem}{where}",
-                             file=f"{path}:{line}" if line else str(path)) from None
-    if not isinstance(data, dict):
-        raise InputError(f"the file holds a {type(data).__name__}, not a mapping",
-                         file=str(path), expected="one subject as a mapping of fields")
+
+
+def _parse_yaml(text: str, path: Path) -> tuple[Any, Any]:
+    """The parsed data and its node tree (for line numbers of errors)."""
+    try:
+        data, node = safe_load_with_node(text)  # one parse: nodes for lines, safe data
+        _check_duplicate_keys(node, path)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f" at line {line} column {mark.column + 1}" if mark else ""
+        raise InputError(f"malformed YAML: {problem}{where}",
+                         file=f"{path}:{line}" if line else str(path)) from None
     return data, node
 
 
@@ -143,7 +204,7 @@ def _check_duplicate_keys(node: Any, path: Path) -> None:
 
 # --- errors ------------------------------------------------------------------------------
 
-def _to_input_error(exc: ValidationError, path: Path, subject: str | None,
+def _to_input_error(exc: ValidationError, origin: str, subject: str | None,
                     node: Any) -> InputError:
     errors = exc.errors(include_url=False)
     first = errors[0]
@@ -167,7 +228,7 @@ def _to_input_error(exc: ValidationError, path: Path, subject: str | None,
     if len(errors) > 1:
         message += f" (+{len(errors) - 1} more)"
     line = _line_of(node, loc)
-    file = f"{path}:{line}" if line else str(path)
+    file = f"{origin}:{line}" if line else origin
     return InputError(message, file=file, subject=subject, field=_dotted(loc) or None,
                       expected=expected)
 
