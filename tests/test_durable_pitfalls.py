@@ -2,6 +2,7 @@
 adapter: each would fail if the adapter stopped handling it."""
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -183,3 +184,16 @@ def test_error_in_our_code_while_an_action_is_in_flight():
     finally:
         compiled.fired_to = real
     assert run(p, {"a": 2}) == {"R": "met", "S": "met"}
+
+
+def test_one_live_session_per_ruleset_keeps_no_facts():
+    """A new session costs in proportion to the ruleset's size, so evaluations share the ruleset's
+    live session; every fact is retracted after its drain, so the session stays empty."""
+    p = pack({"R": {"fact": "a", "gte": 1}, "T": {"all": [{"rule": "R"}, {"fact": "b", "lt": 3}]}}, pid="live")
+    session = DurableEvaluator().session(p.plan, p.identity(), {}, "")
+    compiled = session.c
+    live = compiled.live
+    for i in range(1500):  # beyond the engine's 1,024 sessions per ruleset
+        assert run(p, {"a": i % 3, "b": i % 5})["T"] == ("met" if i % 3 and i % 5 < 3 else "not_met")
+    assert compiled.live == live
+    assert json.loads(durable_adapter._dre.get_facts(compiled.handle, live)) == []

@@ -6,7 +6,6 @@ from typing import Any, Iterable, Mapping
 from engine.errors import InputError
 
 from engine import __version__
-from engine.audit.record import sha256_of
 from engine.evaluate.facts import FactSheet
 from engine.evaluate.run import PackResult
 from engine.evaluate.values import to_json
@@ -22,7 +21,8 @@ def input_snapshot(sheet: FactSheet, names: Iterable[str] | None = None) -> dict
 def audit_entry(*, subject_id: str, use_case: str, item: str | None, snapshot: Mapping[str, Any],
                 results: Iterable[PackResult], outcome: Mapping[str, Any], actor: str,
                 reason: str | None = None, run_id: str | None = None) -> dict[str, Any]:
-    """One audit record (a plain dict the audit store's batch writer accepts)."""
+    """One audit record (a plain dict the audit store's batch writer accepts; the store encodes
+    the input canonically and hashes it, once)."""
     results = list(results)
     return {
         "subject_id": subject_id,
@@ -30,7 +30,6 @@ def audit_entry(*, subject_id: str, use_case: str, item: str | None, snapshot: M
         "item": item,
         "run_id": run_id,
         "input": dict(snapshot),
-        "input_sha256": sha256_of(dict(snapshot)),
         "packs": [r.pack for r in results],
         "parameters": {r.pack["id"]: r.parameters for r in results},
         "engine_version": __version__,

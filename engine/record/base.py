@@ -18,6 +18,9 @@ class FieldError(ValueError):
         super().__init__(message)
 
 
+_FIELD_NAMES: dict[type, frozenset[str]] = {}   # per model class: runs on every mapping loaded
+
+
 class RecordModel(BaseModel):
     """Strict about shape (no unknown keys), lax about scalar spelling ("5" is 5)."""
 
@@ -28,8 +31,11 @@ class RecordModel(BaseModel):
     @classmethod
     def _refuse_unknown_fields(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = [k for k in data if k not in cls.model_fields]
-            if unknown:
+            names = _FIELD_NAMES.get(cls)
+            if names is None:
+                names = _FIELD_NAMES[cls] = frozenset(cls.model_fields)
+            if not names.issuperset(data):
+                unknown = [k for k in data if k not in names]
                 allowed = ", ".join(cls.model_fields)
                 raise FieldError(str(unknown[0]), f"unknown field {unknown[0]!r}",
                                  expected=f"one of: {allowed}")
