@@ -5,8 +5,8 @@ CTCAE v4.03, attribution, TLS and dosing checks), the full audit trail written, 
     .venv/bin/python benchmarks/cohort_bench.py --n 1000 --n 10000 [--n 100000] [--workers 2] [--profile]
         [--format jsonl|yaml]   # the generated cohort as one JSON Lines table (default) or YAML files
 
-Prints, per N: subjects/s and decisions/s end to end, peak RSS of the parent and of the largest
-child; and, measured in the same run on a sample of the same subjects in one process: our
+Prints, per N (each in a fresh process): subjects/s and decisions/s end to end, peak RSS of the
+parent and of the largest child, read before the comparison below; and, measured in the same run on a sample of the same subjects in one process: our
 layers' rate (facts, evaluation, audit entries, no SQLite), the raw rate of durable-rules
 asserting exactly the facts our adapter asserted (replayed through durable_rules_engine
 directly, no Python layers), and the ratio between the two.
@@ -17,6 +17,7 @@ import argparse
 import cProfile
 import pstats
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -92,9 +93,16 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile in-process (use --workers 1)")
     ap.add_argument("--format", dest="fmt", choices=("jsonl", "yaml"), default="jsonl",
                     help="the generated cohort: one JSON Lines table (default) or one YAML file per subject")
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: this process runs one N
     a = ap.parse_args()
-    for n in a.n or [1000]:
-        bench(n, a.workers, a.profile, a.fmt)
+    ns = a.n or [1000]
+    if a.one or a.profile:
+        for n in ns:
+            bench(n, a.workers, a.profile, a.fmt)
+        return
+    for n in ns:  # a fresh process per N: peak RSS is a process's lifetime peak
+        subprocess.run([sys.executable, __file__, "--n", str(n), "--workers", str(a.workers),
+                        "--format", a.fmt, "--one"], check=True)
 
 
 if __name__ == "__main__":
