@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
 from engine.errors import EvaluationError, InputError
-from engine.rules.load import PACK_FILE, Pack, Registry
+from engine.rules.load import Pack, Registry
 from engine.evaluate.decide import DecisionResult, decide
 from engine.evaluate.facts import FactSheet, add_derived
 from engine.evaluate.logic import FALSE, TRUE, Outcome, Tri
 from engine.evaluate.plan import Plan, row_key
 from engine.evaluate.reference import evaluate_condition
-from engine.evaluate.values import to_json
+from engine.evaluate.values import normalize, to_json
 
 
 class Session(Protocol):
@@ -78,9 +78,18 @@ def default_evaluator() -> Evaluator:
     return DurableEvaluator()
 
 
+class ResolvedParams(dict):
+    """The parameters in force for one pack (resolve_params' result): evaluating that pack again
+    with them skips the checks."""
+    pack_id: str = ""
+
+
 def resolve_params(pack: Pack, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The parameters in force: the pack's defaults, overridden by name (type- and choice-checked)."""
-    params = {p.name: p.value for p in pack.manifest.parameters}
+    if type(overrides) is ResolvedParams and overrides.pack_id == pack.id:
+        return overrides
+    params = ResolvedParams((p.name, p.value) for p in pack.manifest.parameters)
+    params.pack_id = pack.id
     decl = {p.name: p for p in pack.manifest.parameters}
     for name, value in (overrides or {}).items():
         if name not in decl:
@@ -147,7 +156,7 @@ def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None
     row_results: dict[str, RuleResult] = {}
     dec_results: dict[str, DecisionResult] = {}
     as_json: dict[str, Any] = {}
-    session = evaluator.session(plan, pack.identity(), params, str(pack.path / PACK_FILE))
+    session = evaluator.session(plan, pack.identity(), params, pack.file)
     try:
         for k, stratum in enumerate(plan.strata):
             fired = session.evaluate(k, sheet, results)
@@ -170,8 +179,8 @@ def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None
                 _publish(pack.id, dec.id, res, sheet)
     finally:
         session.close()
-    ordered = {r.id: rule_results[r.id] for r in pack.manifest.rules}
-    ordered_dec = {d.id: dec_results[d.id] for d in pack.manifest.decisions}
+    ordered = {r: rule_results[r] for r in pack.rule_ids}
+    ordered_dec = {d: dec_results[d] for d in pack.decision_ids}
     return PackResult(pack.identity(), params, ordered, row_results, ordered_dec, evaluator.name), sheet
 
 
@@ -196,9 +205,7 @@ def _publish(pack_id: str, dec_id: str, res: DecisionResult, sheet: FactSheet) -
         sheet.missing_because[base] = res.missing or [base]
 
 
-def _norm(v: Any) -> Any:
-    from engine.evaluate.values import normalize
-    return normalize(v)
+_norm = normalize
 
 
 def evaluate_chain(registry: Registry, pack_id: str, sheet: FactSheet,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -48,6 +49,19 @@ class Pack:
 
     def identity(self) -> dict[str, str]:
         return {"id": self.id, "version": self.version, "sha256": self.sha256}
+
+    @cached_property
+    def file(self) -> str:
+        """The pack file's path, as error messages name it."""
+        return str(self.path / PACK_FILE)
+
+    @cached_property
+    def rule_ids(self) -> tuple[str, ...]:
+        return tuple(r.id for r in self.manifest.rules)
+
+    @cached_property
+    def decision_ids(self) -> tuple[str, ...]:
+        return tuple(d.id for d in self.manifest.decisions)
 
     def line_of(self, *path: Any) -> int | None:
         """Best line for a key path (the longest prefix the YAML knows)."""

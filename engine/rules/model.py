@@ -6,6 +6,8 @@ facts, rules, decisions) and optionally `tests.yaml` (embedded tests). See docs/
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import datetime as dt
 import re
 from enum import Enum
@@ -74,14 +76,14 @@ class Compare(Strict):
             raise ValueError("parameters always exist: 'exists'/'missing' apply to facts")
         return self
 
-    @property
+    @cached_property  # read on every evaluation; a loaded pack is never changed, so computed once
     def op(self) -> str:
         for op in OPERATORS:
             if getattr(self, "in_" if op == "in" else op) is not None:
                 return op
         raise AssertionError("validated")
 
-    @property
+    @cached_property
     def operand(self) -> Any:
         return getattr(self, "in_" if self.op == "in" else self.op)
 
@@ -190,11 +192,11 @@ class Derived(Strict):
             raise ValueError(f"a derived fact needs exactly one operation of {', '.join(DERIVED_OPS)}; got {ops or 'none'}")
         return self
 
-    @property
+    @cached_property
     def op(self) -> str:
         return next(k for k in DERIVED_OPS if getattr(self, DERIVED_ATTR.get(k, k)) is not None)
 
-    @property
+    @cached_property
     def args(self) -> Any:
         return getattr(self, DERIVED_ATTR.get(self.op, self.op))
 
