@@ -59,12 +59,19 @@ class PackResult:
     def trace(self) -> list[dict[str, Any]]:
         """Every rule's outcome with the values it read, plus the decision-table rows that
         decided (met) or held a decision open (unknown), as recorded in the audit trail."""
-        out = [dict(pack=self.pack["id"], **r.to_dict()) for r in self.rules.values()]
+        rows = list(self.rules.values())
         for d in self.decisions.values():
             for j in d.rows_met + d.rows_unknown:
                 r = self.rows.get(f"{d.id}#{j}")
                 if r is not None:
-                    out.append(dict(pack=self.pack["id"], **r.to_dict()))
+                    rows.append(r)
+        pid = self.pack["id"]
+        out = []
+        for r in rows:  # RuleResult.to_dict with the pack first, built once (runs ~200x per subject)
+            t = {"pack": pid, "rule": r.id, "outcome": _VALUE[r.outcome], "inputs": r.inputs}
+            if r.missing:
+                t["missing"] = r.missing
+            out.append(t)
         return out
 
     def to_dict(self) -> dict[str, Any]:

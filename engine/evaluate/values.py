@@ -46,8 +46,16 @@ def to_date(x: Any) -> dt.date:
     raise TypeError(f"not a date: {x!r}")
 
 
+_KEEP = frozenset({bool, str, dt.date, type(None)})   # exact types, checked first: the hot path
+
+
 def normalize(x: Any) -> Any:
     """Canonical in-memory form: bool, str, date, or Decimal for any number."""
+    t = type(x)
+    if t in _KEEP:
+        return x
+    if t is Decimal and x.is_finite():
+        return _CTX.plus(x)
     if x is None or isinstance(x, (bool, str, dt.date)):
         return to_date(x) if isinstance(x, dt.datetime) else x
     return to_decimal(x)
@@ -55,6 +63,11 @@ def normalize(x: Any) -> Any:
 
 def for_durable(x: Any) -> Any:
     """What the C engine compares: numbers as doubles, dates as day ordinals."""
+    t = type(x)
+    if t is Decimal:
+        return int(x) if x == x.to_integral_value() and abs(x) < 2**53 else float(x)
+    if t is str or t is bool:
+        return x
     if isinstance(x, bool) or isinstance(x, str):
         return x
     if isinstance(x, Decimal):
@@ -68,6 +81,9 @@ def for_durable(x: Any) -> Any:
 
 def to_json(x: Any) -> Any:
     """JSON form for traces and audit records (decimals as numbers, dates as ISO)."""
+    t = type(x)
+    if t is str or t is bool:
+        return x
     if isinstance(x, Decimal):
         return int(x) if x == x.to_integral_value() else float(x)
     if isinstance(x, dt.date):
