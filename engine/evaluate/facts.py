@@ -46,21 +46,38 @@ def check_types(sheet: FactSheet, decls: list[FactDecl], *, file: str | None = N
                 subject: str | None = None) -> None:
     """A value of the wrong type or outside its declared range is bad input, not a missing fact."""
     values = sheet.values
-    for d in decls:
+    for d, ok, allowed, lo, hi in _checks(decls):
         v = values.get(d.name)
         if v is None:
             continue
-        if not _TYPE_OK[d.type](v):
+        if not ok(v):
             raise InputError(f"value {v!r} has the wrong type", file=file, subject=subject, field=d.name,
                              expected=d.type.value + (f" in {d.unit}" if d.unit else ""))
-        if d.values is not None and v not in d.values:
+        if allowed is not None and v not in allowed:
             raise InputError(f"value {v!r} is not allowed", file=file, subject=subject, field=d.name,
                              expected="one of " + ", ".join(d.values))
-        if (d.min is not None or d.max is not None) and isinstance(v, Decimal):
-            if (d.min is not None and v < to_decimal(d.min)) or (d.max is not None and v > to_decimal(d.max)):
-                rng = f"{d.min if d.min is not None else '-inf'}..{d.max if d.max is not None else 'inf'}"
-                raise InputError(f"value {v} is impossible", file=file, subject=subject, field=d.name,
-                                 expected=f"{rng}{' ' + d.unit if d.unit else ''}")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            rng = f"{d.min if d.min is not None else '-inf'}..{d.max if d.max is not None else 'inf'}"
+            raise InputError(f"value {v} is impossible", file=file, subject=subject, field=d.name,
+                             expected=f"{rng}{' ' + d.unit if d.unit else ''}")
+
+
+_CHECKS: dict[int, tuple[list[FactDecl], list[tuple]]] = {}
+
+
+def _checks(decls: list[FactDecl]) -> list[tuple]:
+    """(decl, type test, allowed values, min, max) per declaration, built once per pack's list
+    (kept with the list, so its id cannot be reused while cached)."""
+    hit = _CHECKS.get(id(decls))
+    if hit is None or hit[0] is not decls:
+        built = [(d, _TYPE_OK[d.type], frozenset(d.values) if d.values is not None else None,
+                  to_decimal(d.min) if d.min is not None and d.type in _NUMERIC else None,
+                  to_decimal(d.max) if d.max is not None and d.type in _NUMERIC else None) for d in decls]
+        hit = _CHECKS[id(decls)] = (decls, built)
+    return hit[1]
+
+
+_NUMERIC = (FactType.number, FactType.integer)
 
 
 def _operand(sheet: FactSheet, a: Any, params: Mapping[str, Any]) -> tuple[Any, list[str]]:
