@@ -211,6 +211,14 @@ def _dnf(f: tuple) -> list[list[dict]] | None:
 _BY_KEY: dict[tuple, _Compiled] = {}   # (pack sha256, parameter items) -> ruleset: skips naming
 
 
+def _leaf_key(leaf: dict[str, Any]) -> str:
+    """The engine key a leaf tests: {key: value} or {"$op": {key: value}}."""
+    (k, v), = leaf.items()
+    if k.startswith("$"):
+        (k, _), = v.items()
+    return k
+
+
 def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[str, Any],
                  pack_file: str = "") -> _Compiled:
     try:
@@ -232,6 +240,7 @@ def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[s
     idx = 0
     inputs: dict[str, tuple[str, ...]] = {}
     groups: dict[tuple[str, ...], str] = {}
+    stratum_keys: dict[int, set[str]] = {}
     for s, stratum in enumerate(plan.strata):
         for ev in stratum:
             t_f, f_f = comp.pair(ev.cond)
@@ -244,11 +253,14 @@ def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[s
             if f_conj is not None and keys:  # one flag per distinct input set: "some input missing"
                 flag = groups.setdefault(keys, f"g{len(groups)}")
                 f_conj = [c + [{flag: 1}] for c in f_conj]
+            sent = stratum_keys.setdefault(s, set())  # the fact keys this stratum's rules test
+            sent.update(k for k in keys if k not in comp.rule_keys.values())
             for outcome, conj in ((Outcome.MET, t_conj), (Outcome.NOT_MET, f_conj)):
                 if conj is None:
                     raise PackError(f"condition of {ev.key!r} is too large for the rules engine "
                                     f"(more than {MAX_CONJUNCTS} alternatives): split it into sub-rules",
                                     file=pack_file, key=ev.key)
+                sent.update(_leaf_key(leaf) for c in conj for leaf in c)
                 for j, c in enumerate(conj):
                     rname = f"e{idx}{'T' if outcome is Outcome.MET else 'F'}{j}"
                     rules[rname] = {"all": [{"m": {"$and": [{"t": f"s{s}"}] + c}}]}
@@ -262,6 +274,11 @@ def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[s
         raise PackError(f"the rules engine refused the compiled pack: {exc}", file=pack_file) from None
     compiled = _Compiled(name, handle, fired_to, comp.fact_keys, comp.diffs, comp.rule_keys, inputs,
                          [[ev.key for ev in st] for st in plan.strata], groups)
+    # a stratum's fact carries only what its rules test or need present (smaller JSON to encode
+    # and for the engine to parse); flags and rule outcomes are added per evaluation
+    rule_keys = set(comp.rule_keys.values())
+    compiled.stratum_keys = [tuple(sorted(stratum_keys.get(i, set()) - rule_keys - set(groups.values())))
+                             for i in range(len(plan.strata))]
     _REGISTRY[name] = compiled
     if key is not None:
         _BY_KEY[key] = compiled
@@ -296,7 +313,8 @@ class DurableSession:
                 if x in values and y in values:
                     base[dk] = for_durable(fact_difference(values[x], values[y], normalize(times)))
             self._base, self._base_n = base, key
-        fact = dict(self._base)
+        base = self._base
+        fact = {k: base[k] for k in c.stratum_keys[stratum] if k in base}
         for rule, rk in c.stratum_refs[stratum]:
             r = results.get(rule)
             if r is not None and r.outcome is not Outcome.UNKNOWN:
