@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
@@ -68,6 +69,23 @@ def test_tls_howard_needs_same_day(registry):
     howard = tls_assessments(rec, registry, params={"simultaneous_24h": True, "relative_change_criteria": False})
     # Howard: two abnormalities must fall in the same 24 h; on day 3 urate was not measured
     assert howard[0]["category"] is None and "tls.uric_acid" in howard[0]["missing"]
+
+
+def test_tls_cycle_reports_its_worst_window_by_the_packs_rank(registry):
+    """Howard: one window per lab day. An undecided day (02-27: potassium only) and a later normal
+    day (NO_TLS, rank 0) must not hide the laboratory TLS of 03-03 (rank 1)."""
+    from engine.adjudicate.safety import tls_assessments
+    rec = load_subject(SUBJECT)
+    normal = {"K1": Decimal("4.0"), "U1": Decimal(300), "P1": Decimal("1.0"), "C1": Decimal("2.3")}
+    later = [l.model_copy(update={"id": l.id + "b", "date": l.date.replace(day=5), "value": normal[l.id]})
+             for l in rec.labs if l.id in normal]
+    rec = rec.model_copy(update={"labs": list(rec.labs) + later})
+    howard = {"simultaneous_24h": True, "relative_change_criteria": False}
+    c1 = tls_assessments(rec, registry, params=howard)[0]
+    assert (c1["day"], c1["category"]) == ("2021-03-03", "LABORATORY_TLS")
+    only_normal = rec.model_copy(update={"labs": [l for l in rec.labs if l.date.day != 3]})
+    c1 = tls_assessments(only_normal, registry, params=howard)[0]
+    assert (c1["day"], c1["category"]) == ("2021-03-05", "NO_TLS")
 
 
 def test_venetoclax_advisories(registry):

@@ -238,8 +238,9 @@ def tls_assessments(record: Any, registry: Registry, evaluator: Evaluator | None
                     "abnormal": [r for r in ("TLS-URIC", "TLS-POTASSIUM", "TLS-PHOSPHATE", "TLS-CALCIUM")
                                  if res.rules[r].outcome.value == "met"],
                     "facts": {k: to_json(v) for k, v in facts.items()}, "_result": res}
-            rank = {"CLINICAL_TLS": 3, "LABORATORY_TLS": 2, "NO_TLS": 1, None: 0}
-            if best is None or rank[item["category"]] > rank[best["category"]]:
+            # the pack's `rank` orders the categories; an undecided window ranks below all
+            item["_rank"] = dec.fields["rank"] if dec.status == "decided" else -1
+            if best is None or item["_rank"] > best["_rank"]:
                 best = item
         out.append(best)
     return out
