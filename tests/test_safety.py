@@ -72,20 +72,27 @@ def test_tls_howard_needs_same_day(registry):
 
 
 def test_tls_cycle_reports_its_worst_window_by_the_packs_rank(registry):
-    """Howard: one window per lab day. An undecided day (02-27: potassium only) and a later normal
-    day (NO_TLS, rank 0) must not hide the laboratory TLS of 03-03 (rank 1)."""
+    """Howard: one window per lab day; the cycle reports the worst by the pack's rank. A later
+    normal day (NO_TLS, rank 0) does not hide the laboratory TLS of 03-03 (rank 1); a day whose
+    panel is incomplete (02-27: potassium only) could be clinical TLS (rank 2), so it is reported,
+    indeterminate, with what is already established beside it."""
     from engine.adjudicate.safety import tls_assessments
     rec = load_subject(SUBJECT)
     normal = {"K1": Decimal("4.0"), "U1": Decimal(300), "P1": Decimal("1.0"), "C1": Decimal("2.3")}
     later = [l.model_copy(update={"id": l.id + "b", "date": l.date.replace(day=5), "value": normal[l.id]})
              for l in rec.labs if l.id in normal]
-    rec = rec.model_copy(update={"labs": list(rec.labs) + later})
     howard = {"simultaneous_24h": True, "relative_change_criteria": False}
-    c1 = tls_assessments(rec, registry, params=howard)[0]
-    assert (c1["day"], c1["category"]) == ("2021-03-03", "LABORATORY_TLS")
-    only_normal = rec.model_copy(update={"labs": [l for l in rec.labs if l.date.day != 3]})
-    c1 = tls_assessments(only_normal, registry, params=howard)[0]
+    full = [l for l in rec.labs if l.id != "K0"] + later
+    c1 = tls_assessments(rec.model_copy(update={"labs": full}), registry, params=howard)[0]
+    assert (c1["day"], c1["category"], c1["at_least"]) == ("2021-03-03", "LABORATORY_TLS", None)
+    only_normal = [l for l in full if l.date.day != 3]
+    c1 = tls_assessments(rec.model_copy(update={"labs": only_normal}), registry, params=howard)[0]
     assert (c1["day"], c1["category"]) == ("2021-03-05", "NO_TLS")
+    partial_day = list(rec.labs) + later     # K0 alone on 02-27
+    c1 = tls_assessments(rec.model_copy(update={"labs": partial_day}), registry, params=howard)[0]
+    assert (c1["day"], c1["status"], c1["category"]) == ("2021-02-27", "indeterminate", None)
+    assert (c1["at_least"], c1["at_least_day"]) == ("LABORATORY_TLS", "2021-03-03")
+    assert "tls.uric_acid" in c1["missing"]
 
 
 def test_venetoclax_advisories(registry):

@@ -225,7 +225,7 @@ def tls_assessments(record: Any, registry: Registry, evaluator: Evaluator | None
         if p["simultaneous_24h"]:
             lo, hi = start - dt.timedelta(days=p["window_days_before"]), start + dt.timedelta(days=p["window_days_after"])
             days = sorted({lab.date for lab in record.labs if lo <= lab.date <= hi}) or [None]
-        best = None
+        windows = []
         for day in days:
             facts = tls_window_facts(record.labs, start, p["window_days_before"], p["window_days_after"], day)
             facts.update(tls_clinical_facts(record.adverse_events, start - dt.timedelta(days=p["window_days_before"]),
@@ -234,16 +234,35 @@ def tls_assessments(record: Any, registry: Registry, evaluator: Evaluator | None
             dec = res.decisions["tls"]
             item = {"cycle": cycle.number, "start": start.isoformat(), "day": day.isoformat() if day else None,
                     "category": dec.fields.get("category") if dec.status == "decided" else None,
-                    "status": dec.status, "missing": dec.missing,
+                    "status": dec.status, "missing": dec.missing, "at_least": None, "at_least_day": None,
                     "abnormal": [r for r in ("TLS-URIC", "TLS-POTASSIUM", "TLS-PHOSPHATE", "TLS-CALCIUM")
                                  if res.rules[r].outcome.value == "met"],
                     "facts": {k: to_json(v) for k, v in facts.items()}, "_result": res}
-            # the pack's `rank` orders the categories; an undecided window ranks below all
-            item["_rank"] = dec.fields["rank"] if dec.status == "decided" else -1
-            if best is None or item["_rank"] > best["_rank"]:
-                best = item
-        out.append(best)
+            # the pack's `rank` orders the categories; an undecided window could be as bad as its
+            # worst candidate
+            item["_rank"] = dec.fields["rank"] if dec.status == "decided" else max(
+                (c["rank"] for c in dec.candidates if isinstance(c, dict)), default=-1)
+            windows.append(item)
+        out.append(worst_window(windows))
     return out
+
+
+def worst_window(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cycle's report: its worst decided window (earliest on ties), unless an undecided
+    window could be worse; then that one, indeterminate with its missing facts (never a silent
+    "no TLS" while a window that might show TLS cannot be decided)."""
+    best = None
+    for w in windows:
+        if w["status"] == "decided" and (best is None or w["_rank"] > best["_rank"]):
+            best = w
+    floor = best["_rank"] if best is not None else -1
+    could_be_worse = [w for w in windows if w["status"] != "decided" and w["_rank"] > floor]
+    if could_be_worse:
+        worst = dict(max(could_be_worse, key=lambda w: w["_rank"]))
+        if best is not None:  # what is already established, said beside the open question
+            worst["at_least"], worst["at_least_day"] = best["category"], best["day"]
+        return worst
+    return best if best is not None else windows[0]
 
 
 def dosing_advisories(record: Any, registry: Registry, evaluator: Evaluator | None = None

@@ -21,7 +21,8 @@ def subject_lines(doc: dict[str, Any], version: str) -> list[str]:
                 rel += " (committee)"
         out.append(f"  {it['id']:<6} {it['term']:<38} G{g:<2} {it['source']:<9} {te}{rel}: {it['reason']}")
     for t in doc["tls"]:
-        out.append(f"  TLS cycle {t['cycle']} (start {t['start']}): {t['category'] or 'INDETERMINATE'}"
+        at_least = f" (at least {t['at_least']} on {t['at_least_day']})" if t.get("at_least") else ""
+        out.append(f"  TLS cycle {t['cycle']} (start {t['start']}): {t['category'] or 'INDETERMINATE'}{at_least}"
                    + (f", missing {', '.join(t['missing'])}" if t["missing"] else ""))
     for d in doc["dosing"]:
         msgs = "; ".join(a["message"] for a in d["advisories"]) or "no advisory"
