@@ -46,12 +46,11 @@ from engine.errors import EvaluationError, PackError
 from engine.rules.model import AllOf, AnyOf, Compare, FactRef, NotOf, RuleRef
 from engine.evaluate.compare import NEGATE, fact_difference, factref_times, literal
 from engine.evaluate.facts import FactSheet
-from engine.evaluate.logic import Outcome, Tri
+from engine.evaluate.logic import OUTCOME_TEXT, Outcome, Tri
 from engine.evaluate.plan import Plan
 from engine.evaluate.values import for_durable, normalize
 
 MAX_CONJUNCTS = 512
-_VALUE = {o: o.value for o in Outcome}
 _TRUE, _FALSE = ("const", True), ("const", False)
 
 
@@ -61,10 +60,11 @@ class _Compiled:
     def __init__(self, name: str, handle: int, fired_to: dict[str, tuple[str, Outcome]],
                  fact_keys: dict[str, str], diffs: list[tuple[str, str, str, Any]],
                  rule_keys: dict[str, str], inputs: dict[str, tuple[str, ...]],
-                 strata: list[list[str]], groups: dict[tuple[str, ...], str]) -> None:
+                 strata: list[list[str]], groups: dict[tuple[str, ...], str],
+                 stratum_keys: list[tuple[str, ...]]) -> None:
         self.name, self.handle, self.fired_to = name, handle, fired_to
         self.fact_keys, self.diffs, self.rule_keys = fact_keys, diffs, rule_keys
-        self.inputs, self.strata, self.groups = inputs, strata, groups
+        self.inputs, self.strata, self.groups, self.stratum_keys = inputs, strata, groups, stratum_keys
         self.input_sets = {k: frozenset(v) for k, v in inputs.items()}
         # per stratum: the "some input missing" flags and the rule outcomes its rules read
         key_rule = {v: r for r, v in rule_keys.items()}
@@ -208,7 +208,7 @@ def _dnf(f: tuple) -> list[list[dict]] | None:
     return out
 
 
-_BY_KEY: dict[tuple, _Compiled] = {}   # (pack sha256, parameter items) -> ruleset: skips naming
+_BY_KEY: dict[tuple, _Compiled] = {}   # (pack id, version, sha256, parameter items) -> ruleset: skips naming
 
 
 def _leaf_key(leaf: dict[str, Any]) -> str:
@@ -253,8 +253,8 @@ def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[s
             if f_conj is not None and keys:  # one flag per distinct input set: "some input missing"
                 flag = groups.setdefault(keys, f"g{len(groups)}")
                 f_conj = [c + [{flag: 1}] for c in f_conj]
-            sent = stratum_keys.setdefault(s, set())  # the fact keys this stratum's rules test
-            sent.update(k for k in keys if k not in comp.rule_keys.values())
+            sent = stratum_keys.setdefault(s, set())  # the keys this stratum's rules test or need present
+            sent.update(keys)
             for outcome, conj in ((Outcome.MET, t_conj), (Outcome.NOT_MET, f_conj)):
                 if conj is None:
                     raise PackError(f"condition of {ev.key!r} is too large for the rules engine "
@@ -272,13 +272,12 @@ def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[s
         handle = _dre.create_ruleset(name, json.dumps(rules))
     except Exception as exc:  # the C engine's error codes, e.g. 113
         raise PackError(f"the rules engine refused the compiled pack: {exc}", file=pack_file) from None
+    # a stratum's fact carries only the base facts its rules test or need present (smaller JSON to
+    # encode and for the engine to parse); flags and rule outcomes are added per evaluation
+    per_evaluation = set(comp.rule_keys.values()) | set(groups.values())
+    sent_keys = [tuple(sorted(stratum_keys.get(i, set()) - per_evaluation)) for i in range(len(plan.strata))]
     compiled = _Compiled(name, handle, fired_to, comp.fact_keys, comp.diffs, comp.rule_keys, inputs,
-                         [[ev.key for ev in st] for st in plan.strata], groups)
-    # a stratum's fact carries only what its rules test or need present (smaller JSON to encode
-    # and for the engine to parse); flags and rule outcomes are added per evaluation
-    rule_keys = set(comp.rule_keys.values())
-    compiled.stratum_keys = [tuple(sorted(stratum_keys.get(i, set()) - rule_keys - set(groups.values())))
-                             for i in range(len(plan.strata))]
+                         [[ev.key for ev in st] for st in plan.strata], groups, sent_keys)
     _REGISTRY[name] = compiled
     if key is not None:
         _BY_KEY[key] = compiled
@@ -318,7 +317,7 @@ class DurableSession:
         for rule, rk in c.stratum_refs[stratum]:
             r = results.get(rule)
             if r is not None and r.outcome is not Outcome.UNKNOWN:
-                fact[rk] = _VALUE[r.outcome]
+                fact[rk] = OUTCOME_TEXT[r.outcome]
         present = fact.keys()
         for keys, flag in c.stratum_groups[stratum]:
             if not keys <= present:

@@ -20,6 +20,9 @@ class Tri(NamedTuple):
     missing: frozenset[str] = frozenset()
 
 
+# Enum.value is a slow descriptor; the hot paths read an outcome's text from here
+OUTCOME_TEXT: dict[Outcome, str] = {o: o.value for o in Outcome}
+
 TRUE = Tri(Outcome.MET)
 FALSE = Tri(Outcome.NOT_MET)
 

@@ -11,7 +11,7 @@ from engine.errors import EvaluationError, InputError
 from engine.rules.load import Pack, Registry
 from engine.evaluate.decide import DecisionResult, decide
 from engine.evaluate.facts import FactSheet, add_derived
-from engine.evaluate.logic import FALSE, TRUE, Outcome, Tri
+from engine.evaluate.logic import FALSE, OUTCOME_TEXT, TRUE, Outcome, Tri
 from engine.evaluate.plan import Plan, row_key
 from engine.evaluate.reference import evaluate_condition
 from engine.evaluate.values import normalize, to_json
@@ -37,13 +37,12 @@ class RuleResult:
     inputs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"rule": self.id, "outcome": _VALUE[self.outcome], "inputs": self.inputs}
+        d: dict[str, Any] = {"rule": self.id, "outcome": OUTCOME_TEXT[self.outcome], "inputs": self.inputs}
         if self.missing:
             d["missing"] = self.missing
         return d
 
 
-_VALUE = {o: o.value for o in Outcome}   # Enum.value is a slow descriptor on the hot path
 _KNOWN = {Outcome.MET: TRUE, Outcome.NOT_MET: FALSE}
 
 
@@ -68,7 +67,7 @@ class PackResult:
         pid = self.pack["id"]
         out = []
         for r in rows:  # RuleResult.to_dict with the pack first, built once (runs ~200x per subject)
-            t = {"pack": pid, "rule": r.id, "outcome": _VALUE[r.outcome], "inputs": r.inputs}
+            t = {"pack": pid, "rule": r.id, "outcome": OUTCOME_TEXT[r.outcome], "inputs": r.inputs}
             if r.missing:
                 t["missing"] = r.missing
             out.append(t)
@@ -143,7 +142,7 @@ def _inputs(ev: Any, values: Mapping[str, Any], results: Mapping[str, Tri],
                 j = as_json[n] = to_json(values[n])
             out[n] = j
     for r in ev.refs:
-        out["rule:" + r] = _VALUE[results[r].outcome]
+        out["rule:" + r] = OUTCOME_TEXT[results[r].outcome]
     return out
 
 
