@@ -32,19 +32,14 @@ def entry(i: int, **over) -> dict:
 
 
 @pytest.fixture()
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "audit.sqlite"
-
-
-@pytest.fixture()
-def filled(db: Path) -> list[StoredDecision]:
-    with AuditStore.open(db) as store:
+def filled(db_path: Path) -> list[StoredDecision]:
+    with AuditStore.open(db_path) as store:
         return store.append([entry(i) for i in range(1, 6)])
 
 
-def raw(db: Path) -> sqlite3.Connection:
+def raw(db_path: Path) -> sqlite3.Connection:
     """A tamperer's connection: triggers dropped, autocommit."""
-    conn = sqlite3.connect(db, isolation_level=None)
+    conn = sqlite3.connect(db_path, isolation_level=None)
     conn.execute("DROP TRIGGER decisions_no_update")
     conn.execute("DROP TRIGGER decisions_no_delete")
     return conn
@@ -58,8 +53,8 @@ def test_canonical_json_and_sha256_follow_the_stated_definition() -> None:
     assert sha256_of(b"raw") == hashlib.sha256(b"raw").hexdigest()
 
 
-def test_append_get_round_trip_and_hash_definition(db: Path) -> None:
-    with AuditStore.open(db) as store:
+def test_append_get_round_trip_and_hash_definition(db_path: Path) -> None:
+    with AuditStore.open(db_path) as store:
         [stored] = store.append([NewDecision(**entry(1))])
         got = store.get(stored.decision_id)
     assert got is not None and got.model_dump() == stored.model_dump()
@@ -75,10 +70,10 @@ def test_append_get_round_trip_and_hash_definition(db: Path) -> None:
     assert d["record_hash"] == hashlib.sha256((d["prev_hash"] + canonical_json(rest)).encode()).hexdigest()
 
 
-def test_chain_continues_across_openings(db: Path) -> None:
-    with AuditStore.open(db) as store:
+def test_chain_continues_across_openings(db_path: Path) -> None:
+    with AuditStore.open(db_path) as store:
         first = store.append([entry(1), entry(2)])
-    with AuditStore.open(db) as store:
+    with AuditStore.open(db_path) as store:
         [third] = store.append([entry(3)])
         assert third.seq == 3 and third.prev_hash == first[-1].record_hash
         assert store.count() == 3 and store.verify().ok
@@ -108,8 +103,8 @@ def test_refuses_a_file_that_is_not_an_audit_store(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.sqlite").exists()
 
 
-def test_batch_rolls_back_on_exception(db: Path, filled: list[StoredDecision]) -> None:
-    with AuditStore.open(db) as store:
+def test_batch_rolls_back_on_exception(db_path: Path, filled: list[StoredDecision]) -> None:
+    with AuditStore.open(db_path) as store:
         with pytest.raises(RuntimeError):
             with store.batch() as w:
                 for i in range(2500):  # more than one flushed chunk
@@ -121,8 +116,8 @@ def test_batch_rolls_back_on_exception(db: Path, filled: list[StoredDecision]) -
         assert store.count() == 8 and [store.get(i).seq for i in ids] == [6, 7, 8]
 
 
-def test_bad_entry_aborts_the_whole_append(db: Path, filled: list[StoredDecision]) -> None:
-    with AuditStore.open(db) as store:
+def test_bad_entry_aborts_the_whole_append(db_path: Path, filled: list[StoredDecision]) -> None:
+    with AuditStore.open(db_path) as store:
         with pytest.raises(InputError, match="subject S101.*outcome"):
             store.append([entry(100), entry(101, outcome=None)])
         with pytest.raises(InputError, match="decision_id"):
@@ -132,8 +127,8 @@ def test_bad_entry_aborts_the_whole_append(db: Path, filled: list[StoredDecision
         assert store.count() == 5
 
 
-def test_queries_latest_current_done_subjects(db: Path) -> None:
-    with AuditStore.open(db) as store:
+def test_queries_latest_current_done_subjects(db_path: Path) -> None:
+    with AuditStore.open(db_path) as store:
         store.append([entry(1), entry(2)])
         store.append([entry(1, run_id="run-2", outcome={"status": "ineligible"})])
         assert [r.seq for r in store.iter(subject_id="S001")] == [1, 3]
@@ -146,9 +141,9 @@ def test_queries_latest_current_done_subjects(db: Path) -> None:
         assert store.done_subjects("run-2") == {"S001"}
 
 
-def test_override_keeps_original_and_becomes_current(db: Path, filled: list[StoredDecision]) -> None:
+def test_override_keeps_original_and_becomes_current(db_path: Path, filled: list[StoredDecision]) -> None:
     target = filled[1]
-    with AuditStore.open(db) as store:
+    with AuditStore.open(db_path) as store:
         new = store.override(target.decision_id, {"status": "ineligible"}, reviewer="Dr Q",
                              reason="ANC re-read", actor="chair")
         assert new.supersedes == target.decision_id and new.seq == 6
@@ -162,9 +157,9 @@ def test_override_keeps_original_and_becomes_current(db: Path, filled: list[Stor
 
 
 @pytest.mark.parametrize("field, value", [("reason", ""), ("reason", "  "), ("reviewer", "")])
-def test_override_requires_reviewer_and_reason(db: Path, filled: list[StoredDecision], field: str, value: str) -> None:
+def test_override_requires_reviewer_and_reason(db_path: Path, filled: list[StoredDecision], field: str, value: str) -> None:
     args = {"reviewer": "Dr Q", "reason": "why", field: value}
-    with AuditStore.open(db) as store:
+    with AuditStore.open(db_path) as store:
         with pytest.raises(InputError, match=field):
             store.override(filled[0].decision_id, {"status": "x"}, actor="chair", **args)
         with pytest.raises(InputError, match="no decision nope"):
@@ -172,73 +167,73 @@ def test_override_requires_reviewer_and_reason(db: Path, filled: list[StoredDeci
         assert store.count() == 5
 
 
-def test_triggers_refuse_update_and_delete(db: Path, filled: list[StoredDecision]) -> None:
-    conn = sqlite3.connect(db)
+def test_triggers_refuse_update_and_delete(db_path: Path, filled: list[StoredDecision]) -> None:
+    conn = sqlite3.connect(db_path)
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         conn.execute("UPDATE decisions SET outcome = '{}' WHERE seq = 1")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         conn.execute("DELETE FROM decisions WHERE seq = 1")
 
 
-def verify(db: Path):
-    with AuditStore.open(db) as store:
+def verify(db_path: Path):
+    with AuditStore.open(db_path) as store:
         return store.verify()
 
 
-def test_verify_ok(db: Path, filled: list[StoredDecision]) -> None:
-    report = verify(db)
+def test_verify_ok(db_path: Path, filled: list[StoredDecision]) -> None:
+    report = verify(db_path)
     assert report.ok and report.checked == 5 and report.first_bad is None
 
 
-def test_tamper_changed_outcome_is_named(db: Path, filled: list[StoredDecision]) -> None:
-    raw(db).execute("UPDATE decisions SET outcome = ? WHERE seq = 3", (canonical_json({"status": "ineligible", "n": 3}),))
-    report = verify(db)
+def test_tamper_changed_outcome_is_named(db_path: Path, filled: list[StoredDecision]) -> None:
+    raw(db_path).execute("UPDATE decisions SET outcome = ? WHERE seq = 3", (canonical_json({"status": "ineligible", "n": 3}),))
+    report = verify(db_path)
     assert not report.ok and report.first_bad.seq == 3
     assert report.first_bad.decision_id == filled[2].decision_id and "edited" in report.first_bad.problem
-    with AuditStore.open(db) as store, pytest.raises(AuditIntegrityError, match=filled[2].decision_id):
+    with AuditStore.open(db_path) as store, pytest.raises(AuditIntegrityError, match=filled[2].decision_id):
         store.verify_or_raise()
 
 
-def test_tamper_deleted_middle_record_is_named(db: Path, filled: list[StoredDecision]) -> None:
-    raw(db).execute("DELETE FROM decisions WHERE seq = 3")
-    bad = verify(db).first_bad
+def test_tamper_deleted_middle_record_is_named(db_path: Path, filled: list[StoredDecision]) -> None:
+    raw(db_path).execute("DELETE FROM decisions WHERE seq = 3")
+    bad = verify(db_path).first_bad
     assert bad.seq == 4 and bad.decision_id == filled[3].decision_id and "expected seq 3" in bad.problem
 
 
-def test_tamper_deleted_last_record_is_detected(db: Path, filled: list[StoredDecision]) -> None:
-    raw(db).execute("DELETE FROM decisions WHERE seq = 5")
-    report = verify(db)
+def test_tamper_deleted_last_record_is_detected(db_path: Path, filled: list[StoredDecision]) -> None:
+    raw(db_path).execute("DELETE FROM decisions WHERE seq = 5")
+    report = verify(db_path)
     assert not report.ok and report.first_bad.seq == 5 and "head is seq 5" in report.first_bad.problem
 
 
-def test_tamper_swapped_seq_is_named(db: Path, filled: list[StoredDecision]) -> None:
-    conn = raw(db)
+def test_tamper_swapped_seq_is_named(db_path: Path, filled: list[StoredDecision]) -> None:
+    conn = raw(db_path)
     conn.execute("UPDATE decisions SET seq = -1 WHERE seq = 2")
     conn.execute("UPDATE decisions SET seq = 2 WHERE seq = 4")
     conn.execute("UPDATE decisions SET seq = 4 WHERE seq = -1")
-    bad = verify(db).first_bad
+    bad = verify(db_path).first_bad
     assert bad.seq == 2 and bad.decision_id == filled[3].decision_id and "prev_hash" in bad.problem
 
 
-def test_tamper_changed_created_at_is_named(db: Path, filled: list[StoredDecision]) -> None:
-    raw(db).execute("UPDATE decisions SET created_at = '2020-01-01T00:00:00.000000Z' WHERE seq = 5")
-    bad = verify(db).first_bad
+def test_tamper_changed_created_at_is_named(db_path: Path, filled: list[StoredDecision]) -> None:
+    raw(db_path).execute("UPDATE decisions SET created_at = '2020-01-01T00:00:00.000000Z' WHERE seq = 5")
+    bad = verify(db_path).first_bad
     assert bad.seq == 5 and bad.decision_id == filled[4].decision_id
 
 
-def test_tamper_rehashed_record_breaks_the_next_link(db: Path, filled: list[StoredDecision]) -> None:
+def test_tamper_rehashed_record_breaks_the_next_link(db_path: Path, filled: list[StoredDecision]) -> None:
     """Recomputing the edited record's own hash is not enough: the next record's prev_hash breaks."""
-    with AuditStore.open(db) as store:
+    with AuditStore.open(db_path) as store:
         row = next(store.iter_rows(subject_id="S002"))
     row["outcome"] = canonical_json({"status": "ineligible"})
     from engine.audit.record import record_hash
-    raw(db).execute("UPDATE decisions SET outcome = ?, record_hash = ? WHERE seq = 2", (row["outcome"], record_hash(row)))
-    bad = verify(db).first_bad
+    raw(db_path).execute("UPDATE decisions SET outcome = ?, record_hash = ? WHERE seq = 2", (row["outcome"], record_hash(row)))
+    bad = verify(db_path).first_bad
     assert bad.seq == 3 and "prev_hash" in bad.problem
 
 
-def test_export_jsonl_and_csv_hold_every_field_of_every_record(db: Path, filled: list[StoredDecision]) -> None:
-    with AuditStore.open(db) as store:
+def test_export_jsonl_and_csv_hold_every_field_of_every_record(db_path: Path, filled: list[StoredDecision]) -> None:
+    with AuditStore.open(db_path) as store:
         store.override(filled[0].decision_id, {"status": "x"}, reviewer="Dr Q", reason="why", actor="chair")
         expected = [r.model_dump() for r in store.iter()]
         out = io.StringIO()
@@ -262,16 +257,16 @@ def _append_worker(path: str, tag: str) -> None:
             store.append([entry(i, subject_id=f"{tag}-{chunk}-{i}") for i in range(10)])
 
 
-def test_two_processes_appending_keep_a_valid_chain(db: Path) -> None:
-    AuditStore.open(db).close()
+def test_two_processes_appending_keep_a_valid_chain(db_path: Path) -> None:
+    AuditStore.open(db_path).close()
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_append_worker, args=(str(db), tag)) for tag in ("A", "B")]
+    procs = [ctx.Process(target=_append_worker, args=(str(db_path), tag)) for tag in ("A", "B")]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
-    with AuditStore.open(db) as store:
+    with AuditStore.open(db_path) as store:
         report = store.verify()
         assert report.ok and report.checked == 400 and store.count() == 400
         assert [r.seq for r in store.iter()] == list(range(1, 401))
