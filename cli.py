@@ -133,21 +133,13 @@ def rules_schema() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def rules_explain(ctx: click.Context, pack_id: str, rule_id: str, as_json: bool) -> None:
-    """A rule, its source text and its condition in plain words."""
+    """A rule, a decision table (DECISION) or one row (DECISION#ROW), its source and condition in plain words."""
     from engine.rules.explain import explain_rule
     info = explain_rule(registry(ctx).get(pack_id), rule_id)
     if as_json:
         return emit_json(info)
-    click.echo(f"{info['rule']}: {info['title']}   [{info['kind']}, basis: {info['basis']}]")
-    click.echo(f"pack {info['pack']['id']} {info['pack']['version']} (sha256 {info['pack']['sha256'][:12]})")
-    click.echo(f"source: {info['citation']}")
-    click.echo(f"  \"{info['source_text']}\"")
-    if info["note"]:
-        click.echo(f"note: {info['note']}")
-    click.echo("met when:")
-    for line in info["condition"]:
-        click.echo("  " + line)
-    click.echo(f"unknown when: {info['unknown_when']}")
+    from engine.report.explain import explain_lines
+    click.echo("\n".join(explain_lines(info)))
 
 
 # --- schema: JSON Schemas of the input files ---------------------------------------------

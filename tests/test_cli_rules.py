@@ -34,7 +34,7 @@ def test_list_json_names_every_pack_with_its_hash():
 def test_validate_and_test_pass_on_the_example(tmp_path):
     rules = example_only(tmp_path)
     r = run("--rules-dir", str(rules), "rules", "validate")
-    assert r.exit_code == 0 and "ok  example-organ-function 1.0.0" in r.output
+    assert r.exit_code == 0 and "ok  example-organ-function 1.0.1" in r.output
     r = run("--rules-dir", str(rules), "rules", "test", "--json")
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)[0]
@@ -85,7 +85,7 @@ def test_explain_prints_source_text_and_plain_words():
     assert "total bilirubin <= 1.5 x ULN" in r.output
     assert "labs.bilirubin is at most 1.5 (parameter bilirubin_max_x_uln, operational) x labs.bilirubin_uln" in r.output
     r = run("rules", "explain", "example-organ-function", "NOPE")
-    assert r.exit_code == 2 and "has no rule 'NOPE'" in r.output
+    assert r.exit_code == 2 and "has no rule, decision or decision row 'NOPE'" in r.output
 
 
 def test_unknown_pack_exits_2():

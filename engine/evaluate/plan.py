@@ -31,10 +31,7 @@ class Plan:
     strata: list[list[Evaluable]]
     decisions_after: list[list[Decision]]
     fact_types: dict[str, FactType | None] = field(default_factory=dict)
-
-
-def row_key(decision_id: str, j: int) -> str:
-    return f"{decision_id}#{j}"
+    row_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # decision id -> its rows' keys
 
 
 def build_plan(pack: "Pack") -> Plan:
@@ -46,12 +43,11 @@ def build_plan(pack: "Pack") -> Plan:
         items[r.id] = Evaluable(r.id, r.when, None, tuple(facts_read(r.when)), tuple(rules_referenced(r.when)))
     output_owner: dict[str, str] = {}
     for d in m.decisions:
-        for j, row in enumerate(d.rows):
-            k = row_key(d.id, j)
+        for k, row in zip(d.row_keys, d.rows):
             items[k] = Evaluable(k, row.when, d.id, tuple(facts_read(row.when)), tuple(rules_referenced(row.when)))
         for name in decision_output_names(m.id, d):
             output_owner[name] = d.id
-    rows_of = {d.id: [row_key(d.id, j) for j in range(len(d.rows))] for d in m.decisions}
+    rows_of = {d.id: list(d.row_keys) for d in m.decisions}
 
     def deps(ev: Evaluable) -> list[str]:
         out = list(ev.refs)
@@ -92,4 +88,5 @@ def build_plan(pack: "Pack") -> Plan:
     types: dict[str, FactType | None] = {f.name: f.type for f in m.facts}
     for d in m.derived:
         types[d.name] = None if d.op == "first_present" else FactType.number
-    return Plan(pack_id=m.id, strata=strata, decisions_after=after, fact_types=types)
+    return Plan(pack_id=m.id, strata=strata, decisions_after=after, fact_types=types,
+                row_keys={d.id: d.row_keys for d in m.decisions})

@@ -12,7 +12,7 @@ from engine.rules.load import Pack, Registry
 from engine.evaluate.decide import DecisionResult, decide
 from engine.evaluate.facts import FactSheet, add_derived
 from engine.evaluate.logic import FALSE, OUTCOME_TEXT, TRUE, Outcome, Tri
-from engine.evaluate.plan import Plan, row_key
+from engine.evaluate.plan import Plan
 from engine.evaluate.reference import evaluate_condition
 from engine.evaluate.values import normalize, to_json
 
@@ -54,14 +54,16 @@ class PackResult:
     rows: dict[str, RuleResult]
     decisions: dict[str, DecisionResult]
     evaluator: str
+    row_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # decision id -> row keys
 
     def trace(self) -> list[dict[str, Any]]:
         """Every rule's outcome with the values it read, plus the decision-table rows that
         decided (met) or held a decision open (unknown), as recorded in the audit trail."""
         rows = list(self.rules.values())
         for d in self.decisions.values():
+            keys = self.row_keys.get(d.id, ())
             for j in d.rows_met + d.rows_unknown:
-                r = self.rows.get(f"{d.id}#{j}")
+                r = self.rows.get(keys[j] if j < len(keys) else f"{d.id}#{j}")
                 if r is not None:
                     rows.append(r)
         pid = self.pack["id"]
@@ -180,14 +182,15 @@ def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None
                 rr = RuleResult(ev.key, tri.outcome, missing, _inputs(ev, sheet.values, results, as_json))
                 (row_results if ev.decision else rule_results)[ev.key] = rr
             for dec in plan.decisions_after[k]:
-                res = decide(dec, [results[row_key(dec.id, j)] for j in range(len(dec.rows))])
+                res = decide(dec, [results[k] for k in dec.row_keys])
                 dec_results[dec.id] = res
                 _publish(pack.id, dec.id, res, sheet)
     finally:
         session.close()
     ordered = {r: rule_results[r] for r in pack.rule_ids}
     ordered_dec = {d: dec_results[d] for d in pack.decision_ids}
-    return PackResult(pack.identity(), params, ordered, row_results, ordered_dec, evaluator.name), sheet
+    return PackResult(pack.identity(), params, ordered, row_results, ordered_dec, evaluator.name,
+                      plan.row_keys), sheet
 
 
 def _publish(pack_id: str, dec_id: str, res: DecisionResult, sheet: FactSheet) -> None:

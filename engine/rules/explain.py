@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.rules.load import Pack
-from engine.rules.model import AllOf, AnyOf, Compare, FactRef, NotOf, ParamRef, Rule, RuleRef
+from engine.rules.model import AllOf, AnyOf, Compare, Decision, FactRef, NotOf, ParamRef, Rule, RuleRef
 
 WORDS = {"eq": "is", "ne": "is not", "lt": "is less than", "lte": "is at most",
          "gt": "is greater than", "gte": "is at least"}
@@ -53,14 +53,83 @@ def condition_words(cond: Any, pack: Pack, depth: int = 0) -> list[str]:
     return [pad + f"{left} {WORDS[op]} {_operand(o, pack)}{unit}"]
 
 
+UNKNOWN_WHEN = "any fact it needs is not recorded (and the rest does not decide it)"
+
+
 def explain_rule(pack: Pack, rule_id: str) -> dict[str, Any]:
+    """A rule, a decision table (`verdict`) or one of its rows (`verdict#ELIGIBLE`, `verdict#1`,
+    or a row id alone when only one decision has it), in plain words with its source."""
     rule: Rule | None = next((r for r in pack.manifest.rules if r.id == rule_id), None)
     if rule is None:
-        from engine.errors import InputError
-        raise InputError(f"pack {pack.id} has no rule {rule_id!r}",
-                         expected="one of " + ", ".join(r.id for r in pack.manifest.rules))
+        found = find_row(pack, rule_id)
+        if found is None:
+            dec = next((d for d in pack.manifest.decisions if d.id == rule_id), None)
+            if dec is not None:
+                return explain_decision(pack, dec)
+            from engine.errors import InputError
+            raise InputError(f"pack {pack.id} has no rule, decision or decision row {rule_id!r}",
+                             expected="one of " + ", ".join(list(pack.rule_ids) + [
+                                 k for d in pack.manifest.decisions for k in d.row_keys]))
+        return explain_row(pack, *found)
     lines = condition_words(rule.when, pack)
     return {"pack": pack.identity(), "rule": rule.id, "title": rule.title, "kind": rule.kind,
             "basis": rule.basis, "citation": rule.source.citation, "source_text": rule.source.text,
-            "note": rule.source.note, "condition": lines,
-            "unknown_when": "any fact it needs is not recorded (and the rest does not decide it)"}
+            "note": rule.source.note, "condition": lines, "unknown_when": UNKNOWN_WHEN}
+
+
+def find_row(pack: Pack, ref: str) -> tuple[Decision, int] | None:
+    """(decision, row index) for `decision#row-id`, `decision#index`, or a row id that exactly one
+    decision of the pack has; None when nothing matches. An ambiguous bare row id is an error."""
+    hits = [(d, j) for d in pack.manifest.decisions for j, k in enumerate(d.row_keys) if k == ref]
+    if not hits and "#" not in ref:
+        hits = [(d, j) for d in pack.manifest.decisions for j, r in enumerate(d.rows) if r.id == ref]
+        if len(hits) > 1:
+            from engine.errors import InputError
+            raise InputError(f"row id {ref!r} is in several decisions of pack {pack.id}",
+                             expected="one of " + ", ".join(d.row_keys[j] for d, j in hits))
+    return hits[0] if hits else None
+
+
+def _output_words(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def explain_row(pack: Pack, dec: Decision, j: int) -> dict[str, Any]:
+    """One decision-table row: its title, condition in plain words, output and the table's source."""
+    row = dec.rows[j]
+    src = dec.source
+    return {"pack": pack.identity(), "rule": dec.row_keys[j], "decision": dec.id, "row": j + 1,
+            "rows": len(dec.rows), "hit_policy": dec.hit_policy.value,
+            "title": row.title or f"row {j + 1} of {dec.title or dec.id}", "kind": "decision row",
+            "basis": "", "citation": src.citation if src else "", "source_text": src.text if src else "",
+            "note": row.note, "condition": condition_words(row.when, pack),
+            "then": row.then, "then_words": _output_words(row.then),
+            "unknown_when": UNKNOWN_WHEN + (
+                "; in a 'first' table an earlier row that is unknown also holds this row's output open"
+                if dec.hit_policy.value == "first" and j else "")}
+
+
+def explain_decision(pack: Pack, dec: Decision) -> dict[str, Any]:
+    """A decision table: its rows (id, title, output) in priority order, the default."""
+    src = dec.source
+    rows = [{"row": k, "title": r.title, "then": r.then, "condition": condition_words(r.when, pack)}
+            for k, r in zip(dec.row_keys, dec.rows)]
+    return {"pack": pack.identity(), "rule": dec.id, "decision": dec.id, "title": dec.title or dec.id,
+            "kind": "decision table", "basis": "", "hit_policy": dec.hit_policy.value,
+            "citation": src.citation if src else "", "source_text": src.text if src else "",
+            "note": src.note if src else "", "rows": rows, "default": dec.default,
+            "complete": dec.complete, "condition": [], "unknown_when": UNKNOWN_WHEN}
+
+
+def row_titles(pack: Pack) -> dict[str, str]:
+    """Row key -> title (or '' when the row has none), for readable traces and diffs."""
+    return {k: r.title for d in pack.manifest.decisions for k, r in zip(d.row_keys, d.rows)}
+
+
+def rule_titles(pack: Pack) -> dict[str, str]:
+    """Every rule id and row key of a pack -> its title."""
+    out = {r.id: r.title for r in pack.manifest.rules}
+    out.update(row_titles(pack))
+    return out

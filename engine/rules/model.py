@@ -232,6 +232,11 @@ class Rule(Strict):
 
 
 class DecisionRow(Strict):
+    """One row of a decision table. `id` (unique in its decision) names the row in traces, diffs and
+    `rules explain PACK DECISION#ID`, so a reordered table keeps its names; `title` is the one-line
+    reason shown beside an outcome the row decides."""
+    id: str | None = Field(default=None, pattern=ID_RE, description="stable row id, unique within the decision")
+    title: str = Field(default="", description="one-line reason a physician can read, shown with the outcome")
     when: Condition
     then: Union[str, bool, int, float, dict[str, Union[str, bool, int, float, None]]]
     note: str = ""
@@ -255,6 +260,23 @@ class Decision(Strict):
         default=False, description="the rows cover every case (DMN completeness): 'no row matches' is "
         "never a candidate of an undecided table, and a run where every row is not met is an error")
     source: Source | None = None
+
+    @field_validator("rows")
+    @classmethod
+    def _unique_row_ids(cls, v: list[DecisionRow]) -> list[DecisionRow]:
+        seen: set[str] = set()
+        for r in v:
+            if r.id is not None:
+                if r.id in seen:
+                    raise ValueError(f"duplicate row id {r.id!r}")
+                seen.add(r.id)
+        return v
+
+    @cached_property
+    def row_keys(self) -> tuple[str, ...]:
+        """How traces, tests and diffs name each row: `<decision>#<row id>`, or `<decision>#<index>`
+        for a row without an id (positional names change when rows are inserted: give ids)."""
+        return tuple(f"{self.id}#{r.id if r.id is not None else j}" for j, r in enumerate(self.rows))
 
 
 class Dependency(Strict):

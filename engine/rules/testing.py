@@ -116,8 +116,8 @@ def run_pack_tests(pack: Pack) -> PackReport:
     for r in pack.manifest.rules:
         report.seen[r.id] = set()
     for d in pack.manifest.decisions:
-        for j in range(len(d.rows)):
-            report.rows_met[f"{d.id}#{j}"] = False
+        for key in d.row_keys:
+            report.rows_met[key] = False
     for t in pack.tests:
         report.tests += 1
         problems = run_test(pack, t, report)
