@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.evaluate.values import plain_numbers
+
 GENESIS_HASH = "0" * 64
 
 # Every column of the decisions table, in table order.
@@ -39,14 +41,18 @@ def canonical_json(obj: Any) -> str:
     """Canonical JSON text: sorted keys, no spaces, UTF-8 kept, unknown types as str().
 
     Same text as json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-    default=str); runs on every record of a batch, hence the prebuilt encoder.
+    default=str), except that a float is never written with an exponent (0.00001, not 1e-05);
+    runs on every record of a batch, hence the prebuilt encoder.
     """
     if _C_ENCODE is None or isinstance(obj, (str, int, float)) or obj is None:
-        return _ENCODER.encode(obj)
-    try:
-        return "".join(_C_ENCODE(obj, 0))
-    except RecursionError as exc:
-        raise ValueError("circular reference (or nesting too deep)") from exc
+        text = _ENCODER.encode(obj)
+    else:
+        try:
+            text = "".join(_C_ENCODE(obj, 0))
+        except RecursionError as exc:
+            raise ValueError("circular reference (or nesting too deep)") from exc
+    # numbers in the pinned plain form (values.py): json writes 1e-05 / 1e+16, other encoders not
+    return plain_numbers(obj, text, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def sha256_of(obj: Any) -> str:
