@@ -220,3 +220,41 @@ def test_wrongly_typed_clinical_fact_names_subject_and_event(tmp_path):
     assert r.exit_code == 2
     assert "subject S9" in r.output and "adverse event V1: facts.episodes_24h" in r.output and "integer" in r.output
     assert not (tmp_path / "a.sqlite").exists() or AuditStore.open(tmp_path / "a.sqlite").count() == 0
+
+
+def _subject_without_last_dose(tmp_path, ongoing):
+    import yaml
+    data = yaml.safe_load(SUBJECT.read_text())
+    data["on_study"].pop("last_dose_date", None)
+    data.pop("death", None)
+    data.pop("last_contact_date", None)
+    if ongoing is not None:
+        data["on_study"]["treatment_ongoing"] = ongoing
+    late = {"id": "LATE", "term": "Alopecia", "onset_date": "2021-12-01", "reported_grade": 1}
+    data["adverse_events"].append(late)
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(data))
+    return load_subject(f)
+
+
+@pytest.mark.parametrize("ongoing,want", [(None, None), (True, True), (False, None)])
+def test_missing_last_dose_is_not_ongoing(registry, tmp_path, ongoing, want):
+    """Issue 11 item 18 (paper: 'from the first dose until 28 days after the discontinuation of
+    treatment'): an event 9 months after the first dose is treatment-emergent only when the
+    record says treatment is ongoing; with the last dose date unknown it is unknown."""
+    doc = grade_subject(_subject_without_last_dose(tmp_path, ongoing), "4.03", registry=registry)
+    assert _by_id(doc)["LATE"]["treatment_emergent"] is want
+    # an event within 28 days of the first dose is emergent whatever the last dose date
+    assert _by_id(doc)["E1"]["treatment_emergent"] is True
+
+
+def test_treatment_ongoing_with_a_last_dose_is_refused(tmp_path):
+    import yaml
+    from engine.errors import InputError
+    data = yaml.safe_load(SUBJECT.read_text())
+    data["on_study"]["treatment_ongoing"] = True
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError) as exc:
+        load_subject(f)
+    assert "treatment_ongoing" in str(exc.value)

@@ -20,7 +20,7 @@ from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.run import Evaluator, PackResult, evaluate_pack
 from engine.evaluate.values import to_json
 from engine.facts.safety import (ANALYTE_TERMS, CLINICAL_TERMS, LAB_QUALIFIERS, TERM_ANALYTE, LabFacts,
-                                 ae_facts, attribution_facts, lab_facts, term_id, tls_clinical_facts, tls_window_facts,
+                                 ae_facts, attribution_facts, lab_facts, study_dose_facts, term_id, tls_clinical_facts, tls_window_facts,
                                  venetoclax_cycle_facts)
 from engine.rules.load import Registry, load_registry
 
@@ -358,11 +358,7 @@ def cohort_entries(record: Any, path: Any, registry: Registry, params: Mapping[s
 
 def _lab_emergent(date: dt.date, on_study: Any, reg: Registry, evaluator: Evaluator | None = None) -> bool | None:
     pack = reg.get("ae-attribution")
-    facts: dict[str, Any] = {"ae.onset_date": date}
-    if on_study is not None and on_study.first_dose_date:
-        facts["study.first_dose_date"] = on_study.first_dose_date
-    if on_study is not None and on_study.last_dose_date:
-        facts["study.last_dose_date"] = on_study.last_dose_date
+    facts: dict[str, Any] = {"ae.onset_date": date, **study_dose_facts(on_study)}
     res, _ = evaluate_pack(pack, FactSheet.of(facts), None, evaluator)
     return _tri(res.rules["TEAE"].outcome.value)
 

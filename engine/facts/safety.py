@@ -161,15 +161,27 @@ def attribution_facts(ae: Any, on_study: Any) -> dict[str, Any]:
     """Facts for the ae-attribution pack: dates and investigator relatedness per drug."""
     facts: dict[str, Any] = {"ae.onset_date": ae.onset_date}
     if on_study is not None:
-        if on_study.first_dose_date:
-            facts["study.first_dose_date"] = on_study.first_dose_date
-        if on_study.last_dose_date:
-            facts["study.last_dose_date"] = on_study.last_dose_date
+        facts.update(study_dose_facts(on_study))
     att = ae.attribution
     for drug in ("venetoclax", "azacitidine", "homoharringtonine"):
         v = getattr(att, drug, None) if att is not None else None
         if v is not None:
             facts[f"ae.attribution.{drug}"] = v
+    return facts
+
+
+def study_dose_facts(on_study: Any) -> dict[str, Any]:
+    """First and last dose dates and whether treatment is ongoing (for treatment emergence);
+    an absent value stays absent: a missing last dose is not 'ongoing'."""
+    facts: dict[str, Any] = {}
+    if on_study is None:
+        return facts
+    if on_study.first_dose_date:
+        facts["study.first_dose_date"] = on_study.first_dose_date
+    if on_study.last_dose_date:
+        facts["study.last_dose_date"] = on_study.last_dose_date
+    if getattr(on_study, "treatment_ongoing", None) is not None:
+        facts["study.treatment_ongoing"] = on_study.treatment_ongoing
     return facts
 
 

@@ -181,7 +181,9 @@ def _screening(r: SubjectRecord, b: _Builder) -> None:
             b.put("screening.gvhd.steroid_dose_mg_per_day", g.steroid.dose_mg_per_day,
                   "screening.gvhd.steroid.dose_mg_per_day")
             b.put("screening.gvhd.steroid_route", g.steroid.route, "screening.gvhd.steroid.route")
-        for j, name in enumerate(g.other_therapies):
+        if g.other_therapies is not None:  # [] = none recorded; None = not collected (unknown)
+            b.put("screening.gvhd.other_therapies_recorded", True, "screening.gvhd.other_therapies")
+        for j, name in enumerate(g.other_therapies or ()):
             slug = re.sub(r"[^a-z0-9_]", "_", name.strip().lower())
             b.put(f"screening.gvhd.therapy.{slug}", True, f"screening.gvhd.other_therapies[{j}]")
         b.put("screening.gvhd.cni_indication", g.cni_indication, "screening.gvhd.cni_indication")

@@ -136,6 +136,9 @@ class OnStudy(RecordModel):
 
     first_dose_date: dt.date | None = Field(None, description="First dose of study drug (ISO date).")
     last_dose_date: dt.date | None = Field(None, description="Last dose of study drug (ISO date).")
+    treatment_ongoing: bool | None = Field(None, description=(
+        "Study treatment continues at the data cut-off (true: no last dose yet; false: stopped). "
+        "Without a last dose date and without this, treatment emergence after day 28 is unknown."))
     cycles: list[OnStudyCycle] = Field(default_factory=list, description="Trial cycles.")
     assessments: list[Assessment] = Field(default_factory=list, description=(
         "Marrow assessments on study."))
@@ -146,6 +149,9 @@ class OnStudy(RecordModel):
         if first and last and last < first:
             raise FieldError("last_dose_date", f"last dose {last} before first dose {first}",
                              expected=f"a date on or after {first}")
+        if last and self.treatment_ongoing:
+            raise FieldError("treatment_ongoing", f"treatment ongoing with a last dose on {last}",
+                             expected="treatment_ongoing false or absent when last_dose_date is given")
         numbers = [c.number for c in self.cycles]
         for i, n in enumerate(numbers):
             if n in numbers[:i]:

@@ -37,9 +37,10 @@ class Gvhd(RecordModel):
         "acute|chronic|none."))
     steroid: Steroid | None = Field(None, description=(
         "Current corticosteroid: drug, dose_mg_per_day (mg/day), route."))
-    other_therapies: list[str] = Field(default_factory=list, description=(
+    other_therapies: list[str] | None = Field(None, description=(
         "Other current GVHD-directed or immunosuppressive therapies, lower-case names, e.g. "
-        "ruxolitinib, ecp, msc, basiliximab, belumosudil, calcineurin_inhibitor."))
+        "ruxolitinib, ecp, msc, basiliximab, belumosudil, calcineurin_inhibitor. [] = none; "
+        "absent or null = not collected (unknown, never 'none')."))
     cni_indication: Literal["prophylaxis", "gvhd_treatment"] | None = Field(None, description=(
         "Why a calcineurin inhibitor is given: prophylaxis|gvhd_treatment."))
 
