@@ -317,3 +317,32 @@ def test_mrd_only_recurrences_change_nothing_but_their_count(kinds, positions):
     # relapses are counted only after a CRc: never more relapses than CRc events
     crcs = sum(k in ("cycle_cr", "remission") for k in kinds)
     assert a["history.relapse_count"] <= crcs
+
+
+# --- fusions recorded as such (issue 11 item 14) --------------------------------------------------
+
+def _g003_with_fusions(tmp_path, fusions):
+    data = yaml.safe_load((FIXTURES / "G003-karyotype-failed.yaml").read_text())
+    data["genetics"]["fusions"] = fusions
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(data))
+    return f
+
+
+def test_fusion_by_pcr_decides_cbf_and_unread_fusions_are_warned(registry, tmp_path):
+    f = _g003_with_fusions(tmp_path, [{"name": "CBFB::MYH11", "status": "detected", "method": "rt_pcr"},
+                                      {"name": "NUP98::NSD1", "status": "detected", "method": "rna_seq"}])
+    r = screen(load_subject(f), registry)
+    assert (r.eln_risk["eln2017"], r.eln_risk["eln2022"]) == ("FAVORABLE", "FAVORABLE")
+    assert any("nup98_nsd1" in w for w in r.warnings)
+
+
+@pytest.mark.parametrize("fusions,field", [
+    ([{"name": "RUNX1::RUNX1T1", "status": "detected"}, {"name": "runx1::runx1t1", "status": "not_detected"}], "fusions[1].name"),
+    ([{"name": "RUNX1-RUNX1T1", "status": "detected"}], "fusions[0].name"),
+    ([{"name": "KMT2A-r", "status": "positive"}], "fusions[0].status"),
+])
+def test_bad_fusion_is_refused_naming_the_field(tmp_path, fusions, field):
+    with pytest.raises(InputError) as exc:
+        load_subject(_g003_with_fusions(tmp_path, fusions))
+    assert field in str(exc.value)

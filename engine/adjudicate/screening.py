@@ -125,6 +125,10 @@ def screen(record: SubjectRecord, registry: Registry, params: Mapping[str, Mappi
     warnings = [f"GVHD therapy {k.rsplit('.', 1)[1]!r} ({base.sources.get(k, '')}) is not classified by "
                 f"{ELIGIBILITY_PACK}: review whether it is treatment beyond systemic corticosteroids"
                 for k in sorted(base.values) if k.startswith("screening.gvhd.therapy.") and k not in declared]
+    risk_declared = {f.name for f in packs[RISK_PACK].manifest.facts}
+    warnings += [f"fusion {k.rsplit('.', 1)[1]!r} ({base.sources.get(k, '')}) is not read by {RISK_PACK}: "
+                 "it does not change the risk group" for k in sorted(base.values)
+                 if k.startswith("genetics.fusion.") and k not in risk_declared]
     results = [status_res, elig, risk]
     op = {pid: sorted(p.name for p in packs[pid].manifest.parameters if p.operational) for pid in PACKS}
     result = ScreeningResult(

@@ -22,6 +22,7 @@ from typing import Any
 
 from engine.evaluate.facts import FactSheet
 from engine.record import SubjectRecord, cockcroft_gault, creatinine_mg_dl, field_source
+from engine.record.genetics import fusion_slug
 from engine.record.history import Cycle, Dli, Hsct, Relapse, Remission, entry_date
 
 CRC_KINDS = ("CR", "CRi", "CRh")
@@ -248,6 +249,8 @@ def _genetics(r: SubjectRecord, b: _Builder) -> None:
         for code in get_args(KaryotypeCode):
             b.put(f"genetics.karyotype.{karyotype_slug(code)}", code in g.karyotype_findings,
                   "genetics.karyotype_findings")
+    for j, f in enumerate(g.fusions):
+        b.put(f"genetics.fusion.{fusion_slug(f.name)}", f.status == "detected", f"genetics.fusions[{j}]")
     for gene in GENES:
         m = getattr(g.mutations, gene)
         if m.status != "not_tested":

@@ -87,6 +87,29 @@ class Mutations(RecordModel):
     kit: Mutation = _gene("KIT")
 
 
+FUSION_RE = r"^[A-Za-z0-9]+(::[A-Za-z0-9]+|-r)$"
+
+
+class Fusion(RecordModel):
+    """A gene fusion or rearrangement tested by RT-PCR, FISH or sequencing (so that a cryptic or
+    karyotype-failed RUNX1::RUNX1T1 or a KMT2A rearrangement is recorded as what was found)."""
+
+    name: str = Field(max_length=40, pattern=FUSION_RE, description=(
+        "Fusion as GENE1::GENE2 (HGNC symbols, e.g. RUNX1::RUNX1T1, CBFB::MYH11, MLLT3::KMT2A, "
+        "BCR::ABL1, DEK::NUP214, KAT6A::CREBBP, GATA2::MECOM), or GENE-r for a rearrangement "
+        "with any partner (KMT2A-r from a break-apart FISH probe, MECOM-r)."))
+    status: Literal["detected", "not_detected"] = Field(description=(
+        "detected|not_detected (a fusion not listed is not tested: unknown, never negative)."))
+    method: Literal["rt_pcr", "fish", "ngs", "rna_seq", "other"] | None = Field(None, description=(
+        "How it was tested: rt_pcr|fish|ngs|rna_seq|other."))
+
+
+def fusion_slug(name: str) -> str:
+    """`RUNX1::RUNX1T1` -> `runx1_runx1t1`, `KMT2A-r` -> `kmt2a_rearranged` (a fact-name spelling)."""
+    low = name.strip().lower()
+    return low[:-2] + "_rearranged" if low.endswith("-r") else low.replace("::", "_")
+
+
 class Genetics(RecordModel):
     """Cytogenetics and molecular genetics from one timepoint."""
 
@@ -100,9 +123,16 @@ class Genetics(RecordModel):
     karyotype_findings: list[KaryotypeCode] = Field(default_factory=list, description=(
         "Controlled codes for the findings (no unit): t(8;21), inv(16), t(16;16), t(9;11), "
         "t(6;9), t(v;11q23.3), t(9;22), inv(3), t(3;3), t(8;16), t(3q26.2;v), -5, del(5q), -7, "
-        "-17, abn(17p), complex, monosomal, hyperdiploid_trisomies_only, normal."))
+        "-17, abn(17p), complex, monosomal, hyperdiploid_trisomies_only, normal. t(v;11q23.3) = a "
+        "KMT2A translocation with a partner other than MLLT3 (t(9;11) has its own code); complex = "
+        "three or more unrelated abnormalities as counted by the cytogeneticist; "
+        "hyperdiploid_trisomies_only = hyperdiploid with three or more trisomies (or polysomies) "
+        "and no structural abnormality (ELN 2022 does not count it as complex)."))
     mutations: Mutations = Field(default_factory=Mutations, description=(
         "Gene mutation results; a gene left out is not_tested."))
+    fusions: list[Fusion] = Field(default_factory=list, description=(
+        "Fusions tested outside the karyotype: [{name, status, method}]; a fusion left out is "
+        "not tested."))
 
     @field_validator("karyotype_findings", mode="before")
     @classmethod
@@ -118,6 +148,13 @@ class Genetics(RecordModel):
         if self.karyotype_findings and self.karyotype_done is False:
             raise FieldError("karyotype_findings", "karyotype findings given but "
                              "karyotype_done is false", expected="karyotype_done true or null")
+        seen: set[str] = set()
+        for i, f in enumerate(self.fusions):
+            slug = fusion_slug(f.name)
+            if slug in seen:
+                raise FieldError(f"fusions[{i}].name", f"fusion {f.name!r} listed twice",
+                                 expected="one result per fusion")
+            seen.add(slug)
         if "normal" in self.karyotype_findings and len(self.karyotype_findings) > 1:
             raise FieldError("karyotype_findings", "'normal' listed with abnormal findings",
                              expected="'normal' alone")
