@@ -172,37 +172,33 @@ def _audit_store(ctx: click.Context, *, create: bool = False) -> Any:
 @click.option("--subject", help="Only this subject.")
 @click.option("--use-case", help="Only this use case (screen, marrow, ae, ...).")
 @click.option("--run", "run_id", help="Only this run id.")
-@click.option("--decision", "decision_id", help="Only this decision id.")
+@click.option("--decision", "decision_id", help="Only this decision (an id or a unique prefix of 6+ characters).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the newest N matching records.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full records as a JSON list.")
 @click.pass_context
 def audit_show(ctx: click.Context, subject: str | None, use_case: str | None, run_id: str | None,
                decision_id: str | None, limit: int | None, as_json: bool) -> None:
-    """Show audit records, oldest first."""
-    from engine.audit import outcome_summary
+    """Show audit records, oldest first, with who decided, their role and reason, and what is in force."""
+    from engine.adjudicate.committee import Overrides, resolve_id
 
     with _audit_store(ctx) as store:
         if decision_id:
-            found = store.get(decision_id)
-            if found is None:
-                raise InputError(f"no decision {decision_id} in {store.path}", field="--decision")
-            records = [found]
+            records = [store.get(resolve_id(store, decision_id))]
         else:
             records = list(store.iter(subject_id=subject, use_case=use_case, run_id=run_id, last=limit))
+        overrides = Overrides(store)
+        superseded = {r.supersedes: r for r in records if r.supersedes}
+        extra = [store.get(i) for i in superseded if i and all(r.decision_id != i for r in records)]
     if as_json:
         emit_json([r.model_dump() for r in records])
         return
-    from rich.table import Table
-
-    from engine.report.tables import console
-
-    table = Table()
-    for name in ("seq", "time (UTC)", "subject", "use case", "item", "outcome", "actor", "supersedes"):
-        table.add_column(name, no_wrap=name in ("seq", "time (UTC)", "subject"), overflow="fold")
-    for r in records:
-        table.add_row(str(r.seq), r.created_at, r.subject_id, r.use_case, r.item or "",
-                      outcome_summary(r.outcome), r.actor, r.supersedes or "")
-    console.print(table)
+    by_id = {r.decision_id: r for r in records + [e for e in extra if e]}
+    if decision_id:
+        from engine.report.audit import record_lines
+        click.echo("\n".join(record_lines(records[0], overrides, by_id)))
+        return
+    from engine.report.audit import print_records
+    print_records(records, overrides, by_id)
 
 
 @audit.command("verify")
@@ -238,24 +234,36 @@ def audit_export(ctx: click.Context, fmt: str, output: str | None) -> None:
 
 @audit.command("override")
 @click.argument("decision_id")
-@click.option("--outcome", "outcome_text", required=True, help="The committee's outcome, a JSON object.")
+@click.option("--outcome", "outcome_text", required=True,
+              help='The committee\'s decision: a JSON object of pack outputs, e.g. \'{"category": "NR"}\'.')
 @click.option("--reviewer", required=True, help="Who on the committee decided.")
+@click.option("--role", required=True, help="The reviewer's committee role (e.g. chair, hematologist, statistician).")
 @click.option("--reason", required=True, help="Why the decision is overridden.")
+@click.option("--supersede", is_flag=True, help="Replace the committee decision already in force for this item.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new record as JSON.")
 @click.pass_context
-def audit_override(ctx: click.Context, decision_id: str, outcome_text: str, reviewer: str, reason: str,
-                   as_json: bool) -> None:
-    """Record a committee override: a new record superseding DECISION_ID (which stays)."""
+def audit_override(ctx: click.Context, decision_id: str, outcome_text: str, reviewer: str, role: str, reason: str,
+                   supersede: bool, as_json: bool) -> None:
+    """Record the committee's decision on DECISION_ID (an id or a unique prefix): a new record that
+    supersedes the decision in force (which stays). Checked against the outputs the decision's packs
+    can produce; refused if a committee decision is already in force, unless --supersede."""
+    from engine.adjudicate.committee import record_override
     try:
         outcome = json.loads(outcome_text)
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg})", field="--outcome", expected="a JSON object") from exc
+    if not isinstance(outcome, dict):
+        raise InputError("not a JSON object", field="--outcome", expected='a JSON object, e.g. {"category": "NR"}')
+    reg = registry(ctx)
     with _audit_store(ctx) as store:
-        record = store.override(decision_id, outcome, reviewer=reviewer, reason=reason, actor=ctx.obj["actor"])
+        record, notes = record_override(store, decision_id, outcome, reviewer=reviewer, role=role, reason=reason,
+                                        actor=ctx.obj["actor"], registry=reg, supersede=supersede)
     if as_json:
         emit_json(record.model_dump())
     else:
-        click.echo(f"decision {record.decision_id} (seq {record.seq}) supersedes {decision_id}")
+        click.echo(f"decision {record.decision_id} (seq {record.seq}) supersedes {record.supersedes}: now in force")
+        for n in notes:
+            click.echo(f"  {n}")
 
 
 # --- marrow: adjudicate marrow results under the response profiles -----------------------------
@@ -306,32 +314,41 @@ def cohort() -> None:
 @click.option("--reason", default=None, help="Why the cohort is re-adjudicated (recorded).")
 @click.option("--resume", default=None, help="Continue run RUN_ID (or 'latest' unfinished run).")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--baseline", default=None, help="Diff against this run (default: each decision's latest earlier adjudication).")
 @click.option("--csv-dir", type=click.Path(file_okay=False), help="Also write the summary as CSV files here.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str, params: tuple[str, ...],
-               reason: str | None, resume: str | None, workers: int, csv_dir: str | None, as_json: bool) -> None:
+               reason: str | None, resume: str | None, workers: int, baseline: str | None, csv_dir: str | None,
+               as_json: bool) -> None:
     """Screen, adjudicate every marrow and grade safety for every subject; summary + diff."""
     from engine.adjudicate.cohort import latest_run, run_cohort
+    from engine.adjudicate.committee import Overrides
     from engine.adjudicate.common import parse_params
     from engine.audit.store import AuditStore
     from engine.report import diff, summary
+    from engine.report.runs import resolve_run, run_info
+    from engine.rules.explain import titles_of
 
     if not paths and not resume:
         raise InputError("no PATH given", expected="a folder of subject files, or --resume RUN_ID")
     with AuditStore.open(ctx.obj["db"]) as store:
-        previous = latest_run(store)
+        base = resolve_run(store, baseline) if baseline else None
+        previous = base or latest_run(store)
         res = run_cohort(list(paths), store, profiles=tuple(p.strip() for p in profiles.split(",") if p.strip()),
                          params=parse_params(params), actor=ctx.obj["actor"], reason=reason, resume=resume,
                          workers=workers, rules_dir=ctx.obj.get("rules_dir"),
                          on_error=lambda p, m: click.echo(f"error: {m}", err=True))
-        doc = summary.summarize(store, res.run_id)
-        changes = list(diff.iter_changes(store, res.run_id)) if previous else []
+        overrides = Overrides(store)
+        doc = summary.summarize(store, res.run_id, overrides=overrides)
+        changes = list(diff.iter_changes(store, res.run_id, base, overrides=overrides,
+                                         titles=titles_of(registry(ctx)))) if previous else []
+        header = diff.header_lines(run_info(store, base) if base else None, run_info(store, res.run_id))
         if csv_dir:
             summary.write_csv(doc, csv_dir)
         run = {"run_id": res.run_id, "subjects": res.subjects, "skipped": res.skipped,
                "decisions": res.decisions, "failed": [{"path": p, "error": m} for p, m in res.failed],
-               "previous_run": previous}
+               "previous_run": previous, "baseline": base}
         if as_json:
             emit_json({"run": run, "summary": doc, "diff": changes})
         else:
@@ -340,24 +357,68 @@ def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str, params
                        + (f", {len(res.failed)} FAILED" if res.failed else ""))
             summary.render(doc)
             if previous:
-                click.echo(f"diff vs earlier adjudications (previous run {previous}):")
-                diff.render(changes)
+                click.echo(f"diff vs {'baseline run ' + base if base else 'earlier adjudications (previous run ' + previous + ')'}:")
+                diff.render(changes, header=header)
     sys.exit(res.exit_code)
 
 
-@cohort.command("diff")
-@click.argument("run_a")
-@click.argument("run_b")
+@cohort.command("runs")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def cohort_diff(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
-    """Decisions of RUN_B whose outcome differs from RUN_A, with the rules that changed."""
+def cohort_runs(ctx: click.Context, as_json: bool) -> None:
+    """Every cohort run: id, time, actor, reason, profiles, parameters, packs, subjects, status."""
     from engine.audit.store import AuditStore
-    from engine.report import diff
+    from engine.report.runs import list_runs, render_runs
 
     with AuditStore.open(ctx.obj["db"], create=False) as store:
-        changes = list(diff.iter_changes(store, run_b, run_a))
-    emit_json(changes) if as_json else diff.render(changes)
+        runs = list_runs(store)
+    emit_json(runs) if as_json else render_runs(runs)
+
+
+@cohort.command("diff")
+@click.argument("runs", nargs=-1)
+@click.option("--baseline", default=None, help="The run to compare with (id, unique prefix/suffix).")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Write the diff as CSV here ('-' for stdout).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cohort_diff(ctx: click.Context, runs: tuple[str, ...], baseline: str | None, csv_file: str | None,
+                as_json: bool) -> None:
+    """Decisions of a run that differ from a baseline run, the rules that changed, and where the
+    machine now disagrees with the committee. `cohort diff --baseline A [B]` or `cohort diff A B`
+    (B defaults to the latest completed run)."""
+    from engine.adjudicate.committee import Overrides
+    from engine.audit.store import AuditStore
+    from engine.report import diff
+    from engine.report.runs import resolve_run, run_info
+    from engine.rules.explain import titles_of
+
+    if len(runs) > 2 or (baseline and len(runs) > 1):
+        raise InputError("too many runs", field="RUNS", expected="--baseline A [B], or A B")
+    a_ref, b_ref = (baseline, runs[0] if runs else None) if baseline else (
+        (runs[0], runs[1]) if len(runs) == 2 else (None, runs[0] if runs else None))
+    if csv_file and csv_file != "-":
+        from pathlib import Path
+        if not Path(csv_file).resolve().parent.is_dir():
+            raise InputError("folder does not exist", file=csv_file, expected="an existing folder")
+    with AuditStore.open(ctx.obj["db"], create=False) as store:
+        run_b = resolve_run(store, b_ref)
+        run_a = resolve_run(store, a_ref) if a_ref else None
+        if run_a == run_b:
+            raise InputError(f"the baseline and the run are the same run {run_b}", field="--baseline")
+        changes = list(diff.iter_changes(store, run_b, run_a, overrides=Overrides(store),
+                                         titles=titles_of(registry(ctx))))
+        header = diff.header_lines(run_info(store, run_a) if run_a else None, run_info(store, run_b))
+    if csv_file:
+        if csv_file == "-":
+            diff.write_csv(changes, sys.stdout)
+        else:
+            with open(csv_file, "w", newline="", encoding="utf-8") as fh:
+                diff.write_csv(changes, fh)
+            click.echo(f"{len(changes)} rows written to {csv_file}", err=True)
+        if not as_json:
+            return
+    emit_json({"baseline": run_a, "run": run_b, "header": header, "changes": changes}) if as_json \
+        else diff.render(changes, header=header)
 
 
 @cohort.command("summary")
@@ -366,16 +427,13 @@ def cohort_diff(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> No
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def cohort_summary(ctx: click.Context, run_id: str | None, csv_dir: str | None, as_json: bool) -> None:
-    """Summary tables of RUN_ID (default: the latest completed run)."""
-    from engine.adjudicate.cohort import latest_run
+    """Summary tables of RUN_ID (default: the latest completed run), with the committee's decisions in force."""
     from engine.audit.store import AuditStore
     from engine.report import summary
+    from engine.report.runs import resolve_run
 
     with AuditStore.open(ctx.obj["db"], create=False) as store:
-        run_id = run_id or latest_run(store)
-        if run_id is None:
-            raise InputError("no completed cohort run in the audit store", expected="a RUN_ID")
-        doc = summary.summarize(store, run_id)
+        doc = summary.summarize(store, resolve_run(store, run_id))
     if csv_dir:
         summary.write_csv(doc, csv_dir)
     emit_json(doc) if as_json else summary.render(doc)

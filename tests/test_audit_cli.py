@@ -79,7 +79,7 @@ def test_show_json_and_filters(db_path: Path, records: list[StoredDecision]) -> 
 def test_override_records_a_superseding_decision(db_path: Path, records: list[StoredDecision]) -> None:
     target = records[0]
     result = run(db_path, "override", target.decision_id, "--outcome", '{"category": "PR"}',
-                 "--reviewer", "Dr Q", "--reason", "blasts recounted", "--json")
+                 "--reviewer", "Dr Q", "--role", "chair", "--reason", "blasts recounted", "--json")
     assert result.exit_code == 0, result.output
     new = json.loads(result.output)
     assert new["supersedes"] == target.decision_id and new["outcome"] == {"category": "PR"}
@@ -91,14 +91,14 @@ def test_override_records_a_superseding_decision(db_path: Path, records: list[St
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--outcome", "{bad", "--reviewer", "Dr Q", "--reason", "r"], "--outcome"),
-    (["--outcome", "[1]", "--reviewer", "Dr Q", "--reason", "r"], "JSON object"),
-    (["--outcome", "{}", "--reviewer", "Dr Q", "--reason", " "], "reason"),
+    (["--outcome", "{bad", "--reviewer", "Dr Q", "--role", "chair", "--reason", "r"], "--outcome"),
+    (["--outcome", "[1]", "--reviewer", "Dr Q", "--role", "chair", "--reason", "r"], "JSON object"),
+    (["--outcome", "{}", "--reviewer", "Dr Q", "--role", "chair", "--reason", " "], "reason"),
 ])
 def test_override_bad_input_exits_2(db_path: Path, records: list[StoredDecision], args: list[str], message: str) -> None:
     result = run(db_path, "override", records[0].decision_id, *args)
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
-    result = run(db_path, "override", "unknown-id", "--outcome", "{}", "--reviewer", "a", "--reason", "b")
+    result = run(db_path, "override", "unknown-id", "--outcome", "{}", "--reviewer", "a", "--role", "r", "--reason", "b")
     assert result.exit_code == 2 and "no decision unknown-id" in result.output
     with AuditStore.open(db_path) as store:
         assert store.count() == 4

@@ -159,4 +159,4 @@ def test_diff_lists_changed_decisions_and_rules(tmp_path):
         b = latest_run(s)
         a = latest_run(s, before=b)
     r2 = _run(["cohort", "diff", a, b, "--json"], db)
-    assert {(c["subject_id"], c["item"]) for c in json.loads(r2.stdout)} == changed
+    assert {(c["subject_id"], c["item"]) for c in json.loads(r2.stdout)["changes"]} == changed

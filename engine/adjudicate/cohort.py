@@ -232,6 +232,7 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
         with store.batch() as w:
             w.add(_bookkeeping("start", run_id, {"path": sources, "profiles": list(profiles), "params": params,
                                                  "ctcae": ctcae,
+                                                 "packs": [p.identity() for p in registry.packs.values()],
                                                  "reason": reason, "subjects": total}, actor, reason))
     init = (rules_dir, tuple(profiles), params, actor, reason, run_id, done, ctcae)
     stream = _stream(work_items(paths), total, init, workers)

@@ -356,8 +356,15 @@ class AuditStore:
         return [StoredDecision.from_row(r) for r in writer.kept or []]
 
     def override(self, decision_id: str, outcome: dict[str, Any], reviewer: str, reason: str,
-                 actor: str) -> StoredDecision:
-        """Committee override: a new record superseding `decision_id`; the original stays."""
+                 actor: str, *, committee: dict[str, Any] | None = None,
+                 supersede: bool = False) -> StoredDecision:
+        """Committee override: a new record superseding `decision_id`; the original stays.
+
+        If the decision's (subject, use case, item) already has an override in force (one no
+        later override replaces), it is refused unless `supersede`, and the new record then
+        supersedes that override (checked inside the write transaction, so two reviewers cannot
+        both replace the same decision). `committee` (role, fields given, ...) is recorded in the
+        new record's input under "committee", beside the original input."""
         if not isinstance(outcome, dict):
             raise InputError("the override outcome must be a JSON object", field="outcome", expected="a JSON object")
         for name, value in (("reviewer", reviewer), ("reason", reason), ("actor", actor)):
@@ -367,15 +374,32 @@ class AuditStore:
             original = self._get_row(decision_id)
             if original is None:
                 raise InputError(f"no decision {decision_id} in the audit store", field="decision_id")
+            target = decision_id
+            current = self._override_in_force(original["subject_id"], original["use_case"], original["item"])
+            if current is not None:
+                if not supersede:
+                    raise InputError(
+                        f"{original['subject_id']} {original['item'] or original['use_case']} already has a committee "
+                        f"decision in force: {current['decision_id']} by {current['reviewer']} ({current['created_at']})",
+                        field="decision_id", expected="--supersede to replace it")
+                target = current["decision_id"]
+            inp = json.loads(original["input"])
+            if committee is not None:
+                inp = dict(inp if isinstance(inp, dict) else {"input": inp}, committee=committee)
             writer.add({
                 "subject_id": original["subject_id"], "use_case": original["use_case"],
-                "item": original["item"], "input": json.loads(original["input"]),
+                "item": original["item"], "input": inp,
                 "packs": json.loads(original["packs"]), "parameters": json.loads(original["parameters"]),
                 "trace": [], "outcome": outcome, "actor": actor, "reason": reason.strip(),
-                "reviewer": reviewer.strip(), "supersedes": decision_id,
+                "reviewer": reviewer.strip(), "supersedes": target,
             })
         return StoredDecision.from_row(writer.kept[0])  # type: ignore[index]
 
+    def _override_in_force(self, subject_id: str, use_case: str, item: str | None) -> dict[str, Any] | None:
+        sql = (f"{_SELECT} WHERE subject_id = ? AND use_case = ? AND item IS ? AND supersedes IS NOT NULL "
+               "AND NOT EXISTS (SELECT 1 FROM decisions o WHERE o.supersedes = decisions.decision_id) "
+               "ORDER BY seq DESC LIMIT 1")
+        return next(self._rows(sql, (subject_id, use_case, item)), None)
 
     # --- reading ---------------------------------------------------------------------------
     def _rows(self, sql: str, params: tuple = ()) -> Iterator[dict[str, Any]]:
@@ -436,6 +460,27 @@ class AuditStore:
                "ORDER BY seq DESC LIMIT 1")
         row = next(self._rows(sql, (subject_id, use_case, item)), None)
         return StoredDecision.from_row(row) if row else None
+
+    def head(self) -> tuple[int, str]:
+        """(seq, record_hash) of the newest record: the chain head a report was built from."""
+        return self._head()
+
+    def latest_machine(self, subject_id: str, use_case: str, item: str | None = None) -> StoredDecision | None:
+        """The newest record of the key that is not an override (the machine's latest decision)."""
+        sql = f"{_SELECT} WHERE subject_id = ? AND use_case = ? AND item IS ? AND supersedes IS NULL ORDER BY seq DESC LIMIT 1"
+        row = next(self._rows(sql, (subject_id, use_case, item)), None)
+        return StoredDecision.from_row(row) if row else None
+
+    def iter_override_rows(self) -> Iterator[dict[str, Any]]:
+        """Every override record (JSON columns as text), in seq order."""
+        return self._rows(f"{_SELECT} WHERE supersedes IS NOT NULL ORDER BY seq")
+
+    def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Decision ids starting with `prefix` (at most `limit`), for abbreviated ids."""
+        hi = prefix + "\uffff"
+        cur = self._conn.execute("SELECT decision_id FROM decisions WHERE decision_id >= ? AND decision_id < ? "
+                                 "ORDER BY decision_id LIMIT ?", (prefix, hi, int(limit)))
+        return [r[0] for r in cur]
 
     def done_subjects(self, run_id: str) -> set[str]:
         """Subjects with at least one committed record in `run_id` (resume after a kill)."""

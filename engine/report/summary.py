@@ -1,8 +1,15 @@
-"""Summary tables of one cohort run, read back from the audit store (streamed, per subject).
+"""Summary tables of one cohort run, read back from the audit store (streamed, per subject),
+with the committee's decisions in force.
 
-Eligibility attrition, response after cycle 1 and by the end of cycle 2 (CRc, ORR, MRD-negative
-among CRc) per profile with Wilson and Clopper-Pearson 95 % intervals (scipy), by subgroup, and
-adverse events of grade >= 3 by term. Every figure is a count of pack outputs; no threshold here.
+CONSORT-style attrition (each subject counted once, at its first failing criterion in protocol
+order, then every failing criterion), response after cycle 1 and by the end of cycle 2 (CRc,
+ORR, MRD-negative among CRc) per profile with Wilson and Clopper-Pearson 95 % intervals (scipy),
+by subgroup, adverse events of grade >= 3 by term, and every subject who leaves a denominator
+with the reason. Every figure is a count of pack outputs (or of the committee's decision where
+one is in force); no threshold here. Response denominators are the enrolled subjects
+(intention to treat, as the paper's 68/96): an enrolled subject without a response course is
+counted as not responding *and listed*; a course whose flag is undecided is counted in n, not
+in k, and listed.
 """
 from __future__ import annotations
 
@@ -13,11 +20,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from engine.adjudicate.cohort import RUN_SUBJECT
+from engine.adjudicate.committee import Overrides, disagreement, key_of, role_of, short
+
+COURSE_PREFIX = "course/"
 
 
-def proportion(k: int, n: int) -> dict[str, Any]:
-    """k/n with the Wilson and exact (Clopper-Pearson) 95 % intervals, in percent."""
+def proportion(k: int, n: int, unknown: int = 0) -> dict[str, Any]:
+    """k/n with the Wilson and exact (Clopper-Pearson) 95 % intervals, in percent; `unknown`:
+    how many of the n were undecided (counted in n, not in k)."""
     out: dict[str, Any] = {"k": k, "n": n, "pct": round(100 * k / n, 1) if n else None}
+    if unknown:
+        out["unknown"] = unknown
     if n:
         from scipy.stats import binomtest
         t = binomtest(k, n)
@@ -27,7 +40,7 @@ def proportion(k: int, n: int) -> dict[str, Any]:
     return out
 
 
-def _subjects(store: Any, run_id: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def subject_rows(store: Any, run_id: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """(subject, its rows) in commit order: a subject's decisions are one transaction, contiguous."""
     current, rows = None, []
     for row in store.iter_rows(run_id=run_id):
@@ -60,74 +73,24 @@ def subgroups(screen: dict[str, Any]) -> list[str]:
     return out
 
 
-def summarize(store: Any, run_id: str) -> dict[str, Any]:
-    """The summary document of a run (JSON-ready)."""
-    screened = 0
-    verdicts: Counter[str] = Counter()
-    failing: Counter[str] = Counter()
-    # counts[profile][subgroup][measure] -> k ; denominators[profile][subgroup] -> n
-    counts: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
-    denoms: dict[str, Counter[str]] = defaultdict(Counter)
-    ae: Counter[str] = Counter()
-    ae_subjects: dict[str, set] = defaultdict(set)
-    for sid, rows in _subjects(store, run_id):
-        screen = next((json.loads(r["outcome"]) for r in rows if r["use_case"] == "screen"), None)
-        if screen is not None:
-            screened += 1
-            verdicts[screen.get("verdict", "INDETERMINATE")] += 1
-            if screen.get("verdict") == "INELIGIBLE":
-                for crit in screen.get("decided_by", []):
-                    failing[crit] += 1
-            if screen.get("verdict") != "ELIGIBLE":
-                continue  # response is reported over the enrolled subjects
-        groups = ["all"] + (subgroups(screen) if screen else [])
-        for r in rows:
-            if r["use_case"] == "marrow" and (r["item"] or "").startswith("course/"):
-                profile = r["item"].split("/", 1)[1]
-                o = json.loads(r["outcome"])
-                c1, c2 = o.get("after_cycle_1", {}), o.get("by_end_of_cycle_2", {})
-                flags = {"c1_crc": c1.get("crc"), "c1_orr": c1.get("orr"), "c2_crc": c2.get("crc"),
-                         "c2_orr": c2.get("orr"),
-                         "c2_crc_mrd_neg": c2.get("crc") is True and o.get("flags", {}).get("mrd_negative") is True}
-                for g in groups:
-                    denoms[profile][g] += 1
-                    for k, v in flags.items():
-                        counts[profile][g][k] += v is True
-            elif r["use_case"] == "ae":
-                o = json.loads(r["outcome"])
-                grade, term = o.get("grade"), o.get("term")
-                if isinstance(grade, int) and grade >= 3 and term:
-                    ae[term] += 1
-                    ae_subjects[term].add(sid)
-    enrolled = verdicts.get("ELIGIBLE", 0)
-    response = {}
-    for profile in sorted(denoms, key=lambda p: (p != "trial", p)):  # the trial's own profile first
-        response[profile] = {}
-        for g, n in denoms[profile].items():
-            c = counts[profile][g]
-            response[profile][g] = {
-                "n": n,
-                "after_cycle_1": {"crc": proportion(c["c1_crc"], n), "orr": proportion(c["c1_orr"], n)},
-                "by_end_of_cycle_2": {"crc": proportion(c["c2_crc"], n), "orr": proportion(c["c2_orr"], n),
-                                      "mrd_negative_among_crc": proportion(c["c2_crc_mrd_neg"], c["c2_crc"])},
-            }
-    n_ae = denoms.get("trial", Counter()).get("all") or enrolled or screened
-    return {
-        "run_id": run_id,
-        "eligibility": {"screened": screened, "enrolled": enrolled, "verdicts": dict(verdicts),
-                        "failing_criteria": dict(sorted(failing.items()))},
-        "response": response,
-        "adverse_events_grade3plus": {t: {"events": ae[t], "subjects": proportion(len(ae_subjects[t]), n_ae)}
-                                      for t in sorted(ae, key=lambda t: -ae[t])},
-    }
-
-
-def _fmt(p: dict[str, Any]) -> list[str]:
-    """k/n, %, Wilson CI, Clopper-Pearson CI as table cells."""
-    if not p.get("n"):
-        return [f"{p.get('k', 0)}/0", "-", "-", "-"]
-    w, e = p["wilson"], p["exact"]
-    return [f"{p['k']}/{p['n']}", f"{p['pct']:.1f}", f"{w[0]:.1f}-{w[1]:.1f}", f"{e[0]:.1f}-{e[1]:.1f}"]
+def protocol_order(lists: list[list[str]]) -> list[str]:
+    """One order of criteria consistent with every `decided_by` list (each lists criteria in the
+    pack's order): a topological merge, ties by first appearance."""
+    seen: list[str] = []
+    after: dict[str, set[str]] = defaultdict(set)
+    for lst in lists:
+        for i, c in enumerate(lst):
+            if c not in seen:
+                seen.append(c)
+            if i:
+                after[c].add(lst[i - 1])
+    out: list[str] = []
+    pending = list(seen)
+    while pending:
+        nxt = next((c for c in pending if after[c] <= set(out)), pending[0])
+        out.append(nxt)
+        pending.remove(nxt)
+    return out
 
 
 MEASURES = (("CRc after cycle 1", "after_cycle_1", "crc"), ("ORR after cycle 1", "after_cycle_1", "orr"),
@@ -135,23 +98,201 @@ MEASURES = (("CRc after cycle 1", "after_cycle_1", "crc"), ("ORR after cycle 1",
             ("MRD-negative among CRc", "by_end_of_cycle_2", "mrd_negative_among_crc"))
 
 
+def _course_flags(o: dict[str, Any]) -> dict[str, Any]:
+    c1, c2 = o.get("after_cycle_1") or {}, o.get("by_end_of_cycle_2") or {}
+    mrd = (o.get("flags") or {}).get("mrd_negative")
+    return {"c1_crc": c1.get("crc"), "c1_orr": c1.get("orr"), "c2_crc": c2.get("crc"), "c2_orr": c2.get("orr"),
+            "c2_crc_mrd_neg": (mrd if c2.get("crc") is True else False)}
+
+
+class _Tally:
+    """k / unknown / n per profile, subgroup and measure."""
+
+    def __init__(self) -> None:
+        self.k: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+        self.unknown: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+        self.n: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def add(self, profile: str, groups: list[str], flags: dict[str, Any] | None) -> None:
+        for g in groups:
+            self.n[profile][g] += 1
+            for key, v in (flags or {}).items():
+                self.k[profile][g][key] += v is True
+                self.unknown[profile][g][key] += v is None
+
+    def doc(self, profile: str, g: str) -> dict[str, Any]:
+        k, u, n = self.k[profile][g], self.unknown[profile][g], self.n[profile][g]
+        return {"n": n,
+                "after_cycle_1": {"crc": proportion(k["c1_crc"], n, u["c1_crc"]),
+                                  "orr": proportion(k["c1_orr"], n, u["c1_orr"])},
+                "by_end_of_cycle_2": {"crc": proportion(k["c2_crc"], n, u["c2_crc"]),
+                                      "orr": proportion(k["c2_orr"], n, u["c2_orr"]),
+                                      "mrd_negative_among_crc": proportion(k["c2_crc_mrd_neg"], k["c2_crc"],
+                                                                           u["c2_crc_mrd_neg"])}}
+
+
+def summarize(store: Any, run_id: str, *, overrides: Overrides | None = None) -> dict[str, Any]:
+    """The summary document of a run (JSON-ready), with the committee's decisions in force."""
+    overrides = overrides if overrides is not None else Overrides(store)
+    profiles = _run_profiles(store, run_id)
+    screened = 0
+    verdicts: Counter[str] = Counter()
+    decided_lists: list[list[str]] = []
+    first_fail: dict[str, list[str]] = defaultdict(list)
+    all_fail: Counter[str] = Counter()
+    indeterminate: list[dict[str, Any]] = []
+    leaves: list[dict[str, Any]] = []          # subjects who leave (or sit undecided in) a denominator
+    committee: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
+    tally = _Tally()
+    ae: Counter[str] = Counter()
+    ae_subjects: dict[str, set] = defaultdict(set)
+    enrolled_ids: list[str] = []
+    for sid, rows in subject_rows(store, run_id):
+        in_force: dict[tuple, dict[str, Any]] = {}
+        for r in rows:
+            o = overrides.get(key_of(r))
+            if o is not None:
+                in_force[key_of(r)] = o
+                mo, co = json.loads(r["outcome"]), json.loads(o["outcome"])
+                committee.append({"subject_id": sid, "use_case": r["use_case"], "item": r["item"],
+                                  "machine": short(mo), "committee": short(co),
+                                  "machine_disagrees": disagreement(mo, co),
+                                  "machine_decision_id": r["decision_id"], "decision_id": o["decision_id"],
+                                  "reviewer": o["reviewer"], "role": role_of(o), "reason": o["reason"]})
+        outcome = {key_of(r): json.loads((in_force.get(key_of(r)) or r)["outcome"]) for r in rows}
+        screen = next((outcome[key_of(r)] for r in rows if r["use_case"] == "screen"), None)
+        if screen is not None:
+            screened += 1
+            verdict = screen.get("verdict", "INDETERMINATE")
+            verdicts[verdict] += 1
+            decided = list(screen.get("decided_by") or [])
+            decided_lists.append(decided)
+            if verdict == "INELIGIBLE":
+                first_fail[decided[0] if decided else "(not recorded)"].append(sid)
+                all_fail.update(decided)
+            elif verdict != "ELIGIBLE":
+                indeterminate.append({"subject_id": sid, "criteria": decided, "missing": screen.get("missing") or []})
+            if verdict != "ELIGIBLE":
+                if any(r["use_case"] == "marrow" for r in rows):
+                    leaves.append({"subject_id": sid, "profile": "all", "denominator": "response",
+                                   "reason": f"screening {verdict} ({', '.join(decided) or 'no criterion recorded'})"
+                                             " but on-study data present: not counted"})
+                continue
+        enrolled_ids.append(sid)
+        groups = ["all"] + (subgroups(screen) if screen else [])
+        courses = {r["item"][len(COURSE_PREFIX):]: r for r in rows
+                   if r["use_case"] == "marrow" and (r["item"] or "").startswith(COURSE_PREFIX)}
+        for profile in profiles or sorted(courses):
+            r = courses.get(profile)
+            if r is None:
+                tally.add(profile, groups, None)
+                leaves.append({"subject_id": sid, "profile": profile, "denominator": "response",
+                               "reason": "enrolled, no on-study response assessment recorded: counted in n as not "
+                                         "responding (intention to treat)"})
+                continue
+            o = outcome[key_of(r)]
+            flags = _course_flags(o)
+            tally.add(profile, groups, flags)
+            undecided = sorted(k for k, v in flags.items() if v is None)
+            if undecided:
+                leaves.append({"subject_id": sid, "profile": profile, "denominator": "response",
+                               "reason": "undecided: " + ", ".join(undecided) + " (counted in n, not in k)"
+                                         + (f"; {o.get('efs', {}).get('note')}" if (o.get("efs") or {}).get("note") else "")})
+            if key_of(r) not in in_force:
+                stale += _stale_course(sid, profile, r, rows, in_force)
+        for r in rows:
+            if r["use_case"] == "ae":
+                o = outcome[key_of(r)]
+                grade, term = o.get("grade"), o.get("term")
+                if isinstance(grade, int) and grade >= 3 and term:
+                    ae[term] += 1
+                    ae_subjects[term].add(sid)
+    order = protocol_order(decided_lists)
+    enrolled = len(enrolled_ids)
+    response = {}
+    for profile in sorted(tally.n, key=lambda p: (p != "trial", p)):  # the trial's own profile first
+        response[profile] = {g: tally.doc(profile, g) for g in tally.n[profile]}
+    n_ae = enrolled or screened
+    seq, head = store.head()
+    return {
+        "run_id": run_id,
+        "as_of": {"seq": seq, "record_hash": head},
+        "eligibility": {
+            "screened": screened, "enrolled": enrolled, "verdicts": dict(verdicts),
+            "attrition": [{"criterion": c, "n": len(first_fail[c]), "subjects": first_fail[c]}
+                          for c in order + sorted(set(first_fail) - set(order)) if first_fail.get(c)],
+            "failing_criteria": {c: all_fail[c] for c in order if all_fail.get(c)},
+            "indeterminate": indeterminate,
+        },
+        "response": response,
+        "denominators": leaves,
+        "committee": committee,
+        "stale_courses": stale,
+        "adverse_events_grade3plus": {t: {"events": ae[t], "subjects": proportion(len(ae_subjects[t]), n_ae)}
+                                      for t in sorted(ae, key=lambda t: (-ae[t], t))},
+    }
+
+
+def _stale_course(sid: str, profile: str, course: dict[str, Any], rows: list[dict[str, Any]],
+                  in_force: dict[tuple, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A machine course built on an assessment the committee has since decided otherwise."""
+    out = []
+    seen = json.loads(course["input"]).get("assessments") or {}
+    for r in rows:
+        o = in_force.get(key_of(r))
+        item = r["item"] or ""
+        if o is None or r["use_case"] != "marrow" or not item.endswith("/" + profile) or item.startswith(COURSE_PREFIX):
+            continue
+        aid = item[: -len(profile) - 1]
+        decided = short(json.loads(o["outcome"]))
+        if aid in seen and seen[aid] != decided:
+            out.append({"subject_id": sid, "profile": profile, "assessment": aid, "course_read": seen[aid],
+                        "committee": decided, "course_decision_id": course["decision_id"],
+                        "note": "the course was built on the machine's category; override the course or re-run"})
+    return out
+
+
+def _run_profiles(store: Any, run_id: str) -> list[str]:
+    for rec in store.iter(subject_id=RUN_SUBJECT, run_id=run_id, item="start"):
+        return list(rec.outcome.get("profiles") or [])
+    return []
+
+
+def _fmt(p: dict[str, Any]) -> list[str]:
+    """k/n, %, Wilson CI, Clopper-Pearson CI as table cells (undecided shown as '+u?')."""
+    if not p.get("n"):
+        return [f"{p.get('k', 0)}/0", "-", "-", "-"]
+    w, e = p["wilson"], p["exact"]
+    unk = f" (+{p['unknown']}?)" if p.get("unknown") else ""
+    return [f"{p['k']}/{p['n']}{unk}", f"{p['pct']:.1f}", f"{w[0]:.1f}-{w[1]:.1f}", f"{e[0]:.1f}-{e[1]:.1f}"]
+
+
 def render(summary: dict[str, Any], console: Any = None) -> None:
-    """Readable rich tables: attrition, the headline response per profile, subgroups, AEs."""
+    """Readable rich tables: attrition, the headline response per profile, subgroups, AEs, who left a
+    denominator, the committee's decisions in force."""
     from rich.table import Table
     from engine.report.tables import console as default_console
     console = console or default_console
     el = summary["eligibility"]
-    t = Table(title=f"Eligibility attrition (run {summary['run_id']})")
+    t = Table(title=f"Eligibility, run {summary['run_id']}", min_width=72,
+              caption="each subject counted once, at its first failing criterion in protocol order")
     t.add_column("step")
     t.add_column("n", justify="right")
     t.add_row("screened", str(el["screened"]))
-    for crit, n in el["failing_criteria"].items():
-        t.add_row(f"  ineligible: {crit} failed", str(n))
-    for v, n in el["verdicts"].items():
-        if v not in ("ELIGIBLE", "INELIGIBLE"):
-            t.add_row(f"  {v.lower()} (data missing)", str(n))
+    for a in el["attrition"]:
+        t.add_row(f"  excluded: {a['criterion']} failed", str(a["n"]))
+    if el["indeterminate"]:
+        t.add_row("  not enrolled: eligibility indeterminate (data missing)", str(len(el["indeterminate"])))
     t.add_row("enrolled (eligible)", str(el["enrolled"]))
     console.print(t)
+    if el["failing_criteria"]:
+        t = Table(title="Every failing criterion (a subject may fail several)", min_width=72)
+        t.add_column("criterion")
+        t.add_column("subjects failing it", justify="right")
+        for crit, n in el["failing_criteria"].items():
+            t.add_row(crit, str(n))
+        console.print(t)
     ci_cols = ("k/n", "%", "95% CI Wilson", "95% CI Clopper-Pearson")
     for profile, groups in summary["response"].items():
         if "all" not in groups:
@@ -184,40 +325,77 @@ def render(summary: dict[str, Any], console: Any = None) -> None:
         for term, d in summary["adverse_events_grade3plus"].items():
             t.add_row(term, str(d["events"]), *_fmt(d["subjects"])[:3])
         console.print(t)
+    if summary["denominators"] or el["indeterminate"]:
+        t = Table(title="Who leaves a denominator, or sits in it undecided")
+        for c in ("subject", "profile", "reason"):
+            t.add_column(c)
+        for d in el["indeterminate"]:
+            t.add_row(d["subject_id"], "all", "eligibility indeterminate: " + ", ".join(d["criteria"])
+                      + (f" (missing {', '.join(d['missing'][:4])}{'...' if len(d['missing']) > 4 else ''})"
+                         if d["missing"] else ""))
+        for d in summary["denominators"]:
+            t.add_row(d["subject_id"], d["profile"], d["reason"])
+        console.print(t)
+    if summary["committee"]:
+        t = Table(title="Committee decisions in force (used above instead of the machine's)")
+        for c in ("subject", "item", "machine", "committee", "by", "reason", "machine disagrees on"):
+            t.add_column(c)
+        for c in summary["committee"]:
+            t.add_row(c["subject_id"], c["item"] or c["use_case"], str(c["machine"]), str(c["committee"]),
+                      f"{c['reviewer']} ({c['role'] or '-'})", c["reason"] or "",
+                      ", ".join(c["machine_disagrees"]) or "(agrees now)")
+        console.print(t)
+    for s in summary.get("stale_courses", []):
+        console.print(f"[yellow]note[/] {s['subject_id']} course/{s['profile']} read {s['assessment']} as "
+                      f"{s['course_read']}; the committee decided {s['committee']}: {s['note']}")
 
 
 def write_csv(summary: dict[str, Any], folder: str | Path) -> list[Path]:
-    """eligibility.csv, response.csv, adverse_events.csv in `folder`."""
+    """eligibility.csv (attrition), failing_criteria.csv, response.csv, adverse_events.csv,
+    denominators.csv and committee.csv in `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
     el = summary["eligibility"]
-    p = folder / "eligibility.csv"
-    with p.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["item", "n"])
-        w.writerow(["screened", el["screened"]])
-        for crit, n in el["failing_criteria"].items():
-            w.writerow([f"failing {crit}", n])
-        w.writerow(["enrolled", el["enrolled"]])
-    out.append(p)
-    p = folder / "response.csv"
-    with p.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["profile", "subgroup", "timepoint", "measure", "k", "n", "pct", "wilson_low", "wilson_high",
-                    "exact_low", "exact_high"])
-        for profile, groups in summary["response"].items():
-            for g, d in groups.items():
-                for tp in ("after_cycle_1", "by_end_of_cycle_2"):
-                    for m, v in d[tp].items():
-                        w.writerow([profile, g, tp, m, v["k"], v["n"], v["pct"], *(v.get("wilson") or ["", ""]),
-                                    *(v.get("exact") or ["", ""])])
-    out.append(p)
-    p = folder / "adverse_events.csv"
-    with p.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["term", "events", "subjects", "n"])
-        for term, d in summary["adverse_events_grade3plus"].items():
-            w.writerow([term, d["events"], d["subjects"]["k"], d["subjects"]["n"]])
-    out.append(p)
+    tables: dict[str, tuple[list[str], list[list[Any]]]] = {
+        "eligibility.csv": (["step", "criterion", "n", "subjects"],
+                            [["screened", "", el["screened"], ""]]
+                            + [["excluded at first failing criterion", a["criterion"], a["n"], " ".join(a["subjects"])]
+                               for a in el["attrition"]]
+                            + [["not enrolled: indeterminate", "", len(el["indeterminate"]),
+                                " ".join(d["subject_id"] for d in el["indeterminate"])]]
+                            + [["enrolled", "", el["enrolled"], ""]]),
+        "failing_criteria.csv": (["criterion", "subjects_failing"], [[c, n] for c, n in el["failing_criteria"].items()]),
+        "response.csv": (["profile", "subgroup", "timepoint", "measure", "k", "n", "unknown", "pct", "wilson_low",
+                          "wilson_high", "exact_low", "exact_high"],
+                         [[profile, g, tp, m, v["k"], v["n"], v.get("unknown", 0), v["pct"],
+                           *(v.get("wilson") or ["", ""]), *(v.get("exact") or ["", ""])]
+                          for profile, groups in summary["response"].items() for g, d in groups.items()
+                          for tp in ("after_cycle_1", "by_end_of_cycle_2") for m, v in d[tp].items()]),
+        "adverse_events.csv": (["term", "events", "subjects", "n", "pct"],
+                               [[t, d["events"], d["subjects"]["k"], d["subjects"]["n"], d["subjects"]["pct"]]
+                                for t, d in summary["adverse_events_grade3plus"].items()]),
+        "denominators.csv": (["subject_id", "profile", "denominator", "reason"],
+                             [[d["subject_id"], d["profile"], d["denominator"], d["reason"]]
+                              for d in summary["denominators"]]),
+        "committee.csv": (["subject_id", "use_case", "item", "machine", "committee", "machine_disagrees_on",
+                           "reviewer", "role", "reason", "decision_id", "machine_decision_id"],
+                          [[c["subject_id"], c["use_case"], c["item"], c["machine"], c["committee"],
+                            " ".join(c["machine_disagrees"]), c["reviewer"], c["role"], c["reason"],
+                            c["decision_id"], c["machine_decision_id"]] for c in summary["committee"]]),
+    }
+    out = []
+    for name, (header, rows) in tables.items():
+        p = folder / name
+        with p.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows([[_cell(v) for v in row] for row in rows])
+        out.append(p)
     return out
+
+
+def _cell(v: Any) -> Any:
+    """A CSV cell; text that a spreadsheet would run as a formula is quoted with a leading '."""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@"):
+        return "'" + v
+    return "" if v is None else v

@@ -133,3 +133,8 @@ def rule_titles(pack: Pack) -> dict[str, str]:
     out = {r.id: r.title for r in pack.manifest.rules}
     out.update(row_titles(pack))
     return out
+
+
+def titles_of(registry: Any) -> dict[str, str]:
+    """`<pack>:<rule or row key>` -> title for every pack loaded (names in traces and diffs)."""
+    return {f"{p.id}:{k}": t for p in registry.packs.values() for k, t in rule_titles(p).items()}
