@@ -105,8 +105,9 @@ def test_dependency_output_must_exist(tmp_path):
 def test_test_file_with_unknown_rule(tmp_path):
     write_pack(tmp_path, "p", {"facts": FACTS, "rules": [rule("R1", {"fact": "a", "gte": 1})]},
                tests=[{"name": "t", "given": {"a": 1}, "expect": {"rules": {"R2": "met"}}}])
+    pack = load_pack(tmp_path / "p")  # tests.yaml is read on first use (rules test / validate)
     with pytest.raises(PackError, match="unknown rule 'R2'"):
-        load_pack(tmp_path / "p")
+        pack.tests
 
 
 def test_repository_packs_all_load(registry):

@@ -33,11 +33,19 @@ def default_rules_dir() -> Path:
 class Pack:
     """A loaded, validated pack: the manifest, its tests, and the identity recorded with every decision."""
     manifest: Manifest
-    tests: list[PackTest]
     path: Path
     sha256: str
     lines: dict[tuple, int] = field(repr=False, default_factory=dict)
     plan: Any = field(repr=False, default=None)
+    _tests: list[PackTest] | None = field(repr=False, default=None)
+
+    @property
+    def tests(self) -> list[PackTest]:
+        """The embedded tests (tests.yaml), read and checked on first use: adjudicating never
+        reads them (they are most of a rules folder's bytes), `rules test/validate/list` do."""
+        if self._tests is None:
+            self._tests = load_tests(self)
+        return self._tests
 
     @property
     def id(self) -> str:
@@ -138,18 +146,23 @@ def load_pack(folder: str | Path) -> Pack:
     if manifest.id != folder.name:
         raise PackError(f"pack id {manifest.id!r} differs from its folder name {folder.name!r}",
                         file=str(pack_file), line=lines.get(("id",)), key="id")
+    pack = Pack(manifest=manifest, path=folder, sha256=hashlib.sha256(raw).hexdigest(), lines=lines)
+    check_references(pack)
+    return pack
+
+
+def load_tests(pack: Pack) -> list[PackTest]:
+    """The pack's embedded tests (none without tests.yaml), validated and checked against the pack."""
     tests: list[PackTest] = []
-    tests_file = folder / TESTS_FILE
+    tests_file = pack.path / TESTS_FILE
     if tests_file.is_file():
         tdata, tlines, _ = _read_yaml(tests_file)
         try:
             tests = TestFile.model_validate(tdata or {}).tests
         except ValidationError as exc:
             raise _validation_error(exc, tests_file, tlines) from None
-    pack = Pack(manifest=manifest, tests=tests, path=folder,
-                sha256=hashlib.sha256(raw).hexdigest(), lines=lines)
-    check_references(pack)
-    return pack
+    check_test_references(pack, tests)
+    return tests
 
 
 @dataclass
@@ -185,8 +198,14 @@ def load_registry(rules_dir: str | Path | None = None) -> Registry:
     root = Path(rules_dir) if rules_dir else default_rules_dir()
     if not root.is_dir():
         raise PackError("rules folder not found", file=str(root))
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    from engine.rules import cache  # the validated registry of these exact files (issue 15)
+    key = cache.registry_key(root, folders, PACK_FILE)
+    cached = cache.load(key)
+    if cached is not None:
+        return cached
     packs = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+    for folder in folders:
         pack = load_pack(folder)
         packs[pack.id] = pack
     reg = Registry(packs=packs, root=root)
@@ -199,6 +218,7 @@ def load_registry(rules_dir: str | Path | None = None) -> Registry:
                 raise PackError(f"depends on {dep.pack} {dep.version} but {packs[dep.pack].version} is loaded", **where)
         reg.chain(pack.id)  # raises on cycles
         check_dependency_facts(pack, reg)
+    cache.save(key, reg)
     return reg
 
 
@@ -266,7 +286,7 @@ def pack_from_data(data: dict[str, Any], folder: str | Path = "<memory>") -> Pac
     except ValidationError as exc:
         raise _validation_error(exc, Path(folder) / PACK_FILE, {}) from None
     raw = json.dumps(data, sort_keys=True, default=str).encode()
-    pack = Pack(manifest=manifest, tests=[], path=Path(folder), sha256=hashlib.sha256(raw).hexdigest())
+    pack = Pack(manifest=manifest, path=Path(folder), sha256=hashlib.sha256(raw).hexdigest(), _tests=[])
     check_references(pack)
     return pack
 
@@ -339,7 +359,17 @@ def check_references(pack: Pack) -> None:
     # cycles among rules / decisions are found when the evaluation plan is built
     from engine.evaluate.plan import build_plan  # local import: plan depends on this module
     pack.plan = build_plan(pack)
-    for i, t in enumerate(pack.tests):
+
+
+def check_test_references(pack: Pack, tests: list[PackTest]) -> None:
+    """Embedded tests name only rules, decisions, facts and parameters the pack has."""
+    m = pack.manifest
+    declared = {f.name for f in m.facts}
+    params = {p.name for p in m.parameters}
+    rule_ids = {r.id for r in m.rules}
+    dec_ids = [d.id for d in m.decisions]
+    dep_prefixes = tuple(d.pack + "." for d in m.depends_on)
+    for i, t in enumerate(tests):
         tfile = str(pack.path / TESTS_FILE)
         for rid in t.expect.rules:
             if rid not in rule_ids:

@@ -21,7 +21,10 @@ SEMVER_RE = r"^\d+\.\d+\.\d+$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build: a model's validator is built when it first validates (loading a pack), not at
+    # import: a command served from the registry cache (engine/rules/cache.py) never builds them;
+    # forward references (the recursive conditions) are resolved then, without model_rebuild().
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 # --- operands -------------------------------------------------------------------------------
@@ -126,9 +129,6 @@ Condition = Annotated[
     ],
     Discriminator(_condition_tag),
 ]
-AllOf.model_rebuild()
-AnyOf.model_rebuild()
-NotOf.model_rebuild()
 
 
 # --- manifest parts -----------------------------------------------------------------------
@@ -210,7 +210,6 @@ class Lookup(Strict):
 DERIVED_OPS = ("ratio", "product", "sum", "difference", "percent_decrease", "days_between",
                "years_between", "lookup", "first_present", "min", "max")
 DERIVED_ATTR = {"min": "min_of", "max": "max_of"}
-Derived.model_rebuild()
 
 
 class Source(Strict):
