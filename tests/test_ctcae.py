@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 from engine.adjudicate.safety import SafetyGrader
 from engine.evaluate.durable_adapter import DurableEvaluator
 from engine.evaluate.reference import ReferenceEvaluator
-from engine.facts.safety import ANALYTE_TERMS, lab_facts
+from engine.facts.labmap import lab_map
+from engine.facts.safety import lab_facts
 from engine.rules.load import load_registry
 from engine.rules.testing import run_test
 
@@ -103,7 +104,7 @@ def test_missing_unit_named():
 def test_conversion_is_recorded_in_the_reason():
     g = GRADERS[("4.03", "reference")].grade_lab(id="x", term="anemia", value="85", unit="g/L", lln="130")
     assert g.grade == 2 and "g/L -> g/dL (x0.1)" in g.reason
-    assert lab_facts("anemia", "85", "g/L", "130").facts["lab.value"] == Decimal("8.5")
+    assert lab_facts(lab_map(REG), None, "anemia", "85", "g/L", "130").facts["lab.value"] == Decimal("8.5")
 
 
 def test_two_directions_of_an_analyte():
@@ -147,6 +148,95 @@ def test_low_terms_are_monotone_and_evaluators_agree(term, version, a, b):
     assert grades[0] >= grades[1]
 
 
-def test_every_analyte_maps_to_pack_terms():
-    terms = set(REG.get("ctcae-4.03").manifest.facts[0].values)
-    assert {t for pair in ANALYTE_TERMS.values() for t in pair if t} == terms
+# terms the lab-terms pack maps that a CTCAE version does not grade from a lab value
+NOT_IN_VERSION = {"4.03": {"blood_lactate_dehydrogenase_increased"},   # a v5.0 term
+                  "5.0": {"hyperglycemia"}}                           # no numeric criteria in v5.0
+
+
+@pytest.mark.parametrize("version", ["4.03", "5.0"])
+def test_every_analyte_maps_to_pack_terms(version):
+    """The lab-terms pack and each CTCAE pack agree: every graded term has a lab test, and every
+    mapped term is graded by the version unless it is listed as not one of its lab terms."""
+    terms = set(REG.get(f"ctcae-{version}").manifest.facts[0].values)
+    lm = lab_map(REG)
+    mapped = {t for test in lm.tests for t in lm.terms(test) if t}
+    assert terms <= mapped
+    assert mapped - terms == NOT_IN_VERSION[version]
+
+
+ADMIRAL_V4 = """Anemia; Leukocytosis; Activated partial thromboplastin time prolonged; Alanine aminotransferase
+increased; Alkaline phosphatase increased; Aspartate aminotransferase increased; Blood bilirubin increased; CD4
+lymphocytes decreased; Cholesterol high; CPK increased; Creatinine increased; Fibrinogen decreased; GGT increased;
+Haptoglobin decreased; Hemoglobin increased; INR increased; Lipase increased; Lymphocyte count decreased; Lymphocyte
+count increased; Neutrophil count decreased; Platelet count decreased; Serum amylase increased; White blood cell
+decreased; Acidosis; Alkalosis; Hypercalcemia; Hypercalcemia (Ionized); Hyperglycemia (Fasting); Hyperglycemia;
+Hyperkalemia; Hypermagnesemia; Hypernatremia; Hypertriglyceridemia; Hyperuricemia; Hypoalbuminemia; Hypocalcemia;
+Hypocalcemia (Ionized); Hypoglycemia; Hypokalemia; Hypomagnesemia; Hyponatremia; Hypophosphatemia"""
+# admiral's v5 table: the v4 terms without hyperglycemia (both) and hypophosphatemia, plus LDH
+ADMIRAL_V5_EXTRA, ADMIRAL_V5_DROPPED = {"Blood lactate dehydrogenase increased"}, {
+    "Hyperglycemia (Fasting)", "Hyperglycemia", "Hypophosphatemia"}
+
+
+def _ids(names):
+    from engine.facts.safety import term_id
+    return {term_id(n.replace(" (Fasting)", "")) for n in names}
+
+
+def test_admiral_coverage():
+    """Issue 11 item 21: every term of admiral's atoxgr_criteria_ctcv4 (42 rows) and ctcv5 (40 rows)
+    metadata is a lab term of our packs (v4's two hyperglycemia rows are one term here, read with
+    lab.fasting; v5.0 keeps hypophosphatemia as an explicit 'no numeric criteria' row)."""
+    v4_names = [n.strip() for n in ADMIRAL_V4.replace("\n", " ").split(";")]
+    assert len(v4_names) == 42
+    v5_names = (set(v4_names) - ADMIRAL_V5_DROPPED) | ADMIRAL_V5_EXTRA
+    assert len(v5_names) == 40
+    v4 = set(REG.get("ctcae-4.03").manifest.facts[0].values)
+    v5 = set(REG.get("ctcae-5.0").manifest.facts[0].values)
+    assert _ids(v4_names) == v4
+    assert _ids(v5_names) | {"hypophosphatemia"} == v5
+
+
+# (version, analyte, value, unit, lln, uln, baseline, qualifiers, term, grade): SDTM spellings and
+# the new terms through the public grader (unit reading from the lab-terms pack)
+SDTM = [
+    ("4.03", "platelets", "80", "GI/L", "150", "400", None, {}, "platelet_count_decreased", 1),
+    ("4.03", "neutrophils", "0.49", "THOU/uL", "1.8", "7.5", None, {}, "neutrophil_count_decreased", 4),
+    ("5.0", "wbc", "1999", "/mm3", "4000", "11000", None, {}, "white_blood_cell_decreased", 3),
+    ("4.03", "albumin", "29", "g/L", "33", "49", None, {}, "hypoalbuminemia", 2),        # 29 g/L = 2.9 g/dL
+    ("4.03", "albumin", "30", "g/L", "33", "49", None, {}, "hypoalbuminemia", 1),
+    ("4.03", "magnesium", "0.79", "mEq/L", "1.4", "2.0", None, {}, "hypomagnesemia", 3),   # 0.395 mmol/L
+    ("4.03", "magnesium", "0.8", "mEq/L", "1.4", "2.0", None, {}, "hypomagnesemia", 2),    # 0.4 mmol/L exactly
+    ("5.0", "glucose", "2.9", "mmol/L", "3.9", "6.1", None, {}, "hypoglycemia", 2),
+    ("4.03", "glucose", "9.0", "mmol/L", "3.9", "6.1", None, {"fasting": True}, "hyperglycemia", 2),
+    ("4.03", "cholesterol", "7.76", "mmol/L", None, "5.2", None, {}, "cholesterol_high", 2),
+    ("4.03", "ck", "1001", "U/L", "30", "200", None, {}, "cpk_increased", 3),
+    ("5.0", "alp", "401", "U/L", "40", "100", "200", {}, "alkaline_phosphatase_increased", 1),
+    ("4.03", "fibrinogen", "49", "mg/dL", "200", "400", None, {}, "fibrinogen_decreased", 4),  # 0.49 g/L
+    ("5.0", "inr", "2.6", "", None, None, None, {}, "inr_increased", 3),
+    ("4.03", "calcium_ionized", "3.59", "mg/dL", "4.4", "5.2", None, {}, "hypocalcemia_ionized", 3),
+    ("4.03", "uric_acid", "591", "umol/L", "208", "428", None, {}, "hyperuricemia", 4),
+    ("4.03", "creatinine", "160", "umol/L", "62", "106", "80", {}, "creatinine_increased", 2),
+]
+
+
+@pytest.mark.parametrize("version,analyte,value,unit,lln,uln,bl,quals,term,grade", SDTM)
+def test_sdtm_spellings_and_new_terms(version, analyte, value, unit, lln, uln, bl, quals, term, grade):
+    g = GRADERS[(version, "durable")].grade_lab(id="x", analyte=analyte, value=value, unit=unit, lln=lln,
+                                                uln=uln, baseline=bl, qualifiers=quals)
+    assert (g.term, g.grade, g.gradable) == (term, grade, True), g.reason
+    assert "lab-terms" in {r.pack["id"] for r in g.results}   # the map's version is recorded too
+
+
+def test_a_term_the_version_does_not_grade_is_named():
+    g = GRADERS[("4.03", "reference")].grade_lab(id="x", analyte="ldh", value="800", unit="U/L", lln="100", uln="250")
+    assert not g.gradable and "not graded from a lab value by ctcae-4.03" in g.reason
+    v5 = GRADERS[("5.0", "reference")].grade_lab(id="x", analyte="ldh", value="800", unit="U/L", lln="100", uln="250")
+    assert (v5.grade, v5.term) == (1, "blood_lactate_dehydrogenase_increased")
+    # glucose in v5.0: hyperglycemia has no numeric criteria, so the low direction alone grades
+    glu = GRADERS[("5.0", "reference")].grade_lab(id="x", analyte="glucose", value="5.0", unit="mmol/L", lln="3.9", uln="6.1")
+    assert (glu.term, glu.grade) == ("hypoglycemia", 0)
+
+
+def test_unknown_lab_test_is_not_gradable_and_named():
+    g = GRADERS[("4.03", "reference")].grade_lab(id="x", analyte="urine_ph", value="6", unit="pH")
+    assert not g.gradable and "urine_ph" in g.reason

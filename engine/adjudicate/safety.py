@@ -19,8 +19,8 @@ from engine.errors import InputError
 from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.run import Evaluator, PackResult, evaluate_pack
 from engine.evaluate.values import to_json
-from engine.facts.safety import (ANALYTE_TERMS, CLINICAL_TERMS, LAB_QUALIFIERS, TERM_ANALYTE, LabFacts,
-                                 ae_facts, attribution_facts, lab_facts, study_dose_facts, term_id, tls_clinical_facts, tls_window_facts,
+from engine.facts.labmap import lab_map
+from engine.facts.safety import (CLINICAL_TERMS, LabFacts, ae_facts, attribution_facts, lab_facts, study_dose_facts, term_id, tls_clinical_facts, tls_window_facts,
                                  venetoclax_cycle_facts)
 from engine.rules.load import Registry, load_registry
 
@@ -74,11 +74,25 @@ class SafetyGrader:
         self.evaluator = evaluator
         self.params = dict(params or {})
         self._cache: dict[tuple, tuple[PackResult, dict[str, Any]]] = {}
+        self.labmap = lab_map(self.registry, evaluator)
+        decl = {f.name: f for f in self.pack.manifest.facts}
+        self.terms: frozenset[str] = frozenset(decl["lab.term"].values or ())
+        # clinical qualifiers the pack reads (lab.fasting, lab.symptomatic, ...): the pack says which
+        self.qualifiers: frozenset[str] = frozenset(
+            n[4:] for n, f in decl.items() if n.startswith("lab.") and f.type.value == "boolean")
+
+    def lab_qualifiers(self, facts: Mapping[str, Any] | None) -> dict[str, bool]:
+        """The true/false clinical facts (of a lab or an adverse event) that this pack reads."""
+        return {q: v for q, v in (facts or {}).items() if q in self.qualifiers and isinstance(v, bool)}
 
     # --- labs ---------------------------------------------------------------------------------
     def grade_facts(self, lf: LabFacts) -> tuple[dict[str, Any], PackResult]:
         """The pack's grade row for one term's lab facts (cached by the facts)."""
         key = tuple(sorted((k, str(v)) for k, v in lf.facts.items()))
+        if lf.term not in self.terms:  # a term this CTCAE version does not grade from a lab value
+            out = {"grade": None, "gradable": False, "text": "", "basis": "none", "row": None,
+                   "reason": f"{lf.term} is not graded from a lab value by {self.pack.id} (not among its lab terms)"}
+            return out, None
         hit = self._cache.get(key)
         if hit is None:
             full, _ = evaluate_pack(self.pack, FactSheet.of(lf.facts, lf.sources), self.params, self.evaluator)
@@ -106,22 +120,25 @@ class SafetyGrader:
                   qualifiers: Mapping[str, bool] | None = None, date: str | None = None,
                   source: str = "") -> Graded:
         """Grade one lab result for a term, or for both directions of an analyte (admiral's
-        ATOXGR: 0 only when every direction is 0; a non-zero grade wins)."""
+        ATOXGR: 0 only when every direction is 0; a non-zero grade wins). The lab-terms pack says
+        which terms an analyte has; a direction this CTCAE version does not grade is left out."""
+        quals = self.lab_qualifiers(qualifiers)
         if term:
             terms = [term]
         else:
-            pair = ANALYTE_TERMS.get(analyte or "")
+            pair = self.labmap.terms(analyte or "")
             if pair is None:
-                return Graded(id, analyte or "", None, False, f"no CTCAE term for lab test {analyte!r}",
-                              "lab", date=date)
-            terms = [t for t in pair if t]
+                return Graded(id, analyte or "", None, False, f"no CTCAE term for lab test {analyte!r} "
+                              f"(lab-terms pack)", "lab", date=date)
+            terms = [t for t in pair if t and t in self.terms] or [t for t in pair if t]
         graded = []
         for t in terms:
-            lf = lab_facts(t, value, unit, lln, uln, baseline, qualifiers, source)
+            lf = lab_facts(self.labmap, analyte, t, value, unit, lln, uln, baseline, quals, source)
             out, res = self.grade_facts(lf)
             reason = out["reason"] + (f" [{lf.converted}]" if lf.converted else "")
             graded.append(Graded(id, t, out["grade"], out["gradable"], reason, "lab", out.get("text", ""),
-                                 out.get("basis", ""), date=date, results=[res], facts=lf.facts,
+                                 out.get("basis", ""), date=date,
+                                 results=[r for r in [res, *lf.results] if r is not None], facts=lf.facts,
                                  row=out["row"]))
         nonzero = [g for g in graded if g.grade]
         if nonzero:
@@ -165,10 +182,10 @@ class SafetyGrader:
             if floor and reported is not None and reported < floor:
                 why += f"; reported grade {reported} is below the G{floor} the facts prove: review"
             return self._reported(ae, term, why, [res], facts)
-        if term in TERM_ANALYTE:
-            analyte = TERM_ANALYTE[term]
+        if term in self.labmap.analyte_of:
+            analyte = self.labmap.analyte_of[term]
             end = ae.resolution_date or ae.onset_date
-            quals = {q: v for q, v in (ae.facts or {}).items() if q in LAB_QUALIFIERS and isinstance(v, bool)}
+            quals = ae.facts or {}
             best: Graded | None = None
             for lab in labs:
                 if lab.test == analyte and ae.onset_date <= lab.date <= end:
@@ -227,7 +244,8 @@ def tls_assessments(record: Any, registry: Registry, evaluator: Evaluator | None
             days = sorted({lab.date for lab in record.labs if lo <= lab.date <= hi}) or [None]
         windows = []
         for day in days:
-            facts = tls_window_facts(record.labs, start, p["window_days_before"], p["window_days_after"], day)
+            facts = tls_window_facts(record.labs, start, p["window_days_before"], p["window_days_after"], day,
+                                     lab_map(registry, evaluator))
             facts.update(tls_clinical_facts(record.adverse_events, start - dt.timedelta(days=p["window_days_before"]),
                                             start + dt.timedelta(days=p["window_days_after"])))
             res, _ = evaluate_pack(pack, FactSheet.of(facts), params, evaluator)
@@ -293,7 +311,8 @@ def _grade_items(record: Any, grader: "SafetyGrader", evaluator: Evaluator | Non
     emergent: dict[dt.date, bool | None] = {}  # labs of one day share the facts, hence the answer
     for lab in record.labs:
         g = grader.grade_lab(id=lab.id, analyte=lab.test, value=lab.value, unit=lab.unit, lln=lab.lln,
-                             uln=lab.uln, baseline=lab.baseline, date=lab.date.isoformat())
+                             uln=lab.uln, baseline=lab.baseline, qualifiers=lab.qualifiers,
+                             date=lab.date.isoformat())
         if lab.date not in emergent:
             emergent[lab.date] = _lab_emergent(lab.date, record.on_study, reg, evaluator)
         g.treatment_emergent = emergent[lab.date]
@@ -434,23 +453,26 @@ def grade_listing(rows: Iterable[tuple[int, Mapping[str, str]]], version: str = 
     """One output row per input row: the input columns, then term, grade (0-4 or empty),
     gradable, reason, source. A bad row is not gradable with a reason naming its row number."""
     grader = SafetyGrader(version, registry, evaluator, params)
-    terms = set(grader.pack.manifest.facts[0].values or [])
+    terms = grader.terms
     for n, row in rows:
         out = dict(row)
         raw_term, analyte = row.get("term", "").strip(), row.get("lab_test", "").strip().lower()
         try:
+            quals = _row_qualifiers(row, grader.qualifiers)
             if raw_term:
                 t = term_id(raw_term)
                 if t not in terms:
                     raise ValueError(f"column term: {raw_term!r} is not a lab term of CTCAE v{version} in this pack")
                 g = grader.grade_lab(id=f"row {n}", term=t, value=row.get("value"), unit=row.get("unit"),
-                                     lln=row.get("lln"), uln=row.get("uln"), baseline=row.get("baseline"))
+                                     lln=row.get("lln"), uln=row.get("uln"), baseline=row.get("baseline"),
+                                     qualifiers=quals)
             elif analyte:
-                if analyte not in ANALYTE_TERMS:
+                if grader.labmap.terms(analyte) is None:
                     raise ValueError(f"column lab_test: {analyte!r} has no CTCAE term here "
-                                     f"(known: {', '.join(sorted(ANALYTE_TERMS))})")
+                                     f"(known: {', '.join(sorted(grader.labmap.tests))})")
                 g = grader.grade_lab(id=f"row {n}", analyte=analyte, value=row.get("value"), unit=row.get("unit"),
-                                     lln=row.get("lln"), uln=row.get("uln"), baseline=row.get("baseline"))
+                                     lln=row.get("lln"), uln=row.get("uln"), baseline=row.get("baseline"),
+                                     qualifiers=quals)
             else:
                 raise ValueError("neither term nor lab_test given")
         except ValueError as exc:
@@ -467,6 +489,23 @@ def grade_listing(rows: Iterable[tuple[int, Mapping[str, str]]], version: str = 
             subject = row.get("subject_id") or row.get("usubjid") or listing
             out["decision_id"] = writer.add(_entry(subject, "ctcae-lab", g, actor) | {"item": f"{listing}#row{n}"})
         yield out
+
+
+_YES, _NO = ("true", "yes", "y", "1"), ("false", "no", "n", "0")
+
+
+def _row_qualifiers(row: Mapping[str, str], names: Iterable[str]) -> dict[str, bool]:
+    """Columns named like a clinical qualifier the pack reads (fasting, on_anticoagulation, ...):
+    true/yes/y/1 or false/no/n/0; empty = not recorded; anything else is a bad row."""
+    out: dict[str, bool] = {}
+    for q in names:
+        raw = (row.get(q) or "").strip().lower()
+        if not raw:
+            continue
+        if raw not in _YES + _NO:
+            raise ValueError(f"column {q}: {row.get(q)!r} is not true/false (y/n)")
+        out[q] = raw in _YES
+    return out
 
 
 def _bad_number(raw: Any) -> bool:

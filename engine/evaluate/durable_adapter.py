@@ -256,7 +256,10 @@ def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[s
             t_conj, f_conj = _dnf(t_f), _dnf(f_f)
             if f_conj is not None and keys:  # one flag per distinct input set: "some input missing"
                 flag = groups.setdefault(keys, f"g{len(groups)}")
-                f_conj = [c + [{flag: 1}] for c in f_conj]
+                # the flag is the FIRST test after the stratum tag: the engine shares alpha nodes
+                # by prefix and pushes every matching sibling on a 64-entry stack (error 303,
+                # ERR_MAX_STACK_SIZE); behind an unset flag the not-met tests are never visited
+                f_conj = [[{flag: 1}] + c for c in f_conj]
             sent = stratum_keys.setdefault(s, set())  # the keys this stratum's rules test or need present
             sent.update(keys)
             for outcome, conj in ((Outcome.MET, t_conj), (Outcome.NOT_MET, f_conj)):

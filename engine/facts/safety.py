@@ -1,11 +1,12 @@
 """Safety facts at the edge: a lab result or an adverse event -> the flat facts the CTCAE,
 TLS, attribution and dosing packs read.
 
-Only exact unit scalings happen here (cells/mm3 = /uL -> x0.001 to 10^9/L; g/L -> g/dL for
-haemoglobin; umol/L = mmol/L x 1000; mEq/L = mmol/L for K and Na). Mass and molar units are
-never converted into each other: the pack applies the cut-off CTCAE publishes for the reported
-unit. No threshold lives here; an unreadable unit leaves `lab.unit` missing and the pack says
-"not gradable", to which the reason naming the unit is added.
+Which CTCAE terms a lab test is graded for, and how its unit reads (exact scalings only: cells/mm3
+-> x0.001 to 10^9/L, g/L -> g/dL, umol/L -> mmol/L, mEq/L -> mmol/L where exact), is pack data
+(rules/lab-terms, read through engine/facts/labmap.py). Mass and molar units are never converted
+into each other: the CTCAE pack applies the cut-off published for the reported unit. No threshold
+lives here; an unreadable unit leaves `lab.unit` missing and the pack says "not gradable", to
+which the reason naming the unit is added.
 """
 from __future__ import annotations
 
@@ -14,45 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from engine.record.units import COUNT_SCALE, tidy
-
-# analyte (subject record `labs[].test`, CSV `lab_test`) -> (low-direction term, high-direction term)
-ANALYTE_TERMS: dict[str, tuple[str | None, str | None]] = {
-    "neutrophils": ("neutrophil_count_decreased", None),
-    "platelets": ("platelet_count_decreased", None),
-    "wbc": ("white_blood_cell_decreased", "leukocytosis"),
-    "lymphocytes": ("lymphocyte_count_decreased", None),
-    "hemoglobin": ("anemia", None),
-    "creatinine": (None, "creatinine_increased"),
-    "bilirubin": (None, "blood_bilirubin_increased"),
-    "ast": (None, "aspartate_aminotransferase_increased"),
-    "alt": (None, "alanine_aminotransferase_increased"),
-    "potassium": ("hypokalemia", "hyperkalemia"),
-    "calcium_corrected": ("hypocalcemia", "hypercalcemia"),
-    "calcium_ionized": ("hypocalcemia_ionized", "hypercalcemia_ionized"),
-    "uric_acid": (None, "hyperuricemia"),
-    "phosphate": ("hypophosphatemia", None),
-    "sodium": ("hyponatremia", None),
-}
-TERM_ANALYTE: dict[str, str] = {t: a for a, pair in ANALYTE_TERMS.items() for t in pair if t}
-
-# How a unit of each analyte family is read: spelling (lower case, no spaces) -> (canonical, factor)
-_MOLAR = {"mmol/l": ("mmol/L", Decimal(1)), "umol/l": ("mmol/L", Decimal("0.001"))}
-_MASS = {"mg/dl": ("mg/dL", Decimal(1))}
-UNIT_FAMILIES: dict[str, dict[str, tuple[str, Decimal]]] = {
-    "count": {u: ("10^9/L", f) for u, f in COUNT_SCALE.items()},
-    "hemoglobin": {"g/dl": ("g/dL", Decimal(1)), "g/l": ("g/dL", Decimal("0.1")), "mmol/l": ("mmol/L", Decimal(1))},
-    "electrolyte": {"mmol/l": ("mmol/L", Decimal(1)), "meq/l": ("mmol/L", Decimal(1))},
-    "mass_or_molar": {**_MOLAR, **_MASS},
-}
-ANALYTE_FAMILY: dict[str, str | None] = {
-    "neutrophils": "count", "platelets": "count", "wbc": "count", "lymphocytes": "count",
-    "hemoglobin": "hemoglobin", "potassium": "electrolyte", "sodium": "electrolyte",
-    "calcium_corrected": "mass_or_molar", "calcium_ionized": "mass_or_molar",
-    "uric_acid": "mass_or_molar", "phosphate": "mass_or_molar",
-    # graded as multiples of ULN / baseline: any unit, the same for value and range
-    "creatinine": None, "bilirubin": None, "ast": None, "alt": None,
-}
+from engine.facts.labmap import LabMap
+from engine.record.units import tidy
 
 # CTCAE display names and the trial's words for them -> term ids of the packs
 TERM_ALIASES: dict[str, str] = {
@@ -69,7 +33,6 @@ TERM_ALIASES: dict[str, str] = {
 }
 CLINICAL_TERMS = ("febrile_neutropenia", "sepsis", "lung_infection", "heart_failure",
                   "tumor_lysis_syndrome", "nausea", "vomiting", "diarrhea", "constipation", "bleeding")
-LAB_QUALIFIERS = ("symptomatic", "intervention_indicated", "physiologic_consequences")
 
 
 def term_id(text: str) -> str:
@@ -93,10 +56,6 @@ def number(raw: Any) -> Decimal | None:
     return d
 
 
-def _norm_unit(unit: str) -> str:
-    return unit.strip().lower().replace(" ", "").replace("µ", "u").replace("μ", "u")
-
-
 @dataclass
 class LabFacts:
     """The facts of one lab result for one CTCAE term, and what the edge did to the unit."""
@@ -105,29 +64,30 @@ class LabFacts:
     unit_note: str = ""          # e.g. "unit 'mg/L' not readable for hemoglobin"
     converted: str = ""          # e.g. "g/L -> g/dL (x0.1)"
     sources: dict[str, str] = field(default_factory=dict)
+    results: list[Any] = field(default_factory=list)   # the lab-terms evaluation that read the unit
 
 
-def lab_facts(term: str, value: Any, unit: str | None, lln: Any = None, uln: Any = None,
-              baseline: Any = None, qualifiers: Mapping[str, bool] | None = None,
+def lab_facts(labmap: LabMap, test: str | None, term: str, value: Any, unit: str | None, lln: Any = None,
+              uln: Any = None, baseline: Any = None, qualifiers: Mapping[str, bool] | None = None,
               source: str = "") -> LabFacts:
-    """Facts `lab.*` for grading `term`; numbers as Decimal, exact unit scalings applied."""
-    analyte = TERM_ANALYTE.get(term)
+    """Facts `lab.*` for grading `term` from a result of lab test `test` (the term's own test when
+    None); numbers as Decimal, the exact unit scaling of the lab-terms pack applied."""
+    test = test or labmap.analyte_of.get(term)
     nums = {"value": number(value), "lln": number(lln), "uln": number(uln), "baseline": number(baseline)}
-    family = ANALYTE_FAMILY.get(analyte) if analyte else None
     unit_s = (unit or "").strip()
-    note, converted, canonical = "", "", None
-    if family is None:
-        canonical = unit_s or None  # ratio terms: unit only has to be shared by value and range
-    elif not unit_s:
-        note = f"no unit given for {analyte}"
+    note, converted, canonical, results = "", "", None, []
+    if test is None:
+        note = f"no lab test is mapped to {term} (lab-terms pack)"
     else:
-        hit = UNIT_FAMILIES[family].get(_norm_unit(unit_s))
-        if hit is None:
-            known = sorted({c for c, _ in UNIT_FAMILIES[family].values()})
-            note = f"unit {unit_s!r} not readable for {analyte} (readable: {', '.join(known)} and exact scalings)"
+        reading = labmap.reading(test, unit_s)
+        if reading.result is not None:
+            results.append(reading.result)
+        if reading.unit is None:
+            note = (f"no unit given for {test}" if not unit_s else
+                    f"unit {unit_s!r} not readable for {test} (lab-terms: {labmap.family(test)} units)")
         else:
-            canonical, factor = hit
-            if factor != 1:
+            canonical, factor = reading.unit, reading.factor
+            if factor is not None and factor != 1:
                 nums = {k: (tidy(v * factor) if v is not None else None) for k, v in nums.items()}
                 converted = f"{unit_s} -> {canonical} (x{factor})"
     facts: dict[str, Any] = {"lab.term": term}
@@ -137,10 +97,10 @@ def lab_facts(term: str, value: Any, unit: str | None, lln: Any = None, uln: Any
     if canonical:
         facts["lab.unit"] = canonical
     for q, v in (qualifiers or {}).items():
-        if q in LAB_QUALIFIERS and isinstance(v, bool):
+        if isinstance(v, bool):
             facts[f"lab.{q}"] = v
     sources = {k: source for k in facts} if source else {}
-    return LabFacts(term, facts, note, converted, sources)
+    return LabFacts(term, facts, note, converted, sources, results)
 
 
 def ae_facts(ae: Any, declared: set[str], death_date: dt.date | None = None) -> dict[str, Any]:
@@ -236,7 +196,7 @@ def tls_clinical_facts(adverse_events: list[Any], lo: dt.date, hi: dt.date) -> d
 
 
 def tls_window_facts(labs: list[Any], start: dt.date, days_before: int, days_after: int,
-                     day: dt.date | None = None) -> dict[str, Any]:
+                     day: dt.date | None = None, labmap: LabMap | None = None) -> dict[str, Any]:
     """Worst value of each TLS analyte within [start - before, start + after] (or on one `day`),
     baseline = last value before `start`; units read as for CTCAE (exact scalings only)."""
     lo, hi = start - dt.timedelta(days=days_before), start + dt.timedelta(days=days_after)
@@ -247,15 +207,10 @@ def tls_window_facts(labs: list[Any], start: dt.date, days_before: int, days_aft
         for lab in labs:
             if lab.test != analyte:
                 continue
-            family = ANALYTE_FAMILY.get(analyte)
-            if family is None:
-                canonical, factor = lab.unit, Decimal(1)
-            else:
-                hit = UNIT_FAMILIES[family].get(_norm_unit(lab.unit))
-                if hit is None:
-                    continue
-                canonical, factor = hit
-            rows.append((lab, canonical, factor))
+            reading = labmap.reading(analyte, lab.unit)
+            if reading.unit is None or reading.factor is None:
+                continue
+            rows.append((lab, reading.unit, reading.factor))
         in_window = [r for r in rows if lo <= r[0].date <= hi and (day is None or r[0].date == day)]
         if in_window:
             pick = (max if worst == "max" else min)(in_window, key=lambda r: r[0].value * r[2])

@@ -14,12 +14,7 @@ from pydantic import Field, PlainValidator, WithJsonSchema, model_validator
 from engine.record.base import FieldError, RecordModel
 from engine.record.units import Number
 
-LabTest = Literal[
-    "neutrophils", "platelets", "wbc", "lymphocytes", "hemoglobin", "creatinine", "bilirubin",
-    "ast", "alt", "alp", "ggt", "albumin", "potassium", "calcium_corrected", "calcium_ionized",
-    "uric_acid", "phosphate", "sodium", "magnesium", "glucose", "ldh", "inr", "fibrinogen",
-    "lipase", "amylase",
-]
+LAB_TEST_RE = r"^[a-z][a-z0-9_]*$"
 Attribution = Literal["unrelated", "unlikely", "possible", "probable", "definite"]
 
 
@@ -28,8 +23,13 @@ class Lab(RecordModel):
 
     id: str = Field(max_length=64, description="Identifier of the result (unique).")
     date: dt.date = Field(description="Sample date (ISO date).")
-    test: LabTest = Field(description=(
-        "Analyte (controlled name): " + ", ".join(LabTest.__args__) + "."))
+    test: str = Field(max_length=40, pattern=LAB_TEST_RE, description=(
+        "Analyte, a controlled lower-case name that the lab-terms rule pack maps to CTCAE terms "
+        "(neutrophils, platelets, wbc, lymphocytes, cd4, hemoglobin, creatinine, bilirubin, ast, "
+        "alt, alp, ggt, ck, ldh, lipase, amylase, aptt, inr, haptoglobin, fibrinogen, albumin, "
+        "potassium, sodium, magnesium, calcium_corrected, calcium_ionized, uric_acid, phosphate, "
+        "glucose, cholesterol, triglycerides, ph_blood); a name no pack maps is not gradable, "
+        "with the reason."))
     value: Number = Field(description="Result, in `unit` as reported.")
     unit: str = Field(min_length=1, max_length=32, description=(
         "Unit as reported, e.g. 10^9/L, cells/mm3, g/L, g/dL, mg/dL, mmol/L, umol/L, U/L. "
@@ -38,12 +38,20 @@ class Lab(RecordModel):
     uln: Number | None = Field(None, description="Upper limit of normal, in `unit`.")
     baseline: Number | None = Field(None, description=(
         "Baseline value of this analyte, in `unit` (for baseline-relative CTCAE grades)."))
+    qualifiers: dict[str, bool] = Field(default_factory=dict, description=(
+        "Clinical qualifiers of the result that a CTCAE pack reads, name -> true/false: fasting "
+        "(glucose), on_anticoagulation (INR), symptomatic, intervention_indicated, "
+        "physiologic_consequences. Absent = not recorded."))
 
     @model_validator(mode="after")
     def _plausible(self) -> "Lab":
         if self.value < 0:
             raise FieldError("value", f"impossible negative value {self.value}",
                              expected="a value >= 0")
+        for name in self.qualifiers:
+            if not name.replace("_", "").isalnum() or not name[:1].isalpha():
+                raise FieldError(f"qualifiers.{name}", "qualifier names are letters, digits and _",
+                                 expected="a name like fasting")
         if self.lln is not None and self.uln is not None and self.lln > self.uln:
             raise FieldError("lln", f"lln {self.lln} above uln {self.uln}",
                              expected="lln <= uln")

@@ -15,14 +15,14 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 # Spellings are compared after lower-casing and removing spaces; "µ" and "μ" count as "u".
 COUNT_SCALE: dict[str, Decimal] = {
-    **{u: Decimal(1) for u in ("10^9/l", "x10^9/l", "10e9/l", "10*9/l", "g/l", "giga/l",
+    **{u: Decimal(1) for u in ("10^9/l", "x10^9/l", "10e9/l", "10*9/l", "g/l", "gi/l", "giga/l",
                                "10^3/ul", "x10^3/ul", "10e3/ul", "10*3/ul", "k/ul",
                                "10^3/mm3", "thou/ul")},
     **{u: Decimal("0.001") for u in ("cells/ul", "cells/mm3", "/ul", "/mm3", "cells/mm^3",
                                      "/mm^3")},
 }
 HB_SCALE: dict[str, Decimal] = {"g/dl": Decimal(1), "g/l": Decimal("0.1")}
-COUNT_UNITS_SHOWN = "10^9/L, G/L, 10^3/uL, K/uL (x1); cells/uL, cells/mm3, /uL, /mm3 (x0.001)"
+COUNT_UNITS_SHOWN = "10^9/L, G/L, GI/L, 10^3/uL, K/uL (x1); cells/uL, cells/mm3, /uL, /mm3 (x0.001)"
 HB_UNITS_SHOWN = "g/dL (x1), g/L (x0.1)"
 
 
