@@ -136,8 +136,48 @@ def test_summary_layout_and_csv(registry, tmp_path):
     out = tmp_path / "t3.csv"
     summary_csv(s, out)
     rows = list(csv.reader(out.open()))
-    assert rows[0] == ["Adverse event", "Any grade, n (%)", "Grade >= 3, n (%)"]
-    assert ["Febrile neutropenia", "2 (100.0)", "2 (100.0)"] in rows
+    assert rows[0][:3] == ["Adverse event", "Any grade, n (%)", "Grade >= 3, n (%)"]
+    assert ["Febrile neutropenia", "2 (100.0)", "2 (100.0)", "2", "0", "0", "0"] in rows
+
+
+def test_summary_counts_lab_grades_and_says_which_source(registry, tmp_path):
+    """Issue 11 item 20: neutropenia graded >= 3 from a lab counts in the AE table although no
+    adverse-event record names it; each subject counts once per term, at the worst grade of
+    either source, and the table says which source reached it."""
+    import yaml
+    data = yaml.safe_load(SUBJECT.read_text())
+    data["subject_id"] = "SAF-02"
+    data["adverse_events"] = [ae for ae in data["adverse_events"] if ae["id"] != "E5"]   # no neutropenia AE
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(data))
+    labs_only = grade_subject(load_subject(f), "4.03", registry=registry)
+    both = grade_subject(load_subject(SUBJECT), "4.03", registry=registry)       # N1 lab G4 and event E5
+    s = summarize([labs_only, both])
+    neut = next(r for r in s["table"] if r["term"] == "neutrophil_count_decreased")
+    assert (neut["grade_3_plus_n"], neut["grade_3_plus_pct"]) == (2, 100.0)
+    assert neut["grade_3_plus_by_source"] == {"event": 0, "lab": 1, "both": 1}
+    assert s["worst_grade_source"]["SAF-02"]["neutrophil_count_decreased"] == "lab"
+    # a grade 0 lab never makes a row, and a subject counts once however many labs it has
+    assert all(r["any_grade_n"] <= 2 for r in s["table"])
+    # the related-only table cannot attribute a lab: it counts events and says how many labs it left out
+    rel = summarize([labs_only], related_only=True)
+    assert next(r for r in rel["table"] if r["term"] == "neutrophil_count_decreased")["grade_3_plus_n"] == 0
+    assert rel["sources"] == ["event"] and "graded lab results left out" in rel["note"]
+
+
+def test_summary_reports_unknown_emergence(registry, tmp_path):
+    import yaml
+    data = yaml.safe_load(SUBJECT.read_text())
+    data["on_study"].pop("last_dose_date")
+    data.pop("death", None)
+    data.pop("last_contact_date", None)
+    data["labs"].append({"id": "LATE", "date": "2021-09-01", "test": "platelets", "value": 20,
+                         "unit": "10^9/L", "lln": 150, "uln": 400})
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(data))
+    s = summarize([grade_subject(load_subject(f), "4.03", registry=registry)])
+    plt = next(r for r in s["table"] if r["term"] == "platelet_count_decreased")
+    assert plt["grade_3_plus_n"] == 1 and plt["emergence_unknown_n"] == 1
 
 
 # --- CLI ----------------------------------------------------------------------------------------

@@ -537,32 +537,68 @@ def related_of(item: Mapping[str, Any]) -> bool | None:
     return att.get("treatment_related")
 
 
+SOURCES = ("event", "lab")
+
+
+def _source_of(by_source: Mapping[str, int], floor: int) -> str | None:
+    """Which source(s) reach `floor`: 'event', 'lab', 'both' or None."""
+    hit = [src for src in SOURCES if by_source.get(src, 0) >= floor]
+    return None if not hit else hit[0] if len(hit) == 1 else "both"
+
+
 def summarize(subjects: list[Mapping[str, Any]], *, related_only: bool = False,
               emergent_only: bool = True) -> dict[str, Any]:
-    """Worst grade per subject and term (events only), and incidence of any grade and of
-    grade >= 3 by term over all subjects, in the layout of the paper's Table 3."""
-    worst: dict[str, dict[str, int]] = {}
+    """Worst grade per subject and term from BOTH the adverse-event records and the graded labs
+    (the paper's safety table reports hematologic toxicity, which the labs grade), and the
+    incidence of any grade and of grade >= 3 by term, in the layout of the paper's Table 3.
+
+    Each subject counts once per term, at the worst grade of either source; the table says which
+    source reached it (event, lab, or both). Labs carry no attribution: the related-only table
+    counts events only and says so. An item whose treatment emergence is unknown is counted and
+    the count of such subjects is reported (never silently dropped, never silently certain)."""
+    per: dict[str, dict[str, dict[str, int]]] = {}      # subject -> term -> source -> worst grade
+    uncertain: dict[str, set[str]] = {}                 # term -> subjects counted with unknown emergence
+    labs_left_out = 0
     for s in subjects:
-        w = worst.setdefault(s["subject_id"], {})
+        w = per.setdefault(s["subject_id"], {})
         for it in s["items"]:
-            if it["kind"] != "event" or it["grade"] is None:
+            grade, term = it.get("grade"), it.get("term")
+            if grade is None or not term or it.get("kind") not in SOURCES:
                 continue
-            if emergent_only and it["treatment_emergent"] is False:
+            if emergent_only and it.get("treatment_emergent") is False:
+                continue
+            if related_only and it["kind"] == "lab":
+                labs_left_out += grade > 0
                 continue
             if related_only and related_of(it) is not True:
                 continue
-            w[it["term"]] = max(w.get(it["term"], 0), it["grade"])
+            src = w.setdefault(term, {})
+            src[it["kind"]] = max(src.get(it["kind"], 0), grade)
+            if emergent_only and it.get("treatment_emergent") is None and grade > 0:
+                uncertain.setdefault(term, set()).add(s["subject_id"])
+    worst = {sid: {t: max(src.values()) for t, src in terms.items()} for sid, terms in per.items()}
     n = len(subjects)
-    terms = [t for t in TABLE3_ORDER] + sorted({t for w in worst.values() for t in w} - set(TABLE3_ORDER))
+    terms = list(TABLE3_ORDER) + sorted({t for w in worst.values() for t in w if w[t] > 0} - set(TABLE3_ORDER))
     rows = []
     for t in terms:
-        anyg = sum(1 for w in worst.values() if w.get(t, 0) >= 1)
-        g3 = sum(1 for w in worst.values() if w.get(t, 0) >= 3)
+        counted = {floor: [per[sid][t] for sid in per if t in per[sid] and worst[sid][t] >= floor] for floor in (1, 3)}
+        by = {floor: {k: sum(1 for src in counted[floor] if _source_of(src, floor) == k) for k in ("event", "lab", "both")}
+              for floor in (1, 3)}
+        anyg, g3 = len(counted[1]), len(counted[3])
         rows.append({"term": t, "label": TABLE3_LABEL.get(t, t.replace("_", " ").capitalize()),
                      "any_grade_n": anyg, "any_grade_pct": _pct(anyg, n),
-                     "grade_3_plus_n": g3, "grade_3_plus_pct": _pct(g3, n)})
+                     "grade_3_plus_n": g3, "grade_3_plus_pct": _pct(g3, n),
+                     "any_grade_by_source": by[1], "grade_3_plus_by_source": by[3],
+                     "emergence_unknown_n": len(uncertain.get(t, ()))})
     return {"subjects": n, "related_only": related_only, "emergent_only": emergent_only,
-            "worst_grade": worst, "table": rows}
+            "sources": ["event"] if related_only else list(SOURCES),
+            "note": ("lab grades carry no attribution: the related-only table counts adverse-event records "
+                     f"only ({labs_left_out} graded lab results left out)") if related_only else
+                    "worst grade per subject and term over adverse-event records and graded labs",
+            "worst_grade": worst,
+            "worst_grade_source": {sid: {t: _source_of(src, max(src.values()) or 1) or "event"
+                                         for t, src in terms.items()} for sid, terms in per.items()},
+            "table": rows}
 
 
 def _pct(k: int, n: int) -> float:
@@ -572,7 +608,10 @@ def _pct(k: int, n: int) -> float:
 def summary_csv(summary: Mapping[str, Any], path: str | Path) -> None:
     with Path(path).open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["Adverse event", "Any grade, n (%)", "Grade >= 3, n (%)"])
+        w.writerow(["Adverse event", "Any grade, n (%)", "Grade >= 3, n (%)", "Grade >= 3 from events",
+                    "Grade >= 3 from labs", "Grade >= 3 from both", "Emergence unknown"])
         for r in summary["table"]:
+            by = r["grade_3_plus_by_source"]
             w.writerow([r["label"], f"{r['any_grade_n']} ({r['any_grade_pct']})",
-                        f"{r['grade_3_plus_n']} ({r['grade_3_plus_pct']})"])
+                        f"{r['grade_3_plus_n']} ({r['grade_3_plus_pct']})", by["event"], by["lab"], by["both"],
+                        r["emergence_unknown_n"]])

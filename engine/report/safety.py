@@ -44,9 +44,15 @@ def listing_text(graded: Iterable[dict[str, Any]], as_json: bool) -> str:
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """The paper's AE table layout: any grade and grade >= 3, n (%)."""
-    out = [f"{'Adverse event':<28} {'Any grade, n (%)':>18} {'Grade >= 3, n (%)':>18}   (N = {summary['subjects']})"]
+    """The paper's AE table layout: any grade and grade >= 3, n (%), and where grade >= 3 came from
+    (adverse-event records, graded labs, or both)."""
+    out = [f"{'Adverse event':<36} {'Any grade, n (%)':>18} {'Grade >= 3, n (%)':>18}   "
+           f"{'>= 3 from: events / labs / both':<32}(N = {summary['subjects']})"]
     for r in summary["table"]:
-        out.append(f"{r['label']:<28} {str(r['any_grade_n']) + ' (' + str(r['any_grade_pct']) + ')':>18} "
-                   f"{str(r['grade_3_plus_n']) + ' (' + str(r['grade_3_plus_pct']) + ')':>18}")
+        by = r["grade_3_plus_by_source"]
+        src = f"{by['event']} / {by['lab']} / {by['both']}" if r["grade_3_plus_n"] else ""
+        unk = f"  emergence unknown: {r['emergence_unknown_n']}" if r.get("emergence_unknown_n") else ""
+        out.append(f"{r['label']:<36} {str(r['any_grade_n']) + ' (' + str(r['any_grade_pct']) + ')':>18} "
+                   f"{str(r['grade_3_plus_n']) + ' (' + str(r['grade_3_plus_pct']) + ')':>18}   {src:<32}{unk}".rstrip())
+    out.append(summary.get("note", ""))
     return out
