@@ -68,7 +68,8 @@ less than or equal to 100 (got 140)`. With several problems the first is named a
 - dates: nothing (except the birth date) before the birth date; no history entry, marrow or
   on-study date before the diagnosis; a cycle's marrow_after not before its start; last dose
   not before first dose; resolution not before onset; no on-study date, lab or AE onset after
-  death; age_years consistent with birth date at consent. A relapse before any remission is
+  death; follow-up events (transplant, DLI) on or after the first dose, on or before the last
+  contact, not after death; age_years consistent with birth date at consent. A relapse before any remission is
   allowed (the rule packs judge it);
 - consistency: a male with childbearing potential; GVHD `present` vs `kind`; a gene detail
   (VAF, allelic ratio) on a gene not `mutated`; karyotype findings with `karyotype_done:

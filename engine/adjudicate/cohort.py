@@ -76,13 +76,14 @@ def _init_pool_worker(*init: Any) -> None:
 def _entries(record: Any, path: str) -> list[dict[str, Any]]:
     """Every decision of one subject: screening, each marrow under each profile and the course,
     each lab and adverse event (CTCAE grade, attribution), TLS and dosing advisories."""
-    from engine.adjudicate import marrow, safety, screening
+    from engine.adjudicate import follow_up, marrow, safety, screening
     reg, params, ev, actor = _W["registry"], _W["params"], _W["evaluator"], _W["actor"]
     if _W.get("grader") is None:  # one grader per process: its cache spans subjects
         _W["grader"] = safety.SafetyGrader(_W["ctcae"], reg, ev, params.get(safety.VERSIONS[_W["ctcae"]]))
     return (screening.cohort_entries(record, path, reg, params, ev, actor)
             + marrow.cohort_entries(record, path, reg, params, ev, actor, _W["profiles"])
-            + safety.cohort_entries(record, path, reg, params, ev, actor, _W["ctcae"], _W["grader"]))
+            + safety.cohort_entries(record, path, reg, params, ev, actor, _W["ctcae"], _W["grader"])
+            + follow_up.cohort_entries(record, path, reg, params, ev, actor))
 
 
 def adjudicate_item(item: WorkItem) -> tuple[str, str | None, list[Any] | None, str | None]:

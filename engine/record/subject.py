@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 from engine.record.assessments import OnStudy
 from engine.record.base import FieldError, RecordModel
 from engine.record.demographics import Demographics, Diagnosis, completed_years
+from engine.record.follow_up import FollowUp
 from engine.record.genetics import Genetics
 from engine.record.history import Cycle, HistoryEntry
 from engine.record.safety import AdverseEvent, Death, Lab
@@ -43,6 +44,8 @@ class SubjectRecord(RecordModel):
         "Lab results as reported (value, unit, lln, uln, baseline)."))
     adverse_events: list[AdverseEvent] = Field(default_factory=list, description=(
         "Adverse events with grading facts and attribution."))
+    follow_up: FollowUp | None = Field(None, description=(
+        "After the first dose: {events: [hsct|dli entries]} (transplant, donor lymphocyte infusion)."))
     death: Death | None = Field(None, description="Death, if the subject died.")
     last_contact_date: dt.date | None = Field(None, description=(
         "Last date the subject was known alive (or date of death) (ISO date)."))
@@ -67,11 +70,12 @@ class SubjectRecord(RecordModel):
         if self.death:
             died = self.death.date
             for path, when in dates:
-                after_death_impossible = path.startswith(("on_study", "labs[")) or (
+                after_death_impossible = path.startswith(("on_study", "labs[", "follow_up")) or (
                     path.startswith("adverse_events[") and path.endswith("onset_date"))
                 if after_death_impossible and when > died:
                     raise FieldError(path, f"dated {when}, after the death {died}",
                                      expected=f"a date on or before {died}")
+        _check_follow_up(self)
         return self
 
     def age_at_consent(self) -> int | None:
@@ -108,6 +112,20 @@ def _check_age(record: SubjectRecord) -> None:
                              f"with birth date {demo.birth_date} at consent "
                              f"{record.consent_date} ({computed} completed years)",
                              expected=f"{computed} or leave age_years out")
+
+
+def _check_follow_up(record: SubjectRecord) -> None:
+    """Follow-up events lie after the first dose and on or before the last contact."""
+    events = record.follow_up.events if record.follow_up else []
+    first = record.on_study.first_dose_date if record.on_study else None
+    last = record.last_contact_date
+    for i, e in enumerate(events):
+        if first and e.date < first:
+            raise FieldError(f"follow_up.events[{i}].date", f"dated {e.date}, before the first dose {first}",
+                             expected=f"a date on or after {first} (earlier therapy belongs in treatment_history)")
+        if last and e.date > last:
+            raise FieldError(f"follow_up.events[{i}].date", f"dated {e.date}, after the last contact {last}",
+                             expected=f"a date on or before {last}")
 
 
 def _check_unique_ids(record: SubjectRecord) -> None:
