@@ -10,15 +10,34 @@ a candidate, unless it declares `complete: true` (its rows cover every case, as 
 completeness indicator).
 For table outputs with several fields, a field on which every candidate agrees is decided
 (a CRc flag equal for CR and CRi is known even when the category is not).
+An output field may copy a fact (`date: {fact: state.relapse_date}`): the caller resolves it; an
+unknown fact leaves that field undecided (`Undecided`, with the facts it misses).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from engine.errors import EvaluationError
 from engine.rules.model import Decision, HitPolicy
 from engine.evaluate.logic import Outcome, Tri
+from engine.evaluate.values import to_json
+
+
+@dataclass(frozen=True)
+class Undecided:
+    """An output field copied from an unknown fact."""
+    missing: tuple[str, ...]
+
+
+def _json(v: Any) -> Any:
+    if isinstance(v, Undecided):
+        return None
+    if isinstance(v, dict):
+        return {k: _json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json(x) for x in v]
+    return to_json(v)
 
 
 @dataclass
@@ -34,11 +53,11 @@ class DecisionResult:
     rows_unknown: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"id": self.id, "status": self.status, "value": self.value}
+        d = {"id": self.id, "status": self.status, "value": _json(self.value)}
         if self.status != "decided" or self.hit_policy == "collect":
-            d["candidates"] = self.candidates
+            d["candidates"] = _json(self.candidates)
         if self.fields:
-            d["fields"] = self.fields
+            d["fields"] = _json(self.fields)
         if self.missing:
             d["missing"] = self.missing
         d["rows_met"] = self.rows_met
@@ -55,14 +74,25 @@ def _unique(values: list[Any]) -> list[Any]:
     return out
 
 
-def decide(dec: Decision, rows: list[Tri]) -> DecisionResult:
+def _undecided_in(v: Any) -> list[Undecided]:
+    if isinstance(v, Undecided):
+        return [v]
+    if isinstance(v, dict):
+        return [x for x in v.values() if isinstance(x, Undecided)]
+    return []
+
+
+def decide(dec: Decision, rows: list[Tri], resolve: Callable[[Any], Any] | None = None) -> DecisionResult:
+    """The table's result from its rows' outcomes; `resolve` turns `{fact: ...}` output fields into
+    values (or `Undecided`)."""
+    out = resolve or (lambda v: v)
     met = [j for j, r in enumerate(rows) if r.outcome is Outcome.MET]
     unk = [j for j, r in enumerate(rows) if r.outcome is Outcome.UNKNOWN]
     policy = dec.hit_policy
     if policy is HitPolicy.collect:
         missing = sorted({m for j in unk for m in rows[j].missing})
         return DecisionResult(dec.id, policy.value, "indeterminate" if unk else "decided",
-                              [dec.rows[j].then for j in met], [dec.rows[j].then for j in unk],
+                              [out(dec.rows[j].then) for j in met], [out(dec.rows[j].then) for j in unk],
                               missing=missing, rows_met=met, rows_unknown=unk)
     if policy is HitPolicy.unique and len(met) > 1:
         raise EvaluationError(f"decision {dec.id!r} is a 'unique' table but rows {met} are all met "
@@ -73,25 +103,27 @@ def decide(dec: Decision, rows: list[Tri]) -> DecisionResult:
     else:
         first_met = met[0] if met else None
         relevant_unknown = [] if first_met is not None else unk
-    candidates = [dec.rows[j].then for j in relevant_unknown]
+    candidates = [out(dec.rows[j].then) for j in relevant_unknown]
     if first_met is not None:
-        candidates.append(dec.rows[first_met].then)
+        candidates.append(out(dec.rows[first_met].then))
     elif not relevant_unknown:
         if dec.complete and dec.default is None:
             raise EvaluationError(f"decision {dec.id!r} is declared complete but no row is met")
-        candidates.append(dec.default)
+        candidates.append(out(dec.default))
     elif dec.default is not None or not dec.complete:
         # every unknown row may yet be false: "no row" (the default, or no output) stays possible
-        candidates.append(dec.default)
+        candidates.append(out(dec.default))
     candidates = _unique(candidates)
-    missing = sorted({m for j in relevant_unknown for m in rows[j].missing})
-    decided = len(candidates) == 1
+    open_fields = [u for c in candidates for u in _undecided_in(c)]
+    missing = sorted({m for j in relevant_unknown for m in rows[j].missing}
+                     | {m for u in open_fields for m in u.missing})
+    decided = len(candidates) == 1 and not open_fields
     fields: dict[str, Any] = {}
     if all(isinstance(c, dict) for c in candidates) and candidates:
         keys = set().union(*candidates)
         for k in sorted(keys):
             vals = _unique([c.get(k) for c in candidates])
-            if len(vals) == 1:
+            if len(vals) == 1 and not isinstance(vals[0], Undecided):
                 fields[k] = vals[0]
     return DecisionResult(dec.id, policy.value, "decided" if decided else "indeterminate",
                           candidates[0] if decided else None, candidates, fields,

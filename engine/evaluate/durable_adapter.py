@@ -47,7 +47,7 @@ from typing import Any, Mapping
 import durable_rules_engine as _dre
 
 from engine.errors import EvaluationError, PackError
-from engine.rules.model import AllOf, AnyOf, Compare, FactRef, NotOf, RuleRef
+from engine.rules.model import AllOf, AnyOf, AtLeast, Compare, FactRef, NotOf, RuleRef
 from engine.evaluate.compare import NEGATE, fact_difference, factref_times, literal
 from engine.evaluate.facts import FactSheet
 from engine.evaluate.logic import OUTCOME_TEXT, Outcome, Tri
@@ -65,9 +65,10 @@ class _Compiled:
                  fact_keys: dict[str, str], diffs: list[tuple[str, str, str, Any]],
                  rule_keys: dict[str, str], inputs: dict[str, tuple[str, ...]],
                  strata: list[list[str]], groups: dict[tuple[str, ...], str],
-                 stratum_keys: list[tuple[str, ...]]) -> None:
+                 stratum_keys: list[tuple[str, ...]], unknown_keys: dict[str, str] | None = None) -> None:
         self.name, self.handle, self.fired_to = name, handle, fired_to
         self.fact_keys, self.diffs, self.rule_keys = fact_keys, diffs, rule_keys
+        self.unknown_keys = unknown_keys or {}
         self.inputs, self.strata, self.groups, self.stratum_keys = inputs, strata, groups, stratum_keys
         self.input_sets = {k: frozenset(v) for k, v in inputs.items()}
         # per stratum: the "some input missing" flags and the rule outcomes its rules read
@@ -121,12 +122,16 @@ class _Compiler:
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.params = params
         self.fact_keys: dict[str, str] = {}
+        self.unknown_keys: dict[str, str] = {}   # fact -> flag "this computed fact is unknown"
         self.rule_keys: dict[str, str] = {}
         self.diff_keys: dict[tuple, str] = {}
         self.diffs: list[tuple[str, str, str, Any]] = []
 
     def fkey(self, name: str) -> str:
         return self.fact_keys.setdefault(name, f"f{len(self.fact_keys)}")
+
+    def ukey(self, name: str) -> str:
+        return self.unknown_keys.setdefault(name, "u" + self.fkey(name))
 
     def rkey(self, rule: str) -> str:
         return self.rule_keys.setdefault(rule, f"r{len(self.rule_keys)}")
@@ -154,6 +159,14 @@ class _Compiler:
         if isinstance(cond, RuleRef):
             k = self.rkey(cond.rule)
             return ("leaf", {k: Outcome.MET.value}), ("leaf", {k: Outcome.NOT_MET.value})
+        if isinstance(cond, AtLeast):
+            # met: some k parts met; not met: some n-k+1 parts not met (then fewer than k can be)
+            ps = [self.pair(c) for c in cond.of]
+            k, n = cond.at_least, len(ps)
+            met = ("or", [("and", [ps[i][0] for i in combo]) for combo in itertools.combinations(range(n), k)])
+            not_met = ("or", [("and", [ps[i][1] for i in combo])
+                              for combo in itertools.combinations(range(n), n - k + 1)])
+            return met, not_met
         return self.compare(cond)
 
     def compare(self, c: Compare) -> tuple[tuple, tuple]:
@@ -164,10 +177,10 @@ class _Compiler:
             return ("const", met), ("const", not met)
         k = self.fkey(c.fact)
         ex = ("leaf", {"$ex": {k: 1}})
-        if op == "exists":
-            return ex, ("leaf", {"$nex": {k: 1}})
-        if op == "missing":
-            return ("leaf", {"$nex": {k: 1}}), ex
+        if op in ("exists", "missing"):
+            # absent and not flagged unknown: decidedly absent; flagged unknown: neither fires
+            absent = ("and", [("leaf", {"$nex": {k: 1}}), ("leaf", {"$nex": {self.ukey(c.fact): 1}})])
+            return (ex, absent) if op == "exists" else (absent, ex)
         if op == "in":
             vals = [for_durable(literal(v, self.params)) for v in c.in_]
             return (("and", [ex, ("or", [_leaf("eq", k, v) for v in vals])]),
@@ -284,7 +297,7 @@ def compile_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[s
     per_evaluation = set(comp.rule_keys.values()) | set(groups.values())
     sent_keys = [tuple(sorted(stratum_keys.get(i, set()) - per_evaluation)) for i in range(len(plan.strata))]
     compiled = _Compiled(name, handle, fired_to, comp.fact_keys, comp.diffs, comp.rule_keys, inputs,
-                         [[ev.key for ev in st] for st in plan.strata], groups, sent_keys)
+                         [[ev.key for ev in st] for st in plan.strata], groups, sent_keys, comp.unknown_keys)
     _REGISTRY[name] = compiled
     if key is not None:
         _BY_KEY[key] = compiled
@@ -307,8 +320,9 @@ class DurableSession:
         values = sheet.values
         # The engine form of the sheet is built once per evaluation. Between strata the sheet only
         # grows (a decision publishes new names `<pack>.<decision>[.field]`, never overwriting a
-        # value), so (sheet identity, size) tells whether it must be rebuilt.
-        key = (id(values), len(values))
+        # value; an undecided one becomes unknown), so (sheet identity, sizes) tells whether it must
+        # be rebuilt.
+        key = (id(values), len(values), len(sheet.unknown))
         if self._base is None or self._base_n != key:
             base: dict[str, Any] = {}
             for name, fk in c.fact_keys.items():
@@ -318,6 +332,10 @@ class DurableSession:
             for dk, x, y, times in c.diffs:
                 if x in values and y in values:
                     base[dk] = for_durable(fact_difference(values[x], values[y], normalize(times)))
+            if c.unknown_keys and sheet.unknown:
+                for name, uk in c.unknown_keys.items():
+                    if name in sheet.unknown and name not in values:
+                        base[uk] = 1
             self._base, self._base_n = base, key
         base = self._base
         fact = {k: base[k] for k in c.stratum_keys[stratum] if k in base}

@@ -15,22 +15,51 @@ from engine.evaluate.values import normalize, round_derived, to_date, to_decimal
 
 @dataclass
 class FactSheet:
-    """Values by dotted name (absent = missing; None is dropped), and where each came from."""
+    """Values by dotted name (absent = missing; None is dropped), and where each came from.
+
+    A fact without a value is either *absent* (not recorded, or a computed fact decidedly without
+    a value: an unset state variable, an empty collection's `last`) or *unknown* (a computed fact
+    that may or may not have a value: an undecided decision output, an unknown state variable or
+    aggregate). Comparisons are unknown for both; `exists` / `missing` are decided for absent facts
+    and unknown for unknown ones.
+    """
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     # a missing derived or decision fact -> the base facts whose absence made it missing
     missing_because: dict[str, list[str]] = field(default_factory=dict)
+    unknown: set[str] = field(default_factory=set)
 
     @classmethod
     def of(cls, values: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> "FactSheet":
         return cls({k: normalize(v) for k, v in values.items() if v is not None}, dict(sources or {}))
 
     def copy(self) -> "FactSheet":
-        return FactSheet(dict(self.values), dict(self.sources), dict(self.missing_because))
+        return FactSheet(dict(self.values), dict(self.sources), dict(self.missing_because), set(self.unknown))
 
     def missing_roots(self, name: str) -> list[str]:
         """The base facts to collect so that `name` can be known."""
         return self.missing_because.get(name, [name])
+
+    def mark_unknown(self, name: str, roots: list[str] | None = None) -> None:
+        """`name` may or may not have a value; `roots` are the facts that would decide it."""
+        self.values.pop(name, None)
+        self.missing_because[name] = sorted(set(roots)) if roots else [name]
+        self.unknown.add(name)
+
+    def mark_absent(self, name: str, roots: list[str] | None = None) -> None:
+        """`name` decidedly has no value (an unset state variable, an empty collection)."""
+        self.values.pop(name, None)
+        self.unknown.discard(name)
+        if roots:
+            self.missing_because[name] = sorted(set(roots))
+        else:
+            self.missing_because.pop(name, None)
+
+    def put(self, name: str, value: Any) -> None:
+        """Set a computed fact's value (normalised)."""
+        self.values[name] = normalize(value)
+        self.missing_because.pop(name, None)
+        self.unknown.discard(name)
 
 
 _TYPE_OK = {
@@ -91,13 +120,17 @@ def _operand(sheet: FactSheet, a: Any, params: Mapping[str, Any]) -> tuple[Any, 
 
 
 def add_derived(sheet: FactSheet, derived: list[Derived], params: Mapping[str, Any]) -> None:
-    """Compute each derived fact in order; a missing input makes it missing (and remembers why)."""
+    """Compute each derived fact in order; a missing input makes it missing (and remembers why).
+    It is unknown (rather than absent) when an input it needs is unknown."""
+    unknown = sheet.unknown
     for d in derived:
         op = d.op
         if op == "lookup":
             key = sheet.values.get(d.args.fact)
             if key is None:
                 sheet.missing_because[d.name] = sheet.missing_roots(d.args.fact)
+                if d.args.fact in unknown:
+                    unknown.add(d.name)
             elif key in d.args.table:
                 sheet.values[d.name] = to_decimal(d.args.table[key])
             else:
@@ -107,6 +140,10 @@ def add_derived(sheet: FactSheet, derived: list[Derived], params: Mapping[str, A
             for a in d.args:
                 if a in sheet.values:
                     sheet.values[d.name] = sheet.values[a]
+                    break
+                if a in unknown:  # an earlier unknown candidate may yet be the first present
+                    unknown.add(d.name)
+                    sheet.missing_because[d.name] = sorted(set(sheet.missing_roots(a)))
                     break
             else:
                 sheet.missing_because[d.name] = sorted({r for a in d.args for r in sheet.missing_roots(a)})
@@ -122,9 +159,13 @@ def add_derived(sheet: FactSheet, derived: list[Derived], params: Mapping[str, A
                 sheet.values[d.name] = (min if op == "min" else max)(present)
             else:
                 sheet.missing_because[d.name] = sorted(set(missing))
+                if any(isinstance(a, str) and a in unknown for a in d.args):
+                    unknown.add(d.name)
             continue
         if missing:
             sheet.missing_because[d.name] = sorted(set(missing))
+            if any(isinstance(a, str) and a in unknown for a in d.args):
+                unknown.add(d.name)
             continue
         try:
             sheet.values[d.name] = _compute(op, vals)

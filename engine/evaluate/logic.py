@@ -55,6 +55,18 @@ def any_of(parts: Iterable[Tri]) -> Tri:
     return unknown(missing) if any_unknown else FALSE
 
 
+def at_least(k: int, parts: list[Tri]) -> Tri:
+    """At least k parts met: met when k are, not met when fewer than k can still be, else unknown
+    (naming what the unknown parts miss)."""
+    met = sum(1 for p in parts if p.outcome is Outcome.MET)
+    if met >= k:
+        return TRUE
+    open_ = [p for p in parts if p.outcome is Outcome.UNKNOWN]
+    if met + len(open_) < k:
+        return FALSE
+    return unknown(frozenset().union(*(p.missing for p in open_)))
+
+
 def not_(p: Tri) -> Tri:
     if p.outcome is Outcome.MET:
         return FALSE

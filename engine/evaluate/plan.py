@@ -1,28 +1,40 @@
-"""The evaluation plan of a pack: which rules and decision rows can be evaluated together.
+"""The evaluation plans of a pack: which conditions can be evaluated together.
 
 Rules that read other rules' outcomes, or a decision's output, come in a later stratum. Both
-evaluators follow the same plan, so they see the same facts at every step.
+evaluators follow the same plans, so they see the same facts at every step. A pack has up to three:
+- `main`: its rules and decision rows, plus (in a pack with a course) the course's transitions,
+  evaluated once per sheet (once per course item);
+- `elements`: the per-element conditions of its collections (a collection's `where` and the
+  conditions of its aggregates), one stratum per collection, evaluated once per element;
+- `course`: the course's own rules and decisions, evaluated once after the fold.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
+
+from pydantic import BaseModel
 
 from engine.errors import PackError
-from engine.rules.model import Decision, FactType
+from engine.rules.model import Collection, Decision, FactType, Rule, Transition
 
 if TYPE_CHECKING:
     from engine.rules.load import Pack
 
+TRANSITION = "transition:"
+ITEMS = "~items"      # the element-plan stratum of the course's item selection
+
 
 @dataclass(frozen=True)
 class Evaluable:
-    """A rule, or one row of a decision table (key `decision#row`)."""
+    """A rule, one row of a decision table (key `decision#row`), a course transition (key
+    `transition:<id>`) or a per-element condition (key `<collection>:where` / `<collection>:<fact>`)."""
     key: str
     cond: Any
     decision: str | None = None
     reads: tuple[str, ...] = ()   # facts read directly (static: computed once per pack)
     refs: tuple[str, ...] = ()    # rules referenced
+    transition: bool = False
 
 
 @dataclass
@@ -31,23 +43,32 @@ class Plan:
     strata: list[list[Evaluable]]
     decisions_after: list[list[Decision]]
     fact_types: dict[str, FactType | None] = field(default_factory=dict)
+    scope: str = "main"
+    # elements plan: collection id -> its stratum; per stratum, the element fields (names the
+    # element's values shadow)
+    stratum_of: dict[str, int] = field(default_factory=dict)
+    element_fields: list[frozenset[str]] = field(default_factory=list)
     row_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # decision id -> its rows' keys
 
 
-def build_plan(pack: "Pack") -> Plan:
+def _stratify(pack: "Pack", pack_id: str, rules: Iterable[Rule], decisions: Iterable[Decision],
+              transitions: Iterable[Transition] = (), scope: str = "main") -> Plan:
     from engine.rules.load import PACK_FILE, decision_output_names, facts_read, rules_referenced
 
-    m = pack.manifest
+    rules, decisions = list(rules), list(decisions)
     items: dict[str, Evaluable] = {}
-    for r in m.rules:
+    for r in rules:
         items[r.id] = Evaluable(r.id, r.when, None, tuple(facts_read(r.when)), tuple(rules_referenced(r.when)))
     output_owner: dict[str, str] = {}
-    for d in m.decisions:
+    for d in decisions:
         for k, row in zip(d.row_keys, d.rows):
             items[k] = Evaluable(k, row.when, d.id, tuple(facts_read(row.when)), tuple(rules_referenced(row.when)))
-        for name in decision_output_names(m.id, d):
+        for name in decision_output_names(pack_id, d):
             output_owner[name] = d.id
-    rows_of = {d.id: list(d.row_keys) for d in m.decisions}
+    for t in transitions:
+        k = TRANSITION + t.id
+        items[k] = Evaluable(k, t.when, None, tuple(facts_read(t.when)), tuple(rules_referenced(t.when)), True)
+    rows_of = {d.id: list(d.row_keys) for d in decisions}
 
     def deps(ev: Evaluable) -> list[str]:
         out = list(ev.refs)
@@ -83,10 +104,60 @@ def build_plan(pack: "Pack") -> Plan:
     for k, ev in items.items():
         strata[level[k]].append(ev)
     after: list[list[Decision]] = [[] for _ in range(n)]
-    for d in m.decisions:
+    for d in decisions:
         after[max(level[r] for r in rows_of[d.id])].append(d)
+    m = pack.manifest
     types: dict[str, FactType | None] = {f.name: f.type for f in m.facts}
     for d in m.derived:
         types[d.name] = None if d.op == "first_present" else FactType.number
-    return Plan(pack_id=m.id, strata=strata, decisions_after=after, fact_types=types,
-                row_keys={d.id: d.row_keys for d in m.decisions})
+    return Plan(pack_id=m.id, strata=strata, decisions_after=after, fact_types=types, scope=scope,
+                row_keys={d.id: d.row_keys for d in decisions})
+
+
+def build_plan(pack: "Pack") -> Plan:
+    """The main plan: rules, decision rows and (course packs) transitions."""
+    m = pack.manifest
+    return _stratify(pack, m.id, m.rules, m.decisions, m.course.transitions if m.course else ())
+
+
+def build_course_plan(pack: "Pack") -> Plan | None:
+    """The plan evaluated once after the fold (None without a course)."""
+    m = pack.manifest
+    if m.course is None:
+        return None
+    return _stratify(pack, m.id, m.course.rules, m.course.decisions, (), "course")
+
+
+def element_conditions(c: Collection) -> list[tuple[str, Any]]:
+    """(key, condition) of each per-element condition of a collection."""
+    out = []
+    if c.where is not None:
+        out.append((f"{c.id}:where", c.where))
+    for a in c.facts:
+        if isinstance(a.condition, BaseModel):
+            out.append((f"{c.id}:{a.name}", a.condition))
+    return out
+
+
+def build_element_plan(pack: "Pack", element_fields: dict[str, frozenset[str]]) -> Plan | None:
+    """One stratum per collection (its `where` and its aggregates' conditions), for every
+    collection of the pack and of its course (None when there is none)."""
+    from engine.rules.load import facts_read, rules_referenced
+
+    m = pack.manifest
+    colls = list(m.collections) + (list(m.course.collections) if m.course else [])
+    if not colls and m.course is None:
+        return None
+    strata: list[list[Evaluable]] = []
+    stratum_of: dict[str, int] = {}
+    fields: list[frozenset[str]] = []
+    conds = [(c.id, element_conditions(c)) for c in colls]
+    if m.course is not None:   # the course's item selection is a per-element condition too
+        conds.append((ITEMS, [(f"{ITEMS}:where", m.course.items.where)] if m.course.items.where else []))
+    for cid, cs in conds:
+        evs = [Evaluable(k, cond, None, tuple(facts_read(cond)), tuple(rules_referenced(cond))) for k, cond in cs]
+        stratum_of[cid] = len(strata)
+        strata.append(evs)
+        fields.append(element_fields.get(cid, frozenset()))
+    return Plan(pack_id=m.id, strata=strata, decisions_after=[[] for _ in strata], scope="elements",
+                stratum_of=stratum_of, element_fields=fields)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from engine.rules.model import AllOf, AnyOf, Compare, FactRef, NotOf, RuleRef
+from engine.rules.model import AllOf, AnyOf, AtLeast, Compare, FactRef, NotOf, RuleRef
 from engine.evaluate.compare import compare, fact_difference, factref_times, literal
 from engine.evaluate.facts import FactSheet
-from engine.evaluate.logic import FALSE, TRUE, Outcome, Tri, all_of, any_of, not_, unknown
+from engine.evaluate.logic import FALSE, TRUE, Outcome, Tri, all_of, any_of, at_least, not_, unknown
 from engine.evaluate.plan import Plan
 from engine.evaluate.values import normalize
 
@@ -23,6 +23,8 @@ def evaluate_condition(cond: Any, sheet: FactSheet, params: Mapping[str, Any],
         return not_(evaluate_condition(cond.not_, sheet, params, results))
     if isinstance(cond, RuleRef):
         return results[cond.rule]
+    if isinstance(cond, AtLeast):
+        return at_least(cond.at_least, [evaluate_condition(c, sheet, params, results) for c in cond.of])
     assert isinstance(cond, Compare)
     return _compare(cond, sheet, params)
 
@@ -33,10 +35,12 @@ def _compare(c: Compare, sheet: FactSheet, params: Mapping[str, Any]) -> Tri:
         left = normalize(params[c.param])
     else:
         present = c.fact in sheet.values
-        if op == "exists":
-            return TRUE if present else FALSE
-        if op == "missing":
-            return FALSE if present else TRUE
+        if op in ("exists", "missing"):
+            if present:
+                return TRUE if op == "exists" else FALSE
+            if c.fact in sheet.unknown:  # a computed fact that may or may not have a value
+                return unknown(sheet.missing_roots(c.fact))
+            return FALSE if op == "exists" else TRUE
         ref = c.operand if isinstance(c.operand, FactRef) else None
         if not present or (ref is not None and ref.fact not in sheet.values):
             # name every fact the comparison still needs, on both sides

@@ -9,10 +9,11 @@ from typing import Any, Mapping, Protocol
 
 from engine.errors import EvaluationError, InputError
 from engine.rules.load import Pack, Registry
-from engine.evaluate.decide import DecisionResult, decide
+from engine.rules.model import OutputOf
+from engine.evaluate.decide import DecisionResult, Undecided, decide
 from engine.evaluate.facts import FactSheet, add_derived
 from engine.evaluate.logic import FALSE, OUTCOME_TEXT, TRUE, Outcome, Tri
-from engine.evaluate.plan import Plan
+from engine.evaluate.plan import TRANSITION, Plan
 from engine.evaluate.reference import evaluate_condition
 from engine.evaluate.values import normalize, to_json
 
@@ -54,11 +55,13 @@ class PackResult:
     rows: dict[str, RuleResult]
     decisions: dict[str, DecisionResult]
     evaluator: str
+    transitions: dict[str, RuleResult] = field(default_factory=dict)   # course transitions, by id
     row_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # decision id -> row keys
 
     def trace(self) -> list[dict[str, Any]]:
         """Every rule's outcome with the values it read, plus the decision-table rows that
-        decided (met) or held a decision open (unknown), as recorded in the audit trail."""
+        decided (met) or held a decision open (unknown), and the course transitions that moved
+        or could have moved state, as recorded in the audit trail."""
         rows = list(self.rules.values())
         for d in self.decisions.values():
             keys = self.row_keys.get(d.id, ())
@@ -66,6 +69,7 @@ class PackResult:
                 r = self.rows.get(keys[j] if j < len(keys) else f"{d.id}#{j}")
                 if r is not None:
                     rows.append(r)
+        rows += [r for r in self.transitions.values() if r.outcome is not Outcome.NOT_MET]
         pid = self.pack["id"]
         out = []
         for r in rows:  # RuleResult.to_dict with the pack first, built once (runs ~200x per subject)
@@ -152,19 +156,54 @@ _NO = object()
 
 
 def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None = None,
-                  evaluator: Evaluator | None = None) -> tuple[PackResult, FactSheet]:
-    """Evaluate one pack; returns its result and the sheet extended with its decision outputs."""
+                  evaluator: Evaluator | None = None, timeline: Any = None,
+                  elements: Any = None) -> tuple[PackResult, FactSheet]:
+    """Evaluate one pack; returns its result and the sheet extended with its collections' aggregates,
+    derived facts and decision outputs. With a `timeline`, the pack's collections are computed from
+    it (facts the sheet already holds are kept: a test may state an aggregate directly); a pack with
+    a course is folded by engine.evaluate.course.run_course, which calls this once per item."""
     evaluator = evaluator or default_evaluator()
     params = resolve_params(pack, params)
     sheet = sheet.copy()
-    add_derived(sheet, pack.manifest.derived, params)
-    plan: Plan = pack.plan
+    m = pack.manifest
+    if m.collections and timeline is not None:
+        from engine.evaluate.collections import ElementEvaluator, compute_collections
+        own = elements is None
+        elements = elements or ElementEvaluator(pack, params, evaluator)
+        try:
+            given = [a.name for c in m.collections for a in c.facts if a.name in sheet.values]
+            compute_collections(list(m.collections), pack.timeline["order"], sheet, timeline, params, elements,
+                                computed_facts(pack), given)
+        finally:
+            if own:
+                elements.close()
+    add_derived(sheet, m.derived, params)
+    rules, rows, transitions, decisions = run_plan(pack, pack.plan, "main", sheet, params, evaluator)
+    ordered = {r: rules[r] for r in pack.rule_ids}
+    ordered_dec = {d: decisions[d] for d in pack.decision_ids}
+    return PackResult(pack.identity(), params, ordered, rows, ordered_dec, evaluator.name, transitions,
+                      pack.plan.row_keys), sheet
+
+
+def computed_facts(pack: Pack, scope: str = "main") -> set[str]:
+    """State variables and aggregates: an anchor among them without a value leaves its bound open."""
+    known = pack.known if scope == "main" else pack.timeline.get("course_known", {})
+    return {n for n, info in known.items() if getattr(info, "computed", False)}
+
+
+def run_plan(pack: Pack, plan: Plan, scope: str, sheet: FactSheet, params: Mapping[str, Any],
+             evaluator: Evaluator) -> tuple[dict[str, RuleResult], dict[str, RuleResult], dict[str, RuleResult],
+                                            dict[str, DecisionResult]]:
+    """Evaluate one plan stratum by stratum (the sheet grows with decision outputs): rule results,
+    row results, transition results (by transition id) and decision results."""
     results: dict[str, Tri] = {}
     rule_results: dict[str, RuleResult] = {}
     row_results: dict[str, RuleResult] = {}
+    transitions: dict[str, RuleResult] = {}
     dec_results: dict[str, DecisionResult] = {}
     as_json: dict[str, Any] = {}
-    session = evaluator.session(plan, pack.identity(), params, pack.file)
+    resolve = _resolver(sheet)
+    session = evaluator.session(plan, pack.plan_identity(scope), params, pack.file)
     try:
         for k, stratum in enumerate(plan.strata):
             fired = session.evaluate(k, sheet, results)
@@ -179,22 +218,41 @@ def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None
                 else:
                     missing = []
                 results[ev.key] = tri
+                if ev.transition:
+                    tid = ev.key[len(TRANSITION):]
+                    transitions[tid] = RuleResult(tid, tri.outcome, missing, _inputs(ev, sheet.values, results, as_json))
+                    continue
                 rr = RuleResult(ev.key, tri.outcome, missing, _inputs(ev, sheet.values, results, as_json))
                 (row_results if ev.decision else rule_results)[ev.key] = rr
             for dec in plan.decisions_after[k]:
-                res = decide(dec, [results[k] for k in dec.row_keys])
+                res = decide(dec, [results[k] for k in dec.row_keys], resolve)
                 dec_results[dec.id] = res
                 _publish(pack.id, dec.id, res, sheet)
     finally:
         session.close()
-    ordered = {r: rule_results[r] for r in pack.rule_ids}
-    ordered_dec = {d: dec_results[d] for d in pack.decision_ids}
-    return PackResult(pack.identity(), params, ordered, row_results, ordered_dec, evaluator.name,
-                      plan.row_keys), sheet
+    return rule_results, row_results, transitions, dec_results
+
+
+def _resolver(sheet: FactSheet) -> Any:
+    """Output fields copied from facts (`{fact: ...}`): the value, None when decidedly absent, or
+    Undecided (with the missing facts) when unknown."""
+    def value_of(name: str) -> Any:
+        if name in sheet.values:
+            return sheet.values[name]
+        if name in sheet.unknown:
+            return Undecided(tuple(sheet.missing_roots(name)))
+        return None
+
+    def resolve(then: Any) -> Any:
+        if isinstance(then, dict) and any(isinstance(v, OutputOf) for v in then.values()):
+            return {k: value_of(v.fact) if isinstance(v, OutputOf) else v for k, v in then.items()}
+        return then
+    return resolve
 
 
 def _publish(pack_id: str, dec_id: str, res: DecisionResult, sheet: FactSheet) -> None:
-    """Decision outputs become facts; an undecided output is missing, because of the decision's missing facts."""
+    """Decision outputs become facts. An undecided output is unknown (because of the decision's
+    missing facts); a decided null is absent."""
     if res.hit_policy == "collect":
         return
     base = f"{pack_id}.{dec_id}"
@@ -203,15 +261,21 @@ def _publish(pack_id: str, dec_id: str, res: DecisionResult, sheet: FactSheet) -
         keys = set().union(*shapes)
         for k in keys:
             name = f"{base}.{k}"
-            if k in res.fields and res.fields[k] is not None:
-                sheet.values[name] = _norm(res.fields[k])
+            if k in res.fields:
+                if res.fields[k] is not None:
+                    sheet.values[name] = _norm(res.fields[k])
+                else:
+                    sheet.mark_absent(name, [base])
             else:
-                sheet.missing_because[name] = res.missing or [base]
+                sheet.mark_unknown(name, res.missing or [base])
         return
-    if res.status == "decided" and res.value is not None:
-        sheet.values[base] = _norm(res.value)
+    if res.status == "decided":
+        if res.value is not None:
+            sheet.values[base] = _norm(res.value)
+        else:
+            sheet.mark_absent(base, [base])
     else:
-        sheet.missing_because[base] = res.missing or [base]
+        sheet.mark_unknown(base, res.missing or [base])
 
 
 _norm = normalize
@@ -219,10 +283,17 @@ _norm = normalize
 
 def evaluate_chain(registry: Registry, pack_id: str, sheet: FactSheet,
                    params: Mapping[str, Mapping[str, Any]] | None = None,
-                   evaluator: Evaluator | None = None) -> tuple[dict[str, PackResult], FactSheet]:
-    """Evaluate a pack after everything it depends on; results by pack id, dependencies first."""
+                   evaluator: Evaluator | None = None, timeline: Any = None) -> tuple[dict[str, PackResult], FactSheet]:
+    """Evaluate a pack after everything it depends on; results by pack id, dependencies first. A
+    pack with a course is folded over the timeline and its course outputs published."""
     evaluator = evaluator or default_evaluator()
     out: dict[str, PackResult] = {}
     for pack in registry.chain(pack_id):
-        out[pack.id], sheet = evaluate_pack(pack, sheet, (params or {}).get(pack.id), evaluator)
+        p = (params or {}).get(pack.id)
+        if pack.manifest.course is not None:
+            from engine.evaluate.course import run_course
+            course = run_course(pack, sheet, timeline, p, evaluator)
+            out[pack.id], sheet = course.final, course.final_sheet
+        else:
+            out[pack.id], sheet = evaluate_pack(pack, sheet, p, evaluator, timeline)
     return out, sheet

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.rules.load import Pack
-from engine.rules.model import AllOf, AnyOf, Compare, Decision, FactRef, NotOf, ParamRef, Rule, RuleRef
+from engine.rules.model import AllOf, AnyOf, AtLeast, Compare, Decision, FactRef, NotOf, ParamRef, Rule, RuleRef
 
 WORDS = {"eq": "is", "ne": "is not", "lt": "is less than", "lte": "is at most",
          "gt": "is greater than", "gte": "is at least"}
@@ -35,6 +35,8 @@ def condition_words(cond: Any, pack: Pack, depth: int = 0) -> list[str]:
         return [pad + "ANY of:"] + [l for c in cond.any for l in condition_words(c, pack, depth + 1)]
     if isinstance(cond, NotOf):
         return [pad + "NOT:"] + condition_words(cond.not_, pack, depth + 1)
+    if isinstance(cond, AtLeast):
+        return [pad + f"AT LEAST {cond.at_least} of:"] + [l for c in cond.of for l in condition_words(c, pack, depth + 1)]
     if isinstance(cond, RuleRef):
         r = next((r for r in pack.manifest.rules if r.id == cond.rule), None)
         return [pad + f"rule {cond.rule} is met" + (f" ({r.title})" if r else "")]

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from engine.errors import PackError
 from engine.yamlio import safe_load_with_node
-from engine.rules.model import (AllOf, AnyOf, Compare, Decision, FactRef, FactType,
-                                Manifest, NotOf, PackTest, ParamRef, RuleRef, TestFile)
+from engine.rules.model import (AllOf, AnyOf, AtLeast, Compare, Decision, FactRef, FactType,
+                                Manifest, NotOf, OutputOf, PackTest, ParamRef, RuleRef, TestFile)
 
 PACK_FILE = "pack.yaml"
 TESTS_FILE = "tests.yaml"
@@ -37,6 +37,10 @@ class Pack:
     sha256: str
     lines: dict[tuple, int] = field(repr=False, default_factory=dict)
     plan: Any = field(repr=False, default=None)
+    course_plan: Any = field(repr=False, default=None)     # the course's rules and decisions (after the fold)
+    element_plan: Any = field(repr=False, default=None)    # the collections' per-element conditions
+    timeline: dict[str, Any] = field(repr=False, default_factory=dict)   # collection order, element fields, kinds
+    known: dict[str, Any] = field(repr=False, default_factory=dict)      # main-scope facts and their types
     _tests: list[PackTest] | None = field(repr=False, default=None)
 
     @property
@@ -57,6 +61,11 @@ class Pack:
 
     def identity(self) -> dict[str, str]:
         return {"id": self.id, "version": self.version, "sha256": self.sha256}
+
+    def plan_identity(self, scope: str) -> dict[str, str]:
+        """The identity a compiled plan is registered under (one ruleset per plan of a pack)."""
+        ident = self.identity()
+        return ident if scope == "main" else {**ident, "id": f"{self.id}/{scope}"}
 
     @cached_property
     def file(self) -> str:
@@ -243,6 +252,9 @@ def walk(cond: Any, path: tuple = ()) -> Iterator[tuple[Any, tuple]]:
             yield from walk(c, path + ("any", i))
     elif isinstance(cond, NotOf):
         yield from walk(cond.not_, path + ("not",))
+    elif isinstance(cond, AtLeast):
+        for i, c in enumerate(cond.of):
+            yield from walk(c, path + ("of", i))
 
 
 def facts_read(cond: Any) -> list[str]:
@@ -272,7 +284,11 @@ def decision_output_names(pack_id: str, dec: Decision) -> dict[str, str]:
     for v in values:
         if isinstance(v, dict):
             for k, fv in v.items():
-                outs[f"{pack_id}.{dec.id}.{k}"] = type(fv).__name__ if fv is not None else outs.get(f"{pack_id}.{dec.id}.{k}", "NoneType")
+                name = f"{pack_id}.{dec.id}.{k}"
+                if isinstance(fv, OutputOf):
+                    outs[name] = "fact:" + fv.fact
+                else:
+                    outs[name] = type(fv).__name__ if fv is not None else outs.get(name, "NoneType")
         else:
             outs[f"{pack_id}.{dec.id}"] = type(v).__name__
     return outs
@@ -292,106 +308,106 @@ def pack_from_data(data: dict[str, Any], folder: str | Path = "<memory>") -> Pac
 
 
 def check_references(pack: Pack) -> None:
+    from engine.rules.scopes import (FactInfo, check_condition, check_course_after, check_output_refs,
+                                     check_timeline_constructs, _output_info)
     m = pack.manifest
     pfile = str(pack.path / PACK_FILE)
 
-    def fail(msg: str, *path: Any) -> None:
-        raise PackError(msg, file=pfile, line=pack.line_of(*path), key=".".join(map(str, path)))
+    def fail(msg: str, *path: Any, expected: str | None = None) -> None:
+        raise PackError(msg, file=pfile, line=pack.line_of(*path), key=".".join(map(str, path)), expected=expected)
 
-    declared = {f.name: f for f in m.facts}
+    declared = {f.name: FactInfo(f.type, tuple(f.values) if f.values else None) for f in m.facts}
     params = {p.name: p for p in m.parameters}
     for i, p in enumerate(m.parameters):
         if p.choices is not None and p.value not in p.choices:
             fail(f"parameter {p.name!r} value {p.value!r} is not one of its choices {p.choices}", "parameters", i, "value")
-    derived_names: list[str] = []
     dep_prefixes = tuple(d.pack + "." for d in m.depends_on)
-    for i, d in enumerate(m.derived):
-        if d.name in declared or d.name in derived_names:
-            fail(f"derived fact {d.name!r} is declared twice", "derived", i, "name")
-        args = [d.args.fact] if d.op == "lookup" else list(d.args)
-        for a in args:
-            if isinstance(a, str) and a not in declared and a not in derived_names and not a.startswith(dep_prefixes):
-                fail(f"derived fact {d.name!r} reads {a!r}, which is neither a declared fact nor an earlier derived fact", "derived", i)
-            if isinstance(a, ParamRef) and a.param not in params:
-                fail(f"unknown parameter {a.param!r}", "derived", i)
-        derived_names.append(d.name)
-    own_outputs: dict[str, str] = {}
-    for d in m.decisions:
-        own_outputs.update(decision_output_names(m.id, d))
     rule_ids = {r.id for r in m.rules}
     dec_ids = [d.id for d in m.decisions]
     if len(set(dec_ids)) != len(dec_ids):
         fail("duplicate decision id", "decisions")
-    known = set(declared) | set(derived_names) | set(own_outputs)
-
-    def check_cond(cond: Any, base: tuple) -> None:
-        for node, path in walk(cond, base):
-            if isinstance(node, RuleRef) and node.rule not in rule_ids:
-                fail(f"reference to unknown rule {node.rule!r}", *path, "rule")
-            if not isinstance(node, Compare):
-                continue
-            if node.param is not None and node.param not in params:
-                fail(f"unknown parameter {node.param!r}", *path, "param")
-            for name in facts_read(node):
-                if name not in known and not name.startswith(dep_prefixes):
-                    fail(f"reads undeclared fact {name!r} (declare it under facts:, derived: or as a decision output)", *path)
-            ops = node.operand if node.op == "between" else [node.operand]
-            for o in ops if node.op != "in" else []:
-                if isinstance(o, ParamRef) and o.param not in params:
-                    fail(f"unknown parameter {o.param!r}", *path, node.op)
-                if isinstance(o, FactRef) and isinstance(o.times, ParamRef) and o.times.param not in params:
-                    fail(f"unknown parameter {o.times.param!r}", *path, node.op)
-            decl = declared.get(node.fact) if node.fact else None
-            if decl is not None:
-                if node.op in ("lt", "lte", "gt", "gte", "between") and decl.type in (FactType.string, FactType.boolean):
-                    fail(f"'{node.op}' needs a number or date; {decl.name!r} is {decl.type.value}", *path, node.op)
-                if decl.values is not None:
-                    lits = node.operand if node.op == "in" else ([node.operand] if node.op in ("eq", "ne") else [])
-                    for lit in lits:
-                        if isinstance(lit, str) and lit not in decl.values:
-                            fail(f"{lit!r} is not an allowed value of {decl.name!r} ({', '.join(decl.values)})", *path, node.op)
-
+    # events, collections, the course's state and items: known before derived facts and rules
+    known: dict[str, FactInfo] = dict(declared)
+    timeline = check_timeline_constructs(pack, known, params, rule_ids, dep_prefixes, fail)
+    for i, d in enumerate(m.derived):
+        if d.name in known:
+            fail(f"derived fact {d.name!r} is declared twice", "derived", i, "name")
+        args = [d.args.fact] if d.op == "lookup" else list(d.args)
+        for a in args:
+            if isinstance(a, str) and a not in known and not a.startswith(dep_prefixes):
+                fail(f"derived fact {d.name!r} reads {a!r}, which is neither a declared fact nor an earlier derived fact", "derived", i)
+            if isinstance(a, ParamRef) and a.param not in params:
+                fail(f"unknown parameter {a.param!r}", "derived", i)
+        known[d.name] = FactInfo(None if d.op == "first_present" else FactType.number)
+    for d in m.decisions:
+        for name, t in decision_output_names(m.id, d).items():
+            known[name] = _output_info(t, known)
     for i, r in enumerate(m.rules):
-        check_cond(r.when, ("rules", i, "when"))
+        check_condition(r.when, ("rules", i, "when"), known, params, rule_ids, dep_prefixes, fail)
     for i, d in enumerate(m.decisions):
         for j, row in enumerate(d.rows):
-            check_cond(row.when, ("decisions", i, "rows", j, "when"))
+            check_condition(row.when, ("decisions", i, "rows", j, "when"), known, params, rule_ids, dep_prefixes, fail)
+        check_output_refs(d, known, dep_prefixes, fail, ("decisions", i))
+    if m.course is not None:
+        check_course_after(pack, known, declared, params, rule_ids, dep_prefixes, timeline["kinds"], fail, timeline)
+    pack.timeline = timeline
+    pack.known = known
     # cycles among rules / decisions are found when the evaluation plan is built
-    from engine.evaluate.plan import build_plan  # local import: plan depends on this module
+    from engine.evaluate.plan import build_course_plan, build_element_plan, build_plan  # plan depends on this module
     pack.plan = build_plan(pack)
+    pack.course_plan = build_course_plan(pack)
+    pack.element_plan = build_element_plan(pack, timeline["element_fields"])
 
 
 def check_test_references(pack: Pack, tests: list[PackTest]) -> None:
-    """Embedded tests name only rules, decisions, facts and parameters the pack has."""
+    """Embedded tests name only rules, decisions, facts, parameters and event kinds the pack has."""
     m = pack.manifest
-    declared = {f.name for f in m.facts}
+    known, timeline = pack.known, pack.timeline
     params = {p.name for p in m.parameters}
     rule_ids = {r.id for r in m.rules}
-    dec_ids = [d.id for d in m.decisions]
     dep_prefixes = tuple(d.pack + "." for d in m.depends_on)
+    dec_ids = {d.id for d in m.decisions}
+    course_dec_ids = {d.id for d in m.course.decisions} if m.course else set()
+    course_rule_ids = {r.id for r in m.course.rules} if m.course else set()
+    derived = {d.name for d in m.derived}
+    givable = {n for n in known if n not in derived and not n.startswith(m.id + ".")}
+    kinds = timeline["kinds"]
+    tfile = str(pack.path / TESTS_FILE)
     for i, t in enumerate(tests):
-        tfile = str(pack.path / TESTS_FILE)
+        course_run = m.course is not None and t.events is not None
         for rid in t.expect.rules:
-            if rid not in rule_ids:
+            if rid not in rule_ids and not (course_run and rid in course_rule_ids):
                 raise PackError(f"test {t.name!r} expects unknown rule {rid!r}", file=tfile, key=f"tests.{i}.expect.rules")
         for did in t.expect.decisions:
-            if did not in dec_ids:
+            if did not in dec_ids and not (course_run and did in course_dec_ids):
                 raise PackError(f"test {t.name!r} expects unknown decision {did!r}", file=tfile, key=f"tests.{i}.expect.decisions")
         for name in t.given:
-            if name not in declared and not name.startswith(dep_prefixes):
+            if name not in givable and not name.startswith(dep_prefixes):
                 raise PackError(f"test {t.name!r} gives undeclared fact {name!r}", file=tfile, key=f"tests.{i}.given")
         for name in t.parameters:
             if name not in params:
                 raise PackError(f"test {t.name!r} sets unknown parameter {name!r}", file=tfile, key=f"tests.{i}.parameters")
+        for j, ev in enumerate(t.events or []):
+            if ev.kind not in kinds:
+                raise PackError(f"test {t.name!r} gives an event of undeclared kind {ev.kind!r}", file=tfile,
+                                key=f"tests.{i}.events.{j}.kind")
+            for name in ev.fields:
+                if name not in kinds[ev.kind]:
+                    raise PackError(f"test {t.name!r} gives field {name!r}, not declared for kind {ev.kind!r}",
+                                    file=tfile, key=f"tests.{i}.events.{j}.fields")
+        if (t.expect.items or t.expect.state) and not course_run:
+            raise PackError(f"test {t.name!r} expects course items or state but gives no events (or the pack "
+                            f"has no course)", file=tfile, key=f"tests.{i}.expect")
 
 
 def check_dependency_facts(pack: Pack, reg: Registry) -> None:
-    """A fact `<dep>.<decision>[.field]` must be an output of that dependency."""
+    """A fact `<dep>.<decision>[.field]` must be an output of that dependency (its decisions, or its
+    course's decisions)."""
     m = pack.manifest
     outputs: dict[str, str] = {}
     for dep in m.depends_on:
         dp = reg.packs[dep.pack]
-        for d in dp.manifest.decisions:
+        for d in list(dp.manifest.decisions) + (list(dp.manifest.course.decisions) if dp.manifest.course else []):
             outputs.update(decision_output_names(dp.id, d))
     prefixes = tuple(d.pack + "." for d in m.depends_on)
     names: list[tuple[str, tuple]] = []
@@ -400,6 +416,14 @@ def check_dependency_facts(pack: Pack, reg: Registry) -> None:
     for i, d in enumerate(m.decisions):
         for j, row in enumerate(d.rows):
             names += [(n, ("decisions", i, "rows", j)) for n in facts_read(row.when)]
+    if m.course is not None:
+        for i, t in enumerate(m.course.transitions):
+            names += [(n, ("course", "transitions", i)) for n in facts_read(t.when)]
+        for i, r in enumerate(m.course.rules):
+            names += [(n, ("course", "rules", i)) for n in facts_read(r.when)]
+        for i, d in enumerate(m.course.decisions):
+            for j, row in enumerate(d.rows):
+                names += [(n, ("course", "decisions", i, "rows", j)) for n in facts_read(row.when)]
     for n, path in names:
         if n.startswith(prefixes) and n not in outputs:
             raise PackError(f"reads {n!r}, which is not an output of the dependency",

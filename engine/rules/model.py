@@ -108,14 +108,27 @@ class NotOf(Strict):
     not_: "Condition" = Field(alias="not")
 
 
+class AtLeast(Strict):
+    """At least k of the listed conditions hold (three-valued: met when k are met, not met when
+    fewer than k can still be met, else unknown), e.g. two of the four laboratory criteria."""
+    at_least: int = Field(ge=1)
+    of: list["Condition"] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _k_at_most_n(self) -> "AtLeast":
+        if self.at_least > len(self.of):
+            raise ValueError(f"at_least {self.at_least} of {len(self.of)} conditions can never hold")
+        return self
+
+
 def _condition_tag(v: Any) -> str:
     if isinstance(v, dict):
-        for key in ("all", "any", "not", "rule"):
+        for key in ("all", "any", "not", "rule", "at_least"):
             if key in v:
                 return key
         return "compare"
     if isinstance(v, BaseModel):
-        return {AllOf: "all", AnyOf: "any", NotOf: "not", RuleRef: "rule"}.get(type(v), "compare")
+        return {AllOf: "all", AnyOf: "any", NotOf: "not", RuleRef: "rule", AtLeast: "at_least"}.get(type(v), "compare")
     return "compare"
 
 
@@ -125,6 +138,7 @@ Condition = Annotated[
         Annotated[AnyOf, Tag("any")],
         Annotated[NotOf, Tag("not")],
         Annotated[RuleRef, Tag("rule")],
+        Annotated[AtLeast, Tag("at_least")],
         Annotated[Compare, Tag("compare")],
     ],
     Discriminator(_condition_tag),
@@ -230,6 +244,15 @@ class Rule(Strict):
     message: str = Field(default="", description="what to tell the user when the rule is met (advisories)")
 
 
+class OutputOf(Strict):
+    """An output field copied from a fact when the row decides: `date: {fact: state.relapse_date}`.
+    An unknown fact leaves the field undecided (with its missing facts); an absent one gives null."""
+    fact: str = Field(pattern=FACT_RE)
+
+
+OutputValue = Union[str, bool, int, float, None, OutputOf]
+
+
 class DecisionRow(Strict):
     """One row of a decision table. `id` (unique in its decision) names the row in traces, diffs and
     `rules explain PACK DECISION#ID`, so a reordered table keeps its names; `title` is the one-line
@@ -237,7 +260,7 @@ class DecisionRow(Strict):
     id: str | None = Field(default=None, pattern=ID_RE, description="stable row id, unique within the decision")
     title: str = Field(default="", description="one-line reason a physician can read, shown with the outcome")
     when: Condition
-    then: Union[str, bool, int, float, dict[str, Union[str, bool, int, float, None]]]
+    then: Union[str, bool, int, float, dict[str, OutputValue]]
     note: str = ""
 
 
@@ -253,7 +276,7 @@ class Decision(Strict):
     title: str = ""
     hit_policy: HitPolicy
     rows: list[DecisionRow] = Field(min_length=1)
-    default: Union[str, bool, int, float, dict[str, Union[str, bool, int, float, None]], None] = Field(
+    default: Union[str, bool, int, float, dict[str, OutputValue], None] = Field(
         default=None, description="output when every row is decided not met")
     complete: bool = Field(
         default=False, description="the rows cover every case (DMN completeness): 'no row matches' is "
@@ -278,6 +301,209 @@ class Decision(Strict):
         return tuple(f"{self.id}#{r.id if r.id is not None else j}" for j, r in enumerate(self.rows))
 
 
+# --- events, collections and the course -----------------------------------------------------------
+
+class EventKind(Strict):
+    """A kind of dated event of the subject's timeline that the pack reads (marrow assessment, blood
+    sample, cycle, transplant, death, ...) and the fields it reads of it. Every event also has
+    `event.date`, `event.id` and `event.kind`."""
+    kind: str = Field(pattern=ID_RE)
+    description: str = ""
+    fields: list[FactDecl] = []
+
+
+class DaysFrom(Strict):
+    """A window bound N days from a date fact: `{fact: item.date, days: -28}`."""
+    fact: str = Field(pattern=FACT_RE)
+    days: Union[int, ParamRef] = 0
+
+
+Anchor = Union[str, DaysFrom]
+
+
+class Window(Strict):
+    """Bounds on an event's date relative to date facts (anchors). An anchor that is a state
+    variable or an aggregate with no value leaves its bound open; any other anchor that is not
+    recorded makes the bound unknown; an unknown anchor makes it unknown."""
+    after: Anchor | None = None
+    on_or_after: Anchor | None = None
+    before: Anchor | None = None
+    on_or_before: Anchor | None = None
+
+    def bounds(self) -> list[tuple[str, "Anchor"]]:
+        return [(k, getattr(self, k)) for k in WINDOW_BOUNDS if getattr(self, k) is not None]
+
+
+WINDOW_BOUNDS = ("after", "on_or_after", "before", "on_or_before")
+AGGREGATE_OPS = ("count", "any", "all", "none", "first", "last", "min", "max", "span_days",
+                 "consecutive", "at_max")
+
+
+class Aggregate(Strict):
+    """A fact computed over a collection's members (three-valued; see docs/rule-language.md).
+
+    Exactly one operation. `count`, `span_days` and `consecutive` give an integer, or with a
+    comparison (`gte: 2`) a boolean decided as soon as every possible completion agrees;
+    `any`/`all`/`none` give a boolean; `first`/`last`/`min`/`max` give a field's value;
+    `at_max` gives the `take` field of the member with the highest `at_max` field (earliest on ties).
+    """
+    name: str = Field(pattern=FACT_RE)
+    description: str = ""
+    count: Union[Literal[True], "Condition", None] = None
+    any_: Union[Literal[True], "Condition", None] = Field(default=None, alias="any")
+    all_: Union["Condition", None] = Field(default=None, alias="all")
+    none: Union[Literal[True], "Condition", None] = None
+    first: str | None = Field(default=None, pattern=FACT_RE)
+    last: str | None = Field(default=None, pattern=FACT_RE)
+    min_: str | None = Field(default=None, pattern=FACT_RE, alias="min")
+    max_: str | None = Field(default=None, pattern=FACT_RE, alias="max")
+    span_days: Literal[True] | None = None
+    consecutive: Union["Condition", None] = None
+    run: Literal["latest", "longest"] = "latest"
+    at_max: str | None = Field(default=None, pattern=FACT_RE)
+    take: str | None = Field(default=None, pattern=FACT_RE)
+    eq: Union[int, ParamRef, None] = None
+    ne: Union[int, ParamRef, None] = None
+    lt: Union[int, ParamRef, None] = None
+    lte: Union[int, ParamRef, None] = None
+    gt: Union[int, ParamRef, None] = None
+    gte: Union[int, ParamRef, None] = None
+
+    @model_validator(mode="after")
+    def _one_operation(self) -> "Aggregate":
+        ops = [k for k in AGGREGATE_OPS if getattr(self, AGGREGATE_ATTR.get(k, k)) is not None]
+        if len(ops) != 1:
+            raise ValueError(f"an aggregate needs exactly one operation of {', '.join(AGGREGATE_OPS)}; got {ops or 'none'}")
+        cmps = [c for c in COMPARATORS if getattr(self, c) is not None]
+        if len(cmps) > 1:
+            raise ValueError(f"an aggregate takes at most one comparison; got {cmps}")
+        if cmps and ops[0] not in ("count", "span_days", "consecutive"):
+            raise ValueError(f"a comparison applies to count, span_days or consecutive, not {ops[0]}")
+        if (ops[0] == "at_max") != (self.take is not None):
+            raise ValueError("'take' goes with 'at_max' (the field to report of the member with the highest value)")
+        return self
+
+    @cached_property
+    def op(self) -> str:
+        return next(k for k in AGGREGATE_OPS if getattr(self, AGGREGATE_ATTR.get(k, k)) is not None)
+
+    @cached_property
+    def arg(self) -> Any:
+        return getattr(self, AGGREGATE_ATTR.get(self.op, self.op))
+
+    @cached_property
+    def comparison(self) -> tuple[str, Any] | None:
+        for c in COMPARATORS:
+            if getattr(self, c) is not None:
+                return c, getattr(self, c)
+        return None
+
+    @cached_property
+    def condition(self) -> Any:
+        """The per-element condition this aggregate evaluates (None: membership alone)."""
+        arg = self.arg
+        return arg if isinstance(arg, BaseModel) else None
+
+    @cached_property
+    def field(self) -> str | None:
+        """The element field a value aggregate reads."""
+        return self.arg if isinstance(self.arg, str) else None
+
+
+AGGREGATE_ATTR = {"any": "any_", "all": "all_", "min": "min_", "max": "max_"}
+
+
+class Collection(Strict):
+    """A named collection of the subject's dated events: the kinds, a per-element condition
+    (`where`, three-valued: inside it the kinds' fields and `event.*` are the element's, every
+    other fact is the enclosing sheet's) and a window; its aggregates become facts."""
+    id: str = Field(pattern=ID_RE)
+    title: str = Field(min_length=1)
+    description: str = ""
+    events: list[str] = Field(min_length=1)
+    where: "Condition | None" = None
+    window: Window | None = None
+    assume_complete: bool = Field(default=False, description=(
+        "treat the recorded events of these kinds as all there are even where the record does not "
+        "say its listing is complete (say why in the description)"))
+    facts: list[Aggregate] = Field(min_length=1)
+
+
+class StateType(str, Enum):
+    boolean = "boolean"
+    integer = "integer"
+    number = "number"
+    string = "string"
+    date = "date"
+    pending = "pending"
+
+
+class StateVar(Strict):
+    """A named value the course carries from one item to the next; read as `state.<name>`.
+
+    Without `initial` it starts unset. A `pending` variable is an open question (e.g. a relapse
+    awaiting confirmation): `state.<name>` is the date it was opened while open; it names what
+    resolves it and is closed as confirmed or refuted by a later item."""
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    type: StateType
+    initial: Union[bool, int, float, str, dt.date, None] = None
+    values: list[str] | None = None
+    description: str = ""
+    output: bool = Field(default=False, description="report its final value in the course outcome")
+    source: Source | None = None
+
+
+class AddTo(Strict):
+    """A counter step: the current value plus `add`."""
+    add: Union[int, float, ParamRef]
+
+
+class OpenPending(Strict):
+    """Open a pending question, dated at the item, naming what resolves it."""
+    open: str = Field(min_length=1)
+
+
+class ClosePending(Strict):
+    """Close a pending question as confirmed or refuted."""
+    close: Literal["confirmed", "refuted"]
+
+
+Assignment = Union[bool, int, float, str, dt.date, None, OutputOf, AddTo, OpenPending, ClosePending]
+
+
+class Transition(Strict):
+    """A guarded row of the course: when its condition holds for an item, it sets state.
+
+    Every transition reads the state as it was before the item. For each variable, the first
+    transition (in listed order) that is met and sets it decides its new value; an earlier
+    unknown one makes the value unknown unless the candidates agree; none met keeps it."""
+    id: str = Field(pattern=ID_RE)
+    title: str = Field(min_length=1)
+    source: Source
+    when: "Condition"
+    set: dict[str, Assignment] = Field(min_length=1)
+
+
+class CourseItems(Strict):
+    """What the course folds over, in date order (ties: the order of `events`, then content)."""
+    events: list[str] = Field(min_length=1)
+    where: "Condition | None" = None
+    window: Window | None = None
+
+
+class Course(Strict):
+    """The patient's course as data: a fold over the items with named state and transitions, then
+    the course's own collections (over `result` events: each folded item with its facts and
+    decision outputs), derived facts, rules and decisions, evaluated once after the fold."""
+    items: CourseItems
+    state: list[StateVar] = []
+    transitions: list[Transition] = []
+    collections: list[Collection] = []
+    derived: list[Derived] = []
+    rules: list[Rule] = []
+    decisions: list[Decision] = []
+
+
 class Dependency(Strict):
     pack: str = Field(pattern=ID_RE)
     version: str = Field(default="*", description="'*' or an exact semver or 'MAJOR.x'")
@@ -296,6 +522,9 @@ class Manifest(Strict):
     derived: list[Derived] = []
     rules: list[Rule] = []
     decisions: list[Decision] = []
+    events: list[EventKind] = []
+    collections: list[Collection] = []
+    course: Course | None = None
 
     @field_validator("rules")
     @classmethod
@@ -308,16 +537,37 @@ class Manifest(Strict):
         return v
 
 
+class ItemExpect(Strict):
+    """What a course test expects of one folded item (by event id)."""
+    rules: dict[str, Literal["met", "not_met", "unknown"]] = {}
+    decisions: dict[str, Any] = {}
+    state: dict[str, Any] = Field(default={}, description="state after the item; 'unknown' for an unknown value")
+    missing: dict[str, list[str]] = {}
+
+
 class Expect(Strict):
     rules: dict[str, Literal["met", "not_met", "unknown"]] = {}
     decisions: dict[str, Any] = {}
     missing: dict[str, list[str]] = Field(default={}, description="rule or decision id -> exact missing facts")
+    facts: dict[str, Any] = Field(default={}, description="aggregate or derived facts: value, or 'unknown' / 'absent'")
+    items: dict[str, ItemExpect] = Field(default={}, description="course packs: per folded item (event id)")
+    state: dict[str, Any] = Field(default={}, description="course packs: the state after the last item")
+
+
+class TestEvent(Strict):
+    """One event of a test's timeline."""
+    kind: str = Field(pattern=ID_RE)
+    date: dt.date
+    id: str | None = None
+    fields: dict[str, Any] = {}
 
 
 class PackTest(Strict):
     name: str = Field(min_length=1)
     given: dict[str, Any] = {}
     parameters: dict[str, Any] = {}
+    events: list[TestEvent] | None = Field(default=None, description=(
+        "a timeline: collections are computed from it and, in a pack with a course, the course is run"))
     expect: Expect
 
 
@@ -327,3 +577,4 @@ class TestFile(Strict):
 
 def is_semver(v: str) -> bool:
     return bool(re.match(SEMVER_RE, v))
+

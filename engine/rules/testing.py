@@ -12,7 +12,9 @@ from typing import Any
 from engine.errors import AdjudicatorError
 from engine.rules.load import Pack
 from engine.rules.model import PackTest
+from engine.evaluate.events import Event, Timeline
 from engine.evaluate.facts import FactSheet
+from engine.evaluate.values import to_json
 from engine.evaluate.logic import Outcome
 from engine.evaluate.reference import ReferenceEvaluator
 from engine.evaluate.run import PackResult, default_evaluator, evaluate_pack
@@ -75,47 +77,145 @@ def _check_decision(name: str, want: Any, got: PackResult) -> list[str]:
     return []
 
 
-def run_test(pack: Pack, t: PackTest, report: PackReport | None = None) -> list[str]:
-    """Problems of one test (empty when it passes)."""
-    sheet = FactSheet.of(t.given, {k: f"{pack.id}/tests.yaml#{t.name}" for k in t.given})
-    try:
-        got, _ = evaluate_pack(pack, sheet, t.parameters, default_evaluator())
-        ref, _ = evaluate_pack(pack, sheet, t.parameters, ReferenceEvaluator())
-    except AdjudicatorError as exc:
-        return [f"evaluation failed: {exc}"]
+def test_timeline(pack: Pack, t: PackTest) -> Timeline | None:
+    """A test's events as a timeline (ids: as given, else `<kind>@<date>#<n>`)."""
+    if t.events is None:
+        return None
+    src = f"{pack.id}/tests.yaml#{t.name}"
+    return Timeline([Event.of(e.kind, e.date, e.id or f"{e.kind}@{e.date.isoformat()}#{j}", e.fields,
+                              {k: src for k in e.fields}) for j, e in enumerate(t.events)])
+
+
+def _fact_state(sheet: FactSheet, name: str) -> Any:
+    if name in sheet.values:
+        return to_json(sheet.values[name])
+    return "unknown" if name in sheet.unknown else "absent"
+
+
+def _compare_results(got: PackResult, ref: PackResult, where: str, report: PackReport | None) -> list[str]:
     problems: list[str] = []
     for rid, r in got.rules.items():
         if ref.rules[rid].outcome is not r.outcome:
-            problems.append(f"rule {rid}: durable-rules says {r.outcome.value}, reference says {ref.rules[rid].outcome.value}")
+            problems.append(f"{where}rule {rid}: durable-rules says {r.outcome.value}, reference says {ref.rules[rid].outcome.value}")
         if report is not None:
             report.seen.setdefault(rid, set()).add(r.outcome.value)
+    for tid, r in got.transitions.items():
+        if ref.transitions[tid].outcome is not r.outcome:
+            problems.append(f"{where}transition {tid}: durable-rules says {r.outcome.value}, reference says "
+                            f"{ref.transitions[tid].outcome.value}")
+        if report is not None:
+            report.seen.setdefault("transition:" + tid, set()).add(r.outcome.value)
     if report is not None:
         for key, r in got.rows.items():
             report.rows_met[key] = report.rows_met.get(key, False) or r.outcome is Outcome.MET
     for did, d in got.decisions.items():
         if d.to_dict() != ref.decisions[did].to_dict():
-            problems.append(f"decision {did}: evaluators disagree ({d.to_dict()} vs {ref.decisions[did].to_dict()})")
-    for rid, want in t.expect.rules.items():
+            problems.append(f"{where}decision {did}: evaluators disagree ({d.to_dict()} vs {ref.decisions[did].to_dict()})")
+    return problems
+
+
+def _check_expect(got: PackResult, expect: Any, where: str) -> list[str]:
+    problems: list[str] = []
+    for rid, want in expect.rules.items():
+        if rid not in got.rules:
+            continue
         if got.rules[rid].outcome.value != want:
             extra = f" (missing {got.rules[rid].missing})" if got.rules[rid].missing else ""
-            problems.append(f"rule {rid}: {got.rules[rid].outcome.value}{extra}, expected {want}")
-    for did, want in t.expect.decisions.items():
-        problems += _check_decision(did, want, got)
-    for key, want in t.expect.missing.items():
+            problems.append(f"{where}rule {rid}: {got.rules[rid].outcome.value}{extra}, expected {want}")
+    for did, want in expect.decisions.items():
+        if did in got.decisions:
+            problems += [where + p for p in _check_decision(did, want, got)]
+    for key, want in expect.missing.items():
         have = got.rules[key].missing if key in got.rules else (
             got.decisions[key].missing if key in got.decisions else None)
         if have is None:
+            continue
+        if sorted(have) != sorted(want):
+            problems.append(f"{where}{key}: missing {sorted(have)}, expected {sorted(want)}")
+    return problems
+
+
+def _state_value(v: Any) -> Any:
+    j = v.to_json()
+    if isinstance(j, dict) and "unknown" in j:
+        return "unknown"
+    if isinstance(j, dict) and "open_since" in j:
+        return {"open_since": j["open_since"]}
+    return j
+
+
+def run_test(pack: Pack, t: PackTest, report: PackReport | None = None) -> list[str]:
+    """Problems of one test (empty when it passes)."""
+    sheet = FactSheet.of(t.given, {k: f"{pack.id}/tests.yaml#{t.name}" for k in t.given})
+    timeline = test_timeline(pack, t)
+    if pack.manifest.course is not None and timeline is not None:
+        return _run_course_test(pack, t, sheet, timeline, report)
+    try:
+        got, got_sheet = evaluate_pack(pack, sheet, t.parameters, default_evaluator(), timeline)
+        ref, ref_sheet = evaluate_pack(pack, sheet, t.parameters, ReferenceEvaluator(), timeline)
+    except AdjudicatorError as exc:
+        return [f"evaluation failed: {exc}"]
+    problems = _compare_results(got, ref, "", report)
+    problems += _check_expect(got, t.expect, "")
+    for key, want in t.expect.missing.items():
+        if key not in got.rules and key not in got.decisions:
             problems.append(f"missing: no rule or decision {key!r}")
-        elif sorted(have) != sorted(want):
-            problems.append(f"{key}: missing {sorted(have)}, expected {sorted(want)}")
+    for name, want in t.expect.facts.items():
+        have = _fact_state(got_sheet, name)
+        if have != want or _fact_state(ref_sheet, name) != have:
+            problems.append(f"fact {name}: {have!r} (reference {_fact_state(ref_sheet, name)!r}), expected {want!r}")
+    return problems
+
+
+def _run_course_test(pack: Pack, t: PackTest, sheet: FactSheet, timeline: Timeline,
+                     report: PackReport | None) -> list[str]:
+    from engine.evaluate.course import run_course
+    try:
+        got = run_course(pack, sheet, timeline, t.parameters, default_evaluator())
+        ref = run_course(pack, sheet, timeline, t.parameters, ReferenceEvaluator())
+    except AdjudicatorError as exc:
+        return [f"evaluation failed: {exc}"]
+    problems: list[str] = []
+    if [i.event.id for i in got.items] != [i.event.id for i in ref.items]:
+        return [f"the evaluators folded different items: {[i.event.id for i in got.items]} vs "
+                f"{[i.event.id for i in ref.items]}"]
+    for gi, ri in zip(got.items, ref.items):
+        where = f"item {gi.event.id}: "
+        problems += _compare_results(gi.result, ri.result, where, report)
+        if gi.state_json() != ri.state_json():
+            problems.append(f"{where}state differs between evaluators: {gi.state_json()} vs {ri.state_json()}")
+    problems += _compare_results(got.final, ref.final, "course: ", report)
+    items = {i.event.id: i for i in got.items}
+    for iid, want in t.expect.items.items():
+        if iid not in items:
+            problems.append(f"item {iid!r} was not folded (items: {', '.join(items) or 'none'})")
+            continue
+        it = items[iid]
+        problems += _check_expect(it.result, want, f"item {iid}: ")
+        for var, v in want.state.items():
+            have = _state_value(it.state[var]) if var in it.state else "<no such variable>"
+            if have != v:
+                problems.append(f"item {iid}: state {var} = {have!r}, expected {v!r}")
+    problems += _check_expect(got.final, t.expect, "course: ")
+    for var, v in t.expect.state.items():
+        have = _state_value(got.state[var]) if var in got.state else "<no such variable>"
+        if have != v:
+            problems.append(f"final state {var} = {have!r}, expected {v!r}")
+    for name, want in t.expect.facts.items():
+        have = _fact_state(got.final_sheet, name)
+        if have != want:
+            problems.append(f"fact {name}: {have!r}, expected {want!r}")
     return problems
 
 
 def run_pack_tests(pack: Pack) -> PackReport:
     report = PackReport(pack=pack.identity())
-    for r in pack.manifest.rules:
+    m = pack.manifest
+    for r in list(m.rules) + (list(m.course.rules) if m.course else []):
         report.seen[r.id] = set()
-    for d in pack.manifest.decisions:
+    for t in (m.course.transitions if m.course else []):
+        report.seen["transition:" + t.id] = set()
+    for d in list(m.decisions) + (list(m.course.decisions) if m.course else []):
         for key in d.row_keys:
             report.rows_met[key] = False
     for t in pack.tests:
@@ -124,8 +224,11 @@ def run_pack_tests(pack: Pack) -> PackReport:
         if problems:
             sheet = FactSheet.of(t.given)
             try:
-                got, _ = evaluate_pack(pack, sheet, t.parameters, default_evaluator())
-                trace = got.trace()
+                if m.course is not None and t.events is not None:
+                    trace = []
+                else:
+                    got, _ = evaluate_pack(pack, sheet, t.parameters, default_evaluator(), test_timeline(pack, t))
+                    trace = got.trace()
             except AdjudicatorError:
                 trace = []
             report.failures.append(Failure(t.name, problems, trace))

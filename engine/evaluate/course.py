@@ -1,0 +1,302 @@
+"""The course fold: a pack's `course:` section run over a subject's timeline.
+
+Generic: the items, state, transitions and outputs are the pack's. For each item, in date order,
+the item sheet holds the subject's facts, the item's fields (`item.id`, `item.kind`,
+`item.date` and the fields of its kind) and the state before the item (`state.<var>`); the pack
+is evaluated on it (collections, derived facts, rules, decisions and transition guards, by the
+evaluator in use); then every state variable takes its new value: the first transition (listed
+order) that is met and sets it decides; an earlier unknown one makes it unknown unless every
+candidate value agrees; none met keeps it. After the last item the course's own collections (over
+`result` events: the folded items with their facts and decision outputs), derived facts, rules
+and decisions are evaluated once: the course outputs.
+
+State values are three-valued: a value, unset, or unknown with the facts that would decide it.
+A `pending` variable is an open question dated at the item that opened it, naming what resolves
+it; a later item's transition closes it as confirmed or refuted, and the resolution is recorded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Mapping
+
+from engine.errors import EvaluationError
+from engine.rules.load import Pack
+from engine.rules.model import AddTo, ClosePending, OpenPending, OutputOf, ParamRef, StateType
+from engine.evaluate.decide import Undecided
+from engine.evaluate.collections import ElementEvaluator, compute_collections, in_window, window_test
+from engine.evaluate.events import Event, Timeline
+from engine.evaluate.facts import FactSheet, add_derived
+from engine.evaluate.logic import Outcome, all_of
+from engine.evaluate.plan import ITEMS
+from engine.evaluate.run import (Evaluator, PackResult, computed_facts, default_evaluator, evaluate_pack,
+                                 resolve_params, run_plan)
+from engine.evaluate.values import normalize, to_json
+
+RESULT = "result"
+
+
+@dataclass(frozen=True)
+class StateValue:
+    """One state variable's value: set (`value`), unset (`value` None), or unknown (`unknown`
+    names the facts that would decide it). A pending variable also says what resolves it."""
+    value: Any = None
+    unknown: tuple[str, ...] | None = None
+    resolves: str | None = None
+    opened_by: str | None = None
+
+    @property
+    def is_unknown(self) -> bool:
+        return self.unknown is not None
+
+    def to_json(self) -> Any:
+        if self.unknown is not None:
+            return {"unknown": list(self.unknown)}
+        if self.resolves is not None:
+            return {"open_since": to_json(self.value), "opened_by": self.opened_by, "resolves": self.resolves}
+        return to_json(self.value)
+
+
+@dataclass
+class ItemResult:
+    """One folded item: its evaluation, the state after it and what moved each variable."""
+    event: Event
+    result: PackResult
+    sheet: FactSheet
+    state: dict[str, StateValue]
+    moved: dict[str, str]                       # var -> transition id that set it, or "unknown: T1, T2"
+    resolved: list[dict[str, Any]] = field(default_factory=list)   # pending variables closed here
+
+    def state_json(self) -> dict[str, Any]:
+        return {k: v.to_json() for k, v in self.state.items()}
+
+    def pending(self) -> dict[str, dict[str, Any]]:
+        """Pending questions open after this item, with what resolves them."""
+        return {k: {"since": to_json(v.value), "opened_by": v.opened_by, "resolves": v.resolves}
+                for k, v in self.state.items() if v.resolves is not None and v.unknown is None}
+
+
+@dataclass
+class CourseResult:
+    pack: dict[str, str]
+    items: list[ItemResult]
+    unplaced: list[dict[str, Any]]              # events whose membership in the items is unknown
+    state: dict[str, StateValue]
+    final: PackResult
+    final_sheet: FactSheet
+
+    def outputs(self) -> dict[str, Any]:
+        """The course outcome: every course decision (its value, or its decided fields with the
+        rest null, plus `indeterminate`: candidates and missing facts) and every state variable
+        marked `output` (its final value)."""
+        out: dict[str, Any] = {}
+        for did, d in self.final.decisions.items():
+            dj = d.to_dict()
+            if d.status == "decided":
+                out[did] = dj["value"]
+                continue
+            shapes = [c for c in dj.get("candidates", []) if isinstance(c, dict)]
+            if shapes:
+                keys = sorted(set().union(*shapes))
+                doc = {k: dj.get("fields", {}).get(k) for k in keys}
+            else:
+                doc = {}
+            doc["indeterminate"] = {"candidates": dj.get("candidates", []), "missing": d.missing}
+            out[did] = doc
+        return out
+
+    def state_outputs(self, pack: Pack) -> dict[str, Any]:
+        return {sv.name: self.state[sv.name].to_json() for sv in pack.manifest.course.state if sv.output}
+
+
+def _state_facts(sheet: FactSheet, state: Mapping[str, StateValue], where: str) -> None:
+    for var, sv in state.items():
+        name = "state." + var
+        if sv.unknown is not None:
+            sheet.mark_unknown(name, list(sv.unknown))
+        elif sv.value is not None:
+            sheet.values[name] = sv.value
+            sheet.sources[name] = where
+        else:
+            sheet.mark_absent(name)
+
+
+def _initial(pack: Pack) -> dict[str, StateValue]:
+    return {sv.name: StateValue(normalize(sv.initial) if sv.initial is not None else None)
+            for sv in pack.manifest.course.state}
+
+
+def select_items(pack: Pack, base: FactSheet, timeline: Timeline, params: Mapping[str, Any],
+                 elements: ElementEvaluator) -> tuple[list[Event], list[dict[str, Any]]]:
+    """The course's items in fold order, and the events whose membership is unknown."""
+    items_def = pack.manifest.course.items
+    bounds = window_test(items_def.window, base, params, computed_facts(pack))
+    chosen, unplaced = [], []
+    for e in timeline.of(items_def.events):
+        w = in_window(e.date, bounds)
+        if w.outcome is Outcome.NOT_MET:
+            continue
+        m = w
+        if items_def.where is not None:
+            m = all_of([w, elements.outcomes(ITEMS, e, base)[f"{ITEMS}:where"]])
+        if m.outcome is Outcome.MET:
+            chosen.append(e)
+        elif m.outcome is Outcome.UNKNOWN:
+            unplaced.append({"event": e.id, "kind": e.kind, "date": e.date.isoformat(), "missing": sorted(m.missing)})
+    return chosen, unplaced
+
+
+def item_sheet(base: FactSheet, e: Event, state: Mapping[str, StateValue], where: str) -> FactSheet:
+    sheet = base.copy()
+    sheet.values["item.id"], sheet.values["item.kind"], sheet.values["item.date"] = e.id, e.kind, e.date
+    for k in ("item.id", "item.kind", "item.date"):
+        sheet.sources[k] = f"event {e.id}"
+    for k, v in e.fields.items():
+        sheet.values[k] = v
+        if k in e.sources:
+            sheet.sources[k] = e.sources[k]
+    for k, roots in e.unknown.items():
+        sheet.mark_unknown(k, roots)
+    _state_facts(sheet, state, where)
+    return sheet
+
+
+def _assign(value: Any, old: StateValue, out_sheet: FactSheet, e: Event, params: Mapping[str, Any]) -> StateValue:
+    """The value a transition gives a variable (before agreement among candidates)."""
+    if value is None:
+        return StateValue()
+    if isinstance(value, OutputOf):
+        n = value.fact
+        if n in out_sheet.values:
+            return StateValue(out_sheet.values[n])
+        if n in out_sheet.unknown:
+            return StateValue(unknown=tuple(out_sheet.missing_roots(n)))
+        return StateValue()
+    if isinstance(value, AddTo):
+        if old.unknown is not None:
+            return old
+        step = normalize(params[value.add.param] if isinstance(value.add, ParamRef) else value.add)
+        return StateValue((old.value if old.value is not None else Decimal(0)) + step)
+    if isinstance(value, OpenPending):
+        if old.unknown is None and old.resolves is not None:   # already open: keep the first evidence
+            return old
+        return StateValue(e.date, None, value.open, e.id)
+    if isinstance(value, ClosePending):
+        return StateValue()
+    return StateValue(normalize(value))
+
+
+def _same(a: StateValue, b: StateValue) -> bool:
+    return (a.unknown is None and b.unknown is None and type(a.value) is type(b.value)
+            and a.value == b.value and a.resolves == b.resolves)
+
+
+def apply_transitions(pack: Pack, state: dict[str, StateValue], result: PackResult, out_sheet: FactSheet,
+                      e: Event, params: Mapping[str, Any]) -> tuple[dict[str, StateValue], dict[str, str], list[dict]]:
+    """New state after an item: per variable, the first met transition that sets it (DMN `first`
+    over that variable's rows; earlier unknown rows make it unknown unless the candidates agree)."""
+    course = pack.manifest.course
+    new: dict[str, StateValue] = {}
+    moved: dict[str, str] = {}
+    resolved: list[dict[str, Any]] = []
+    for var, old in state.items():
+        cands: list[StateValue] = []
+        open_rows: list[str] = []
+        roots: set[str] = set()
+        decided_by: str | None = None
+        for t in course.transitions:
+            if var not in t.set:
+                continue
+            tr = result.transitions[t.id]
+            if tr.outcome is Outcome.NOT_MET:
+                continue
+            v = _assign(t.set[var], old, out_sheet, e, params)
+            cands.append(v)
+            if tr.outcome is Outcome.UNKNOWN:
+                open_rows.append(t.id)
+                roots |= set(tr.missing)
+                continue
+            decided_by = t.id
+            break
+        if decided_by is None:
+            cands.append(old)
+        first = cands[0]
+        if all(_same(first, c) for c in cands[1:]):
+            value = first
+        else:
+            for c in cands:
+                if c.unknown is not None:
+                    roots |= set(c.unknown)
+            value = StateValue(unknown=tuple(sorted(roots)))
+        new[var] = value
+        if open_rows and not all(_same(first, c) for c in cands[1:]):
+            moved[var] = "unknown: " + ", ".join(open_rows + ([decided_by] if decided_by else ["(kept)"]))
+        elif decided_by is not None:
+            moved[var] = decided_by
+            assigned = next(t.set[var] for t in course.transitions if t.id == decided_by)
+            if isinstance(assigned, ClosePending) and old.resolves is not None and old.unknown is None:
+                resolved.append({"variable": var, "as": assigned.close, "by": e.id, "transition": decided_by,
+                                 "opened_by": old.opened_by, "since": to_json(old.value)})
+    return new, moved, resolved
+
+
+def _cand(v: Any) -> Any:
+    return None if v is None or isinstance(v, (dict, list, Undecided)) else normalize(v)
+
+
+def result_event(item: ItemResult) -> Event:
+    """A folded item as an event of kind `result`: its facts, its undecided outputs unknown (with
+    their candidate values), for the course's collections."""
+    s = item.sheet
+    ev = Event(RESULT, item.event.date, item.event.id, dict(s.values), dict(s.sources), item.event.order)
+    for n in s.unknown:
+        ev.unknown[n] = s.missing_roots(n)
+    pid = item.result.pack["id"]
+    for d in item.result.decisions.values():
+        if d.status == "decided":
+            continue
+        shapes = [c for c in d.candidates if isinstance(c, dict)]
+        if shapes and len(shapes) == len(d.candidates):
+            for k in set().union(*shapes):
+                name = f"{pid}.{d.id}.{k}"
+                if name not in s.values:
+                    ev.candidates[name] = tuple(_cand(c.get(k)) for c in shapes)
+        elif d.candidates and not shapes:
+            ev.candidates[f"{pid}.{d.id}"] = tuple(_cand(c) for c in d.candidates)
+    return ev
+
+
+def run_course(pack: Pack, sheet: FactSheet, timeline: Timeline | None, params: Mapping[str, Any] | None = None,
+               evaluator: Evaluator | None = None) -> CourseResult:
+    """Fold the pack's course over the timeline; the subject's facts are `sheet`."""
+    if pack.manifest.course is None:
+        raise EvaluationError(f"pack {pack.id} has no course")
+    evaluator = evaluator or default_evaluator()
+    params = resolve_params(pack, params)
+    timeline = timeline or Timeline()
+    course = pack.manifest.course
+    elements = ElementEvaluator(pack, params, evaluator)
+    try:
+        events, unplaced = select_items(pack, sheet, timeline, params, elements)
+        state = _initial(pack)
+        items: list[ItemResult] = []
+        where = "course state: initial"
+        for e in events:
+            s = item_sheet(sheet, e, state, where)
+            result, out_sheet = evaluate_pack(pack, s, params, evaluator, timeline, elements)
+            state, moved, resolved = apply_transitions(pack, state, result, out_sheet, e, params)
+            items.append(ItemResult(e, result, out_sheet, state, moved, resolved))
+            where = f"course state after {e.id}"
+        final_sheet = sheet.copy()
+        _state_facts(final_sheet, state, where)
+        results_tl = timeline.with_events(result_event(i) for i in items)
+        if course.collections:
+            compute_collections(list(course.collections), pack.timeline["course_order"], final_sheet, results_tl,
+                                params, elements, computed_facts(pack, "course"))
+        add_derived(final_sheet, list(course.derived), params)
+        rules, rows, _, decisions = run_plan(pack, pack.course_plan, "course", final_sheet, params, evaluator)
+    finally:
+        elements.close()
+    final = PackResult(pack.identity(), params, {r.id: rules[r.id] for r in course.rules}, rows,
+                       {d.id: decisions[d.id] for d in course.decisions}, evaluator.name)
+    return CourseResult(pack.identity(), items, unplaced, state, final, final_sheet)

@@ -1,0 +1,81 @@
+"""A subject's timeline: dated events of named kinds with their fields, as collections and the
+course read them. The engine knows no kind: packs declare the kinds and fields they read, and a
+record adapter (engine/facts/timeline.py for today's subject record) builds the events.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Iterable, Mapping
+
+from engine.evaluate.values import normalize, to_json
+
+
+@dataclass(eq=False)
+class Event:
+    """One dated event. `fields` hold values in canonical form (absent = not recorded); `unknown`
+    names fields whose value may or may not exist (with the facts that would decide them) and
+    `candidates` their possible values, when known (a course item's undecided outputs)."""
+    kind: str
+    date: dt.date
+    id: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    order: int = 0                       # tie-break within a date: lower first
+    unknown: dict[str, list[str]] = field(default_factory=dict)
+    candidates: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kind: str, date: dt.date, id: str, fields: Mapping[str, Any] | None = None,
+           sources: Mapping[str, str] | None = None, order: int = 0) -> "Event":
+        return cls(kind, date, id, {k: normalize(v) for k, v in (fields or {}).items() if v is not None},
+                   dict(sources or {}), order)
+
+    @cached_property
+    def content_key(self) -> str:
+        """Orders events of one kind on one date by what they say, not by where they are listed
+        (shuffling a listing never changes an outcome)."""
+        return repr(sorted((k, repr(to_json(v))) for k, v in self.fields.items()))
+
+    def value(self, name: str) -> Any:
+        """The element's value of a field (`event.date`, `event.id`, `event.kind` included)."""
+        if name == "event.date":
+            return self.date
+        if name == "event.id":
+            return self.id
+        if name == "event.kind":
+            return self.kind
+        return self.fields.get(name)
+
+    def missing_root(self, name: str) -> list[str]:
+        """What to record so the field is known: `<event id>:<field>`."""
+        return self.unknown.get(name) or [f"{self.id}:{name}"]
+
+
+@dataclass
+class Timeline:
+    """Every event of a subject. `incomplete` maps a kind whose listing the record does not say is
+    complete to the fact that would say so (quantifiers that depend on it stay unknown)."""
+    events: list[Event] = field(default_factory=list)
+    incomplete: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def _by_kind(self) -> dict[str, list[Event]]:
+        out: dict[str, list[Event]] = {}
+        for e in self.events:
+            out.setdefault(e.kind, []).append(e)
+        return out
+
+    def of(self, kinds: Iterable[str]) -> list[Event]:
+        """Events of these kinds in date order; ties by the event's order hint, then the order of
+        `kinds`, then content."""
+        kinds = list(kinds)
+        out = [e for k in kinds for e in self._by_kind.get(k, ())]
+        if len(kinds) == 1:
+            return sorted(out, key=lambda e: (e.date, e.order, e.content_key, e.id))
+        rank = {k: i for i, k in enumerate(kinds)}
+        return sorted(out, key=lambda e: (e.date, e.order, rank[e.kind], e.content_key, e.id))
+
+    def with_events(self, extra: Iterable[Event]) -> "Timeline":
+        return Timeline(self.events + list(extra), dict(self.incomplete))
