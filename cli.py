@@ -139,11 +139,14 @@ def rules_schema() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def rules_explain(ctx: click.Context, pack_id: str, rule_id: str, as_json: bool) -> None:
-    """A rule, a decision table (DECISION) or one row (DECISION#ROW), its source and condition in plain words."""
+    """A rule, a decision table (DECISION) or one row (DECISION#ROW), its source and condition in plain
+    words; or a collection, a course transition, or `course` (the whole course section)."""
     from engine.rules.explain import explain_rule
     info = explain_rule(registry(ctx).get(pack_id), rule_id)
     if as_json:
         return emit_json(info)
+    if "lines" in info:
+        return click.echo("\n".join(info["lines"]))
     from engine.report.explain import explain_lines
     click.echo("\n".join(explain_lines(info)))
 

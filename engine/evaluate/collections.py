@@ -17,6 +17,8 @@ Aggregates (each decided only when every possible completion agrees):
   absent when there is decidedly no member;
 - span_days: days between the first and the last member (0 for fewer than two);
 - consecutive: the latest (or longest) run of members meeting a condition, in date order.
+Members on the same date (and order hint) are simultaneous: no listing order separates them
+(first/last/at_max consider all of them; a run counts them as one step).
 """
 from __future__ import annotations
 
@@ -290,37 +292,44 @@ def aggregate(a: Aggregate, coll_id: str, members: list[_Member], incomplete: li
     raise AssertionError(op)
 
 
+def _when(mb: _Member) -> tuple:
+    """Events at the same (date, order) are simultaneous: listing order never separates them."""
+    return mb.event.date, mb.event.order
+
+
 def _first_last(a: Aggregate, members: list[_Member], inc: set[str], sheet: FactSheet, src: str) -> None:
     seq = members if a.op == "first" else list(reversed(members))
     possible: list[_Member] = []
+    chosen: _Member | None = None
     for mb in seq:
-        possible.append(mb)
-        if mb.m.outcome is Outcome.MET:
+        if chosen is not None and _when(mb) != _when(chosen):
             break
-    else:  # no decided member: decidedly empty only without unknown members
+        possible.append(mb)
+        if chosen is None and mb.m.outcome is Outcome.MET:
+            chosen = mb
+    if chosen is None:  # no certain member: decidedly empty only without unknown members
         if not possible and not inc:
             sheet.mark_absent(a.name)
             return
-        roots = _roots(mb.m for mb in possible) | inc
-        sheet.mark_unknown(a.name, sorted(roots))
+        sheet.mark_unknown(a.name, sorted(_roots(mb.m for mb in possible) | inc))
         return
+    others = [mb for mb in possible if mb is not chosen]
     if inc:
-        sheet.mark_unknown(a.name, sorted(inc | _roots(mb.m for mb in possible[:-1])))
+        sheet.mark_unknown(a.name, sorted(inc | _roots(mb.m for mb in others)))
         return
     values = [mb.event.value(a.field) for mb in possible]
-    chosen = possible[-1]
     if all(v is not None for v in values) and len(set(map(repr, values))) == 1:
-        sheet.put(a.name, values[-1])
+        sheet.put(a.name, values[0])
         sheet.sources[a.name] = chosen.event.sources.get(a.field, f"{src} ({chosen.event.id})")
         return
-    roots = _roots(mb.m for mb in possible[:-1])
+    if len(possible) == 1 and chosen.event.unknown.get(a.field) is None:
+        # the member is certain and its field is not recorded: no value (as a fact not recorded)
+        sheet.mark_absent(a.name, chosen.event.missing_root(a.field))
+        return
+    roots = _roots(mb.m for mb in others)
     for mb, v in zip(possible, values):
         if v is None:
             roots |= set(mb.event.missing_root(a.field))
-    if chosen.event.value(a.field) is None and chosen.event.unknown.get(a.field) is None and len(possible) == 1:
-        # the member is certain and its field decidedly not recorded: no value
-        sheet.mark_absent(a.name, chosen.event.missing_root(a.field))
-        return
     sheet.mark_unknown(a.name, sorted(roots))
 
 
@@ -371,8 +380,9 @@ def _at_max(a: Aggregate, members: list[_Member], inc: set[str], sheet: FactShee
     possible = []
     for i, (mb, (lo, hi, _)) in enumerate(zip(members, bounds)):
         if floor is not None and hi is not None:
-            # beaten for sure: an earlier certain member at least as high, or a later one higher
-            beaten = any((j < i and lj >= hi) or (j > i and lj > hi) for j, lj in certain if j != i)
+            # beaten for sure: a strictly earlier certain member at least as high, or any other
+            # certain member higher (simultaneous ties stay possible: no listing order decides)
+            beaten = any((_when(members[j]) < _when(mb) and lj >= hi) or lj > hi for j, lj in certain if j != i)
             if beaten:
                 continue
         possible.append(i)
@@ -394,8 +404,9 @@ def _at_max(a: Aggregate, members: list[_Member], inc: set[str], sheet: FactShee
 
 
 def _runs(members: list[_Member], key: str, which: str) -> tuple[int, int, set[str]]:
-    """Run lengths in the worst and the best completion: each element extends the run, is
-    skipped (not a member) or breaks it; the run length is monotone in that choice."""
+    """Run lengths in the worst and the best completion. Simultaneous members (same date) count
+    as one step that meets the condition only if all of them do. Each step extends the run, is
+    skipped (no member) or breaks it; the run length is monotone in that choice."""
     def choice(mb: _Member, best: bool) -> str:
         m, c = mb.m.outcome, mb.outs[key].outcome
         if m is Outcome.MET:
@@ -407,10 +418,18 @@ def _runs(members: list[_Member], key: str, which: str) -> tuple[int, int, set[s
             return "skip" if best else "break"
         return "extend" if best else "break"
 
+    steps: list[list[_Member]] = []
+    for mb in members:
+        if steps and _when(steps[-1][0]) == _when(mb):
+            steps[-1].append(mb)
+        else:
+            steps.append([mb])
+
     def run(best: bool) -> int:
         cur = longest = 0
-        for mb in members:
-            ch = choice(mb, best)
+        for group in steps:
+            chs = {choice(mb, best) for mb in group}
+            ch = "break" if "break" in chs else "extend" if "extend" in chs else "skip"
             if ch == "extend":
                 cur += 1
                 longest = max(longest, cur)

@@ -109,9 +109,9 @@ class CourseResult:
         return {sv.name: self.state[sv.name].to_json() for sv in pack.manifest.course.state if sv.output}
 
 
-def _state_facts(sheet: FactSheet, state: Mapping[str, StateValue], where: str) -> None:
+def _state_facts(sheet: FactSheet, state: Mapping[str, StateValue], where: str, prefix: str = "state.") -> None:
     for var, sv in state.items():
-        name = "state." + var
+        name = prefix + var
         if sv.unknown is not None:
             sheet.mark_unknown(name, list(sv.unknown))
         elif sv.value is not None:
@@ -191,53 +191,71 @@ def _same(a: StateValue, b: StateValue) -> bool:
             and a.value == b.value and a.resolves == b.resolves)
 
 
-def apply_transitions(pack: Pack, state: dict[str, StateValue], result: PackResult, out_sheet: FactSheet,
-                      e: Event, params: Mapping[str, Any]) -> tuple[dict[str, StateValue], dict[str, str], list[dict]]:
-    """New state after an item: per variable, the first met transition that sets it (DMN `first`
-    over that variable's rows; earlier unknown rows make it unknown unless the candidates agree)."""
+def next_value(pack: Pack, var: str, old: StateValue, transitions: Mapping[str, Any], sheet: FactSheet,
+               e: Event, params: Mapping[str, Any]) -> tuple[StateValue, str | None, dict[str, Any] | None]:
+    """A variable's value after an item: the first met transition (listed order) that sets it
+    decides (DMN `first` over that variable's rows); an earlier unknown row makes it unknown
+    unless the candidate values agree; none met keeps it. Returns (value, what moved it, the
+    resolution of a pending variable closed here)."""
     course = pack.manifest.course
-    new: dict[str, StateValue] = {}
-    moved: dict[str, str] = {}
-    resolved: list[dict[str, Any]] = []
-    for var, old in state.items():
-        cands: list[StateValue] = []
-        open_rows: list[str] = []
-        roots: set[str] = set()
-        decided_by: str | None = None
-        for t in course.transitions:
-            if var not in t.set:
-                continue
-            tr = result.transitions[t.id]
-            if tr.outcome is Outcome.NOT_MET:
-                continue
-            v = _assign(t.set[var], old, out_sheet, e, params)
-            cands.append(v)
-            if tr.outcome is Outcome.UNKNOWN:
-                open_rows.append(t.id)
-                roots |= set(tr.missing)
-                continue
-            decided_by = t.id
-            break
-        if decided_by is None:
-            cands.append(old)
-        first = cands[0]
-        if all(_same(first, c) for c in cands[1:]):
-            value = first
-        else:
-            for c in cands:
-                if c.unknown is not None:
-                    roots |= set(c.unknown)
-            value = StateValue(unknown=tuple(sorted(roots)))
-        new[var] = value
-        if open_rows and not all(_same(first, c) for c in cands[1:]):
-            moved[var] = "unknown: " + ", ".join(open_rows + ([decided_by] if decided_by else ["(kept)"]))
-        elif decided_by is not None:
-            moved[var] = decided_by
-            assigned = next(t.set[var] for t in course.transitions if t.id == decided_by)
-            if isinstance(assigned, ClosePending) and old.resolves is not None and old.unknown is None:
-                resolved.append({"variable": var, "as": assigned.close, "by": e.id, "transition": decided_by,
-                                 "opened_by": old.opened_by, "since": to_json(old.value)})
-    return new, moved, resolved
+    cands: list[StateValue] = []
+    open_rows: list[str] = []
+    roots: set[str] = set()
+    decided_by: str | None = None
+    for t in course.transitions:
+        if var not in t.set:
+            continue
+        tr = transitions[t.id]
+        if tr.outcome is Outcome.NOT_MET:
+            continue
+        cands.append(_assign(t.set[var], old, sheet, e, params))
+        if tr.outcome is Outcome.UNKNOWN:
+            open_rows.append(t.id)
+            roots |= set(tr.missing)
+            continue
+        decided_by = t.id
+        break
+    if decided_by is None:
+        cands.append(old)
+    first = cands[0]
+    if all(_same(first, c) for c in cands[1:]):
+        value = first
+    else:
+        for c in cands:
+            if c.unknown is not None:
+                roots |= set(c.unknown)
+        value = StateValue(unknown=tuple(sorted(roots)))
+    if value.unknown is not None and open_rows:
+        return value, "unknown: " + ", ".join(open_rows + [decided_by or "(kept)"]), None
+    if decided_by is None:
+        return value, None, None
+    assigned = next(t.set[var] for t in course.transitions if t.id == decided_by)
+    resolved = None
+    if isinstance(assigned, ClosePending) and old.resolves is not None and old.unknown is None:
+        resolved = {"variable": var, "as": assigned.close, "by": e.id, "transition": decided_by,
+                    "opened_by": old.opened_by, "since": to_json(old.value)}
+    return value, decided_by, resolved
+
+
+class _Step:
+    """One item's state update, published as `new.<var>` as soon as the transitions that set the
+    variable are evaluated (a transition may read another variable's new value)."""
+
+    def __init__(self, pack: Pack, state: Mapping[str, StateValue], e: Event, params: Mapping[str, Any]) -> None:
+        self.pack, self.old, self.e, self.params = pack, state, e, params
+        self.new: dict[str, StateValue] = {}
+        self.moved: dict[str, str] = {}
+        self.resolved: list[dict[str, Any]] = []
+
+    def __call__(self, k: int, transitions: Mapping[str, Any], sheet: FactSheet) -> None:
+        for var in self.pack.plan.new_after.get(k, ()):
+            value, moved, resolved = next_value(self.pack, var, self.old[var], transitions, sheet, self.e, self.params)
+            self.new[var] = value
+            if moved:
+                self.moved[var] = moved
+            if resolved:
+                self.resolved.append(resolved)
+            _state_facts(sheet, {var: value}, f"course state after {self.e.id}", prefix="new.")
 
 
 def _cand(v: Any) -> Any:
@@ -283,9 +301,10 @@ def run_course(pack: Pack, sheet: FactSheet, timeline: Timeline | None, params: 
         where = "course state: initial"
         for e in events:
             s = item_sheet(sheet, e, state, where)
-            result, out_sheet = evaluate_pack(pack, s, params, evaluator, timeline, elements)
-            state, moved, resolved = apply_transitions(pack, state, result, out_sheet, e, params)
-            items.append(ItemResult(e, result, out_sheet, state, moved, resolved))
+            step = _Step(pack, state, e, params)
+            result, out_sheet = evaluate_pack(pack, s, params, evaluator, timeline, elements, step)
+            state = {var: step.new[var] for var in state}
+            items.append(ItemResult(e, result, out_sheet, state, step.moved, step.resolved))
             where = f"course state after {e.id}"
         final_sheet = sheet.copy()
         _state_facts(final_sheet, state, where)

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, Iterable
 from pydantic import BaseModel
 
 from engine.errors import PackError
-from engine.rules.model import Collection, Decision, FactType, Rule, Transition
+from engine.rules.model import Collection, Decision, FactType, OutputOf, Rule, Transition
 
 if TYPE_CHECKING:
     from engine.rules.load import Pack
 
 TRANSITION = "transition:"
+NEW = "new."          # `new.<var>`: a state variable's value after the item (read by transitions)
 ITEMS = "~items"      # the element-plan stratum of the course's item selection
 
 
@@ -35,6 +36,7 @@ class Evaluable:
     reads: tuple[str, ...] = ()   # facts read directly (static: computed once per pack)
     refs: tuple[str, ...] = ()    # rules referenced
     transition: bool = False
+    needs: tuple[str, ...] = ()   # facts a transition's assignments copy (ordering only)
 
 
 @dataclass
@@ -49,6 +51,9 @@ class Plan:
     stratum_of: dict[str, int] = field(default_factory=dict)
     element_fields: list[frozenset[str]] = field(default_factory=list)
     row_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # decision id -> its rows' keys
+    # main plan of a course pack: the state variables whose new value (`new.<var>`) is published
+    # after each stratum (-1: before the first; variables no transition sets)
+    new_after: dict[int, list[str]] = field(default_factory=dict)
 
 
 def _stratify(pack: "Pack", pack_id: str, rules: Iterable[Rule], decisions: Iterable[Decision],
@@ -65,16 +70,23 @@ def _stratify(pack: "Pack", pack_id: str, rules: Iterable[Rule], decisions: Iter
             items[k] = Evaluable(k, row.when, d.id, tuple(facts_read(row.when)), tuple(rules_referenced(row.when)))
         for name in decision_output_names(pack_id, d):
             output_owner[name] = d.id
+    setters: dict[str, list[str]] = {}   # `new.<var>` -> the transitions that set var
+    transitions = list(transitions)
     for t in transitions:
         k = TRANSITION + t.id
-        items[k] = Evaluable(k, t.when, None, tuple(facts_read(t.when)), tuple(rules_referenced(t.when)), True)
+        needs = tuple(v.fact for v in t.set.values() if isinstance(v, OutputOf))
+        items[k] = Evaluable(k, t.when, None, tuple(facts_read(t.when)), tuple(rules_referenced(t.when)), True, needs)
+        for var in t.set:
+            setters.setdefault(NEW + var, []).append(k)
     rows_of = {d.id: list(d.row_keys) for d in decisions}
 
     def deps(ev: Evaluable) -> list[str]:
         out = list(ev.refs)
-        for name in ev.reads:
+        for name in ev.reads + ev.needs:
             if name in output_owner:
                 out += rows_of[output_owner[name]]
+            elif name in setters:   # a transition reading another variable's new value
+                out += setters[name]
         return out
 
     level: dict[str, int] = {}
@@ -106,12 +118,17 @@ def _stratify(pack: "Pack", pack_id: str, rules: Iterable[Rule], decisions: Iter
     after: list[list[Decision]] = [[] for _ in range(n)]
     for d in decisions:
         after[max(level[r] for r in rows_of[d.id])].append(d)
+    new_after: dict[int, list[str]] = {}
     m = pack.manifest
+    if m.course is not None and scope == "main":
+        for sv in m.course.state:
+            keys = setters.get(NEW + sv.name, [])
+            new_after.setdefault(max((level[k] for k in keys), default=-1), []).append(sv.name)
     types: dict[str, FactType | None] = {f.name: f.type for f in m.facts}
     for d in m.derived:
         types[d.name] = None if d.op == "first_present" else FactType.number
     return Plan(pack_id=m.id, strata=strata, decisions_after=after, fact_types=types, scope=scope,
-                row_keys={d.id: d.row_keys for d in decisions})
+                row_keys={d.id: d.row_keys for d in decisions}, new_after=new_after)
 
 
 def build_plan(pack: "Pack") -> Plan:

@@ -157,7 +157,7 @@ _NO = object()
 
 def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None = None,
                   evaluator: Evaluator | None = None, timeline: Any = None,
-                  elements: Any = None) -> tuple[PackResult, FactSheet]:
+                  elements: Any = None, on_stratum: Any = None) -> tuple[PackResult, FactSheet]:
     """Evaluate one pack; returns its result and the sheet extended with its collections' aggregates,
     derived facts and decision outputs. With a `timeline`, the pack's collections are computed from
     it (facts the sheet already holds are kept: a test may state an aggregate directly); a pack with
@@ -178,7 +178,7 @@ def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None
             if own:
                 elements.close()
     add_derived(sheet, m.derived, params)
-    rules, rows, transitions, decisions = run_plan(pack, pack.plan, "main", sheet, params, evaluator)
+    rules, rows, transitions, decisions = run_plan(pack, pack.plan, "main", sheet, params, evaluator, on_stratum)
     ordered = {r: rules[r] for r in pack.rule_ids}
     ordered_dec = {d: decisions[d] for d in pack.decision_ids}
     return PackResult(pack.identity(), params, ordered, rows, ordered_dec, evaluator.name, transitions,
@@ -192,10 +192,12 @@ def computed_facts(pack: Pack, scope: str = "main") -> set[str]:
 
 
 def run_plan(pack: Pack, plan: Plan, scope: str, sheet: FactSheet, params: Mapping[str, Any],
-             evaluator: Evaluator) -> tuple[dict[str, RuleResult], dict[str, RuleResult], dict[str, RuleResult],
-                                            dict[str, DecisionResult]]:
+             evaluator: Evaluator, on_stratum: Any = None) -> tuple[dict[str, RuleResult], dict[str, RuleResult],
+                                                                    dict[str, RuleResult], dict[str, DecisionResult]]:
     """Evaluate one plan stratum by stratum (the sheet grows with decision outputs): rule results,
-    row results, transition results (by transition id) and decision results."""
+    row results, transition results (by transition id) and decision results. `on_stratum(k,
+    transitions, sheet)` runs before the first stratum (k = -1) and after each (the course
+    publishes `new.<var>` there)."""
     results: dict[str, Tri] = {}
     rule_results: dict[str, RuleResult] = {}
     row_results: dict[str, RuleResult] = {}
@@ -204,6 +206,8 @@ def run_plan(pack: Pack, plan: Plan, scope: str, sheet: FactSheet, params: Mappi
     as_json: dict[str, Any] = {}
     resolve = _resolver(sheet)
     session = evaluator.session(plan, pack.plan_identity(scope), params, pack.file)
+    if on_stratum is not None:
+        on_stratum(-1, transitions, sheet)
     try:
         for k, stratum in enumerate(plan.strata):
             fired = session.evaluate(k, sheet, results)
@@ -228,6 +232,8 @@ def run_plan(pack: Pack, plan: Plan, scope: str, sheet: FactSheet, params: Mappi
                 res = decide(dec, [results[k] for k in dec.row_keys], resolve)
                 dec_results[dec.id] = res
                 _publish(pack.id, dec.id, res, sheet)
+            if on_stratum is not None:
+                on_stratum(k, transitions, sheet)
     finally:
         session.close()
     return rule_results, row_results, transitions, dec_results

@@ -60,18 +60,27 @@ UNKNOWN_WHEN = "any fact it needs is not recorded (and the rest does not decide 
 
 def explain_rule(pack: Pack, rule_id: str) -> dict[str, Any]:
     """A rule, a decision table (`verdict`) or one of its rows (`verdict#ELIGIBLE`, `verdict#1`,
-    or a row id alone when only one decision has it), in plain words with its source."""
-    rule: Rule | None = next((r for r in pack.manifest.rules if r.id == rule_id), None)
+    or a row id alone when only one decision has it), in plain words with its source; in a pack
+    with collections or a course also a collection, a course transition, or `course` (the whole
+    course section), rendered as `lines`."""
+    m = pack.manifest
+    rules = list(m.rules) + (list(m.course.rules) if m.course else [])
+    rule: Rule | None = next((r for r in rules if r.id == rule_id), None)
     if rule is None:
         found = find_row(pack, rule_id)
         if found is None:
-            dec = next((d for d in pack.manifest.decisions if d.id == rule_id), None)
+            dec = next((d for d in _decisions(pack) if d.id == rule_id), None)
             if dec is not None:
                 return explain_decision(pack, dec)
+            other = explain_timeline(pack, rule_id)
+            if other is not None:
+                return other
             from engine.errors import InputError
-            raise InputError(f"pack {pack.id} has no rule, decision or decision row {rule_id!r}",
-                             expected="one of " + ", ".join(list(pack.rule_ids) + [
-                                 k for d in pack.manifest.decisions for k in d.row_keys]))
+            colls = list(m.collections) + (list(m.course.collections) if m.course else [])
+            raise InputError(f"pack {pack.id} has no rule, decision, decision row, collection or transition {rule_id!r}",
+                             expected="one of " + ", ".join([r.id for r in rules] + [
+                                 k for d in _decisions(pack) for k in d.row_keys] + [c.id for c in colls] + (
+                                 ["course"] + [t.id for t in m.course.transitions] if m.course else [])))
         return explain_row(pack, *found)
     lines = condition_words(rule.when, pack)
     return {"pack": pack.identity(), "rule": rule.id, "title": rule.title, "kind": rule.kind,
@@ -79,12 +88,33 @@ def explain_rule(pack: Pack, rule_id: str) -> dict[str, Any]:
             "note": rule.source.note, "condition": lines, "unknown_when": UNKNOWN_WHEN}
 
 
+def _decisions(pack: Pack) -> list[Decision]:
+    m = pack.manifest
+    return list(m.decisions) + (list(m.course.decisions) if m.course else [])
+
+
+def explain_timeline(pack: Pack, ref: str) -> dict[str, Any] | None:
+    """A collection, a course transition or `course` as plain-words lines (None: no such thing)."""
+    m = pack.manifest
+    colls = list(m.collections) + (list(m.course.collections) if m.course else [])
+    coll = next((c for c in colls if c.id == ref), None)
+    if coll is not None:
+        return {"pack": pack.identity(), "collection": coll.id, "lines": collection_words(coll, pack)}
+    if m.course is not None:
+        if ref == "course":
+            return {"pack": pack.identity(), "course": True, "lines": course_words(pack)}
+        t = next((t for t in m.course.transitions if t.id == ref), None)
+        if t is not None:
+            return {"pack": pack.identity(), "transition": t.id, "lines": transition_words(t, pack)}
+    return None
+
+
 def find_row(pack: Pack, ref: str) -> tuple[Decision, int] | None:
     """(decision, row index) for `decision#row-id`, `decision#index`, or a row id that exactly one
     decision of the pack has; None when nothing matches. An ambiguous bare row id is an error."""
-    hits = [(d, j) for d in pack.manifest.decisions for j, k in enumerate(d.row_keys) if k == ref]
+    hits = [(d, j) for d in _decisions(pack) for j, k in enumerate(d.row_keys) if k == ref]
     if not hits and "#" not in ref:
-        hits = [(d, j) for d in pack.manifest.decisions for j, r in enumerate(d.rows) if r.id == ref]
+        hits = [(d, j) for d in _decisions(pack) for j, r in enumerate(d.rows) if r.id == ref]
         if len(hits) > 1:
             from engine.errors import InputError
             raise InputError(f"row id {ref!r} is in several decisions of pack {pack.id}",
@@ -127,7 +157,7 @@ def explain_decision(pack: Pack, dec: Decision) -> dict[str, Any]:
 
 def row_titles(pack: Pack) -> dict[str, str]:
     """Row key -> title (or '' when the row has none), for readable traces and diffs."""
-    return {k: r.title for d in pack.manifest.decisions for k, r in zip(d.row_keys, d.rows)}
+    return {k: r.title for d in _decisions(pack) for k, r in zip(d.row_keys, d.rows)}
 
 
 def rule_titles(pack: Pack) -> dict[str, str]:
@@ -140,3 +170,127 @@ def rule_titles(pack: Pack) -> dict[str, str]:
 def titles_of(registry: Any) -> dict[str, str]:
     """`<pack>:<rule or row key>` -> title for every pack loaded (names in traces and diffs)."""
     return {f"{p.id}:{k}": t for p in registry.packs.values() for k, t in rule_titles(p).items()}
+
+
+# --- collections and the course -------------------------------------------------------------------
+
+def _anchor_words(a: Any, pack: Pack) -> str:
+    from engine.rules.model import DaysFrom
+    if isinstance(a, DaysFrom):
+        days = _operand(a.days, pack, False) if isinstance(a.days, ParamRef) else str(a.days)
+        return f"{a.fact} {'+' if not str(days).startswith('-') else ''}{days} days"
+    return str(a)
+
+
+_BOUND = {"after": "after", "on_or_after": "on or after", "before": "before", "on_or_before": "on or before"}
+
+
+def collection_words(c: Any, pack: Pack) -> list[str]:
+    """A collection in plain words: which events, which window, which condition, which facts."""
+    lines = [f"collection {c.id}: {c.title}", f"  events of kind: {', '.join(c.events)}"]
+    if c.description:
+        lines.append(f"  ({c.description})")
+    if c.window is not None:
+        lines.append("  dated " + " and ".join(f"{_BOUND[b]} {_anchor_words(a, pack)}" for b, a in c.window.bounds()))
+    if c.where is not None:
+        lines.append("  where (for each event):")
+        lines += ["    " + l for l in condition_words(c.where, pack)]
+    if c.assume_complete:
+        lines.append("  the recorded events are taken as all there are")
+    for a in c.facts:
+        lines.append(f"  fact {a.name} = " + aggregate_words(a, pack))
+        if a.condition is not None:
+            lines += ["      " + l for l in condition_words(a.condition, pack)]
+    return lines
+
+
+def aggregate_words(a: Any, pack: Pack) -> str:
+    op = a.op
+    cmp = ""
+    if a.comparison:
+        o, v = a.comparison
+        cmp = f" {WORDS[o]} {_operand(v, pack)}"
+    if op == "count":
+        return ("the number of events" + (" meeting:" if a.condition is not None else "")) + cmp
+    if op == "any":
+        return "whether any event" + (" meets:" if a.condition is not None else " is in it")
+    if op == "none":
+        return "whether no event" + (" meets:" if a.condition is not None else " is in it")
+    if op == "all":
+        return "whether every event meets:"
+    if op in ("first", "last", "min", "max"):
+        return {"first": "the earliest event's", "last": "the latest event's", "min": "the lowest",
+                "max": "the highest"}[op] + f" {a.field}"
+    if op == "span_days":
+        return "days from the earliest to the latest event" + cmp
+    if op == "consecutive":
+        return f"the {a.run} run of consecutive events meeting:" + (f" ({cmp.strip()})" if cmp else "")
+    if op == "at_max":
+        return f"{a.take} of the event with the highest {a.at_max} (earliest on ties)"
+    return op
+
+
+def _assignment_words(v: Any) -> str:
+    from engine.rules.model import AddTo, ClosePending, OpenPending, OutputOf
+    if v is None:
+        return "unset"
+    if isinstance(v, OutputOf):
+        return v.fact
+    if isinstance(v, AddTo):
+        return f"+ {v.add.param if isinstance(v.add, ParamRef) else v.add}"
+    if isinstance(v, OpenPending):
+        return f"OPEN (dated at the item; resolved by: {v.open})"
+    if isinstance(v, ClosePending):
+        return f"CLOSE as {v.close}"
+    return repr(v)
+
+
+def transition_words(t: Any, pack: Pack) -> list[str]:
+    lines = [f"transition {t.id}: {t.title}", f"  source: {t.source.citation}", f"    \"{t.source.text}\""]
+    if t.source.note:
+        lines.append(f"  note: {t.source.note}")
+    lines.append("  when:")
+    lines += ["    " + l for l in condition_words(t.when, pack)]
+    lines.append("  then: " + "; ".join(f"{k} := {_assignment_words(v)}" for k, v in t.set.items()))
+    return lines
+
+
+def course_words(pack: Pack) -> list[str]:
+    """The whole course section: items, state, transitions, collections and outputs."""
+    c = pack.manifest.course
+    lines = [f"course of {pack.id} {pack.version}", f"  folds over events of kind {', '.join(c.items.events)}, "
+             "in date order"]
+    if c.items.window is not None:
+        lines.append("  dated " + " and ".join(f"{_BOUND[b]} {_anchor_words(a, pack)}" for b, a in c.items.window.bounds()))
+    if c.items.where is not None:
+        lines.append("  where:")
+        lines += ["    " + l for l in condition_words(c.items.where, pack)]
+    lines.append("state (read as state.<name>; new.<name> after the item):")
+    for sv in c.state:
+        init = "unset" if sv.initial is None else repr(sv.initial)
+        lines.append(f"  {sv.name} ({sv.type.value}, starts {init})" + (f": {sv.description}" if sv.description else "")
+                     + ("  [course output]" if sv.output else ""))
+    lines.append("transitions (per variable, the first met row that sets it decides; none met keeps it):")
+    for t in c.transitions:
+        lines += ["  " + l for l in transition_words(t, pack)]
+    for coll in c.collections:
+        lines += ["  " + l for l in collection_words(coll, pack)]
+    for r in c.rules:
+        lines.append(f"  rule {r.id}: {r.title}")
+        lines += ["    " + l for l in condition_words(r.when, pack)]
+    for d in c.decisions:
+        lines.append(f"  output {d.id}: {d.title}" + (f"  (source: {d.source.citation})" if d.source else ""))
+        for j, row in enumerate(d.rows):
+            lines.append(f"    row {j}: then {_then_words(row.then)}" + (f"   [{row.note}]" if row.note else ""))
+            lines += ["      " + l for l in condition_words(row.when, pack)]
+        if d.default is not None:
+            lines.append(f"    otherwise: {_then_words(d.default)}")
+    return lines
+
+
+def _then_words(then: Any) -> str:
+    from engine.rules.model import OutputOf
+    if isinstance(then, dict):
+        return "{" + ", ".join(f"{k}: " + (f"<{v.fact}>" if isinstance(v, OutputOf) else repr(v))
+                               for k, v in then.items()) + "}"
+    return repr(then)

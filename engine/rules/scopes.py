@@ -176,19 +176,24 @@ def check_course_after(pack: Any, known_main: dict[str, FactInfo], declared: dic
     m = pack.manifest
     course = m.course
     state = {sv.name: sv for sv in course.state}
+    # a transition may also read `new.<var>`: the value the variable takes after this item
+    known_tr = dict(known_main)
+    for sv in course.state:
+        known_tr["new." + sv.name] = FactInfo(state_fact_type(sv.type), tuple(sv.values) if sv.values else None,
+                                              computed=True)
     tids: set[str] = set()
     for i, t in enumerate(course.transitions):
         tp = ("course", "transitions", i)
         if t.id in tids:
             fail(f"duplicate transition id {t.id!r}", *tp, "id")
         tids.add(t.id)
-        check_condition(t.when, tp + ("when",), known_main, params, rule_ids, dep_prefixes, fail,
+        check_condition(t.when, tp + ("when",), known_tr, params, rule_ids, dep_prefixes, fail,
                         f"transition {t.id}: ")
         for var, value in t.set.items():
             if var not in state:
                 fail(f"transition {t.id} sets unknown state variable {var!r}", *tp, "set", var,
                      expected="one of " + (", ".join(state) or "(no state declared)"))
-            _check_assignment(t.id, state[var], value, known_main, params, dep_prefixes, fail, tp + ("set", var))
+            _check_assignment(t.id, state[var], value, known_tr, params, dep_prefixes, fail, tp + ("set", var))
 
     # the course scope: declared facts, dependency outputs, final state, then its own facts
     known: dict[str, FactInfo] = dict(declared)
