@@ -77,7 +77,8 @@ def explain_rule(pack: Pack, rule_id: str) -> dict[str, Any]:
                 return other
             from engine.errors import InputError
             colls = list(m.collections) + (list(m.course.collections) if m.course else [])
-            raise InputError(f"pack {pack.id} has no rule, decision, decision row, collection or transition {rule_id!r}",
+            raise InputError(f"pack {pack.id} has no rule, decision or decision row {rule_id!r}"
+                             + (" (nor collection or course transition)" if colls or m.course else ""),
                              expected="one of " + ", ".join([r.id for r in rules] + [
                                  k for d in _decisions(pack) for k in d.row_keys] + [c.id for c in colls] + (
                                  ["course"] + [t.id for t in m.course.transitions] if m.course else [])))
