@@ -51,13 +51,20 @@ def test_reported_grade_below_the_facts_minimum_is_flagged(registry):
     assert item["source"] == "reported" and "below the G3 the facts prove" in item["reason"]
 
 
+def _tls(doc, definition):
+    return [t for t in doc["tls"] if t["definition"] == definition]
+
+
 def test_tls_during_ramp_up(registry, evaluator):
     doc = grade_subject(load_subject(SUBJECT), "4.03", registry=registry, evaluator=evaluator)
-    c1 = doc["tls"][0]
-    assert c1["category"] == "LABORATORY_TLS"
+    cb, howard = _tls(doc, "tls-cairo-bishop"), _tls(doc, "tls-howard")
+    assert cb[0]["category"] == "LABORATORY_TLS"
     # K 6.1 mEq/L (>= 6.0 and +25 % from 4.0) and urate 520 umol/L (>= 0.476 mmol/L)
-    assert set(c1["abnormal"]) == {"TLS-URIC", "TLS-POTASSIUM"}
-    assert doc["tls"][1]["status"] == "indeterminate"    # no labs around cycle 2
+    assert set(cb[0]["abnormal"]) == {"TLS-URIC", "TLS-POTASSIUM"}
+    assert cb[1]["status"] == "indeterminate"    # no labs around cycle 2
+    # Howard: K 6.1 > 6.0 and urate 0.52 > 0.4758 mmol/L on the same day (03-03)
+    assert (howard[0]["category"], howard[0]["day"]) == ("LABORATORY_TLS", "2021-03-03")
+    assert set(howard[0]["abnormal"]) == {"H-URIC", "H-POTASSIUM"}
 
 
 def test_tls_howard_needs_same_day(registry):
@@ -65,8 +72,8 @@ def test_tls_howard_needs_same_day(registry):
     rec = load_subject(SUBJECT)
     labs = [l.model_copy(update={"date": l.date.replace(day=4)}) if l.id == "U1" else l for l in rec.labs]
     rec = rec.model_copy(update={"labs": labs})
-    assert tls_assessments(rec, registry)[0]["category"] == "LABORATORY_TLS"      # Cairo-Bishop: window
-    howard = tls_assessments(rec, registry, params={"simultaneous_24h": True, "relative_change_criteria": False})
+    assert tls_assessments(rec, registry, packs=["tls-cairo-bishop"])[0]["category"] == "LABORATORY_TLS"  # window
+    howard = tls_assessments(rec, registry, packs=["tls-howard"])
     # Howard: two abnormalities must fall in the same 24 h; on day 3 urate was not measured
     assert howard[0]["category"] is None and "tls.uric_acid" in howard[0]["missing"]
 
@@ -74,25 +81,62 @@ def test_tls_howard_needs_same_day(registry):
 def test_tls_cycle_reports_its_worst_window_by_the_packs_rank(registry):
     """Howard: one window per lab day; the cycle reports the worst by the pack's rank. A later
     normal day (NO_TLS, rank 0) does not hide the laboratory TLS of 03-03 (rank 1); a day whose
-    panel is incomplete (02-27: potassium only) could be clinical TLS (rank 2), so it is reported,
-    indeterminate, with what is already established beside it."""
+    panel is incomplete (02-27: potassium only) could be laboratory TLS (rank 1) where the only
+    complete day is normal, so it is reported, indeterminate, with what is established beside it."""
     from engine.adjudicate.safety import tls_assessments
     rec = load_subject(SUBJECT)
     normal = {"K1": Decimal("4.0"), "U1": Decimal(300), "P1": Decimal("1.0"), "C1": Decimal("2.3")}
     later = [l.model_copy(update={"id": l.id + "b", "date": l.date.replace(day=5), "value": normal[l.id]})
              for l in rec.labs if l.id in normal]
-    howard = {"simultaneous_24h": True, "relative_change_criteria": False}
+    howard = ["tls-howard"]
     full = [l for l in rec.labs if l.id != "K0"] + later
-    c1 = tls_assessments(rec.model_copy(update={"labs": full}), registry, params=howard)[0]
+    c1 = tls_assessments(rec.model_copy(update={"labs": full}), registry, packs=howard)[0]
     assert (c1["day"], c1["category"], c1["at_least"]) == ("2021-03-03", "LABORATORY_TLS", None)
     only_normal = [l for l in full if l.date.day != 3]
-    c1 = tls_assessments(rec.model_copy(update={"labs": only_normal}), registry, params=howard)[0]
+    c1 = tls_assessments(rec.model_copy(update={"labs": only_normal}), registry, packs=howard)[0]
     assert (c1["day"], c1["category"]) == ("2021-03-05", "NO_TLS")
-    partial_day = list(rec.labs) + later     # K0 alone on 02-27
-    c1 = tls_assessments(rec.model_copy(update={"labs": partial_day}), registry, params=howard)[0]
+    k0 = next(l for l in rec.labs if l.id == "K0")
+    partial_day = only_normal + [k0]     # K0 alone on 02-27: two other abnormalities cannot be excluded
+    c1 = tls_assessments(rec.model_copy(update={"labs": partial_day}), registry, packs=howard)[0]
     assert (c1["day"], c1["status"], c1["category"]) == ("2021-02-27", "indeterminate", None)
-    assert (c1["at_least"], c1["at_least_day"]) == ("LABORATORY_TLS", "2021-03-03")
+    assert (c1["at_least"], c1["at_least_day"]) == ("NO_TLS", "2021-03-05")
     assert "tls.uric_acid" in c1["missing"]
+
+
+def test_howard_clinical_tls_reads_the_events_attribution(registry, tmp_path):
+    """Issue 11 item 16: Howard's clinical TLS needs a feature 'probably or definitely caused by'
+    the abnormality: an arrhythmia the investigator attributes to hyperkalemia makes the ramp-up's
+    laboratory TLS clinical; the same arrhythmia without the attribution leaves it undecided."""
+    import yaml
+    from engine.adjudicate.safety import tls_assessments
+    data = yaml.safe_load(SUBJECT.read_text())
+    arr = {"id": "AR1", "term": "Atrial fibrillation", "onset_date": "2021-03-03", "reported_grade": 2}
+    f = tmp_path / "s.yaml"
+
+    def run(event):
+        data["adverse_events"] = [ae for ae in data["adverse_events"] if ae["id"] != "AR1"] + [event]
+        f.write_text(yaml.safe_dump(data))
+        return tls_assessments(load_subject(f), registry, packs=["tls-howard"])[0]
+    attributed = run({**arr, "facts": {"due_to_hyperkalemia": True}})
+    assert (attributed["category"], attributed["facts"]["tls.arrhythmia_due_to_hyperkalemia"]) == ("CLINICAL_TLS", True)
+    unattributed = run(arr)
+    assert unattributed["status"] == "indeterminate" and "tls.arrhythmia_due_to_hyperkalemia" in unattributed["missing"]
+    excluded = run({**arr, "facts": {"due_to_hyperkalemia": False, "due_to_hypocalcemia": False}})
+    assert excluded["category"] == "LABORATORY_TLS"
+
+
+def test_tls_unit_without_a_cut_off_is_left_missing_and_noted(registry):
+    """Howard's ionized-calcium limb is published in mmol/L only: an ionized calcium in mg/dL is not
+    judged against it (left missing, noted), never compared with the mmol/L cut-off."""
+    from engine.adjudicate.safety import tls_assessments
+    from engine.record.safety import Lab
+    rec = load_subject(SUBJECT)
+    day = next(l.date for l in rec.labs if l.id == "K1")
+    ion = Lab(id="I1", date=day, test="calcium_ionized", value=Decimal("4.0"), unit="mg/dL")
+    c1 = tls_assessments(rec.model_copy(update={"labs": [*rec.labs, ion]}), registry, packs=["tls-howard"])
+    notes = [n for t in c1 for n in t["notes"]]
+    assert any("tls.calcium_ionized in mg/dL" in n for n in notes)
+    assert all("tls.calcium_ionized" not in t["facts"] for t in c1)
 
 
 def test_venetoclax_advisories(registry):

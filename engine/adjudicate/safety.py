@@ -20,7 +20,7 @@ from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.run import Evaluator, PackResult, evaluate_pack
 from engine.evaluate.values import to_json
 from engine.facts.labmap import lab_map
-from engine.facts.safety import (CLINICAL_TERMS, LabFacts, ae_facts, attribution_facts, lab_facts, study_dose_facts, term_id, tls_clinical_facts, tls_window_facts,
+from engine.facts.safety import (CLINICAL_TERMS, LabFacts, TlsLookups, ae_facts, attribution_facts, lab_facts, study_dose_facts, term_id, tls_clinical_facts, tls_window_facts,
                                  venetoclax_cycle_facts)
 from engine.rules.load import Registry, load_registry
 
@@ -227,34 +227,67 @@ def _tri(outcome: str) -> bool | None:
     return {"met": True, "not_met": False}.get(outcome)
 
 
+def tls_packs(registry: Registry) -> list[Any]:
+    """The TLS definitions of a registry: every pack with a `tls` decision and the `lab_inputs` /
+    `clinical_features` tables that say what it reads (Cairo-Bishop, Howard, ...)."""
+    return [p for p in registry.packs.values()
+            if {"tls", "lab_inputs", "clinical_features"} <= set(p.decision_ids)]
+
+
+_LOOKUPS: dict[tuple, TlsLookups] = {}
+
+
+def _lookups(pack: Any, registry: Registry, evaluator: Evaluator | None) -> TlsLookups:
+    key = (pack.id, pack.version, pack.sha256, getattr(evaluator, "name", "default"))
+    hit = _LOOKUPS.get(key)
+    if hit is None:
+        hit = _LOOKUPS[key] = TlsLookups(pack, lab_map(registry, evaluator), evaluator)
+    return hit
+
+
 def tls_assessments(record: Any, registry: Registry, evaluator: Evaluator | None = None,
-                    params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Cairo-Bishop TLS around day 1 of every cycle with venetoclax (the ramp-up)."""
-    pack = registry.get("tls-cairo-bishop")
+                    params: Mapping[str, Mapping[str, Any]] | None = None,
+                    packs: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """TLS around day 1 of every cycle with venetoclax (the ramp-up), by every TLS definition of
+    the registry (or the ids in `packs`); `params` by pack id. Each item names its definition."""
+    chosen = [registry.get(pid) for pid in packs] if packs is not None else tls_packs(registry)
+    out = []
+    for pack in chosen:
+        out += _tls_by(pack, record, registry, evaluator, (params or {}).get(pack.id))
+    return out
+
+
+def _tls_by(pack: Any, record: Any, registry: Registry, evaluator: Evaluator | None,
+            params: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     p = {x.name: x.value for x in pack.manifest.parameters} | dict(params or {})
+    lookups = _lookups(pack, registry, evaluator)
+    labmap = lab_map(registry, evaluator)
+    abnormality = {r.id for r in pack.manifest.rules if r.kind == "abnormality"}
     out = []
     on = record.on_study
     for cycle in (on.cycles if on else []):
         if not cycle.venetoclax_doses:
             continue
         start = cycle.start_date
+        lo, hi = start - dt.timedelta(days=p["window_days_before"]), start + dt.timedelta(days=p["window_days_after"])
         days = [None]
         if p["simultaneous_24h"]:
-            lo, hi = start - dt.timedelta(days=p["window_days_before"]), start + dt.timedelta(days=p["window_days_after"])
             days = sorted({lab.date for lab in record.labs if lo <= lab.date <= hi}) or [None]
+        clinical = tls_clinical_facts(record.adverse_events, lo, hi, lookups)
         windows = []
         for day in days:
-            facts = tls_window_facts(record.labs, start, p["window_days_before"], p["window_days_after"], day,
-                                     lab_map(registry, evaluator))
-            facts.update(tls_clinical_facts(record.adverse_events, start - dt.timedelta(days=p["window_days_before"]),
-                                            start + dt.timedelta(days=p["window_days_after"])))
+            facts, notes = tls_window_facts(record.labs, start, p["window_days_before"], p["window_days_after"], day,
+                                            labmap, lookups)
+            facts.update(clinical)
             res, _ = evaluate_pack(pack, FactSheet.of(facts), params, evaluator)
             dec = res.decisions["tls"]
-            item = {"cycle": cycle.number, "start": start.isoformat(), "day": day.isoformat() if day else None,
+            item = {"definition": pack.id, "cycle": cycle.number, "start": start.isoformat(),
+                    "day": day.isoformat() if day else None,
                     "category": dec.fields.get("category") if dec.status == "decided" else None,
                     "status": dec.status, "missing": dec.missing, "at_least": None, "at_least_day": None,
-                    "abnormal": [r for r in ("TLS-URIC", "TLS-POTASSIUM", "TLS-PHOSPHATE", "TLS-CALCIUM")
-                                 if res.rules[r].outcome.value == "met"],
+                    # the lab abnormalities met: the pack's rules of kind `abnormality`
+                    "abnormal": [r for r, rr in res.rules.items() if r in abnormality and rr.outcome.value == "met"],
+                    "notes": notes,
                     "facts": {k: to_json(v) for k, v in facts.items()}, "_result": res}
             # the pack's `rank` orders the categories; an undecided window could be as bad as its
             # worst candidate
@@ -336,7 +369,7 @@ def _subject_entries(sid: str, items: list[Graded], tls: list[dict[str, Any]], d
     out: list[tuple[Graded | None, dict[str, Any]]] = [
         (g, _entry(sid, "ae" if g.kind == "event" else "ctcae-lab", g, actor)) for g in items]
     for t in tls:
-        out.append((None, audit_entry(subject_id=sid, use_case="tls", item=f"cycle {t['cycle']}",
+        out.append((None, audit_entry(subject_id=sid, use_case="tls", item=f"{t['definition']} cycle {t['cycle']}",
                                       snapshot={"facts": t["facts"]}, results=[t["_result"]],
                                       outcome={k: v for k, v in t.items() if not k.startswith("_")}, actor=actor)))
     for d in dosing:

@@ -31,6 +31,7 @@ class UnitReading:
     unit: str | None          # canonical unit, the reported spelling (ratio families), or None = unreadable
     factor: Decimal | None
     result: PackResult | None = None
+    as_reported: bool = False  # a family graded in multiples of the record's own range: any unit
 
 
 class LabMap:
@@ -86,9 +87,10 @@ class LabMap:
             dec = res.decisions["unit"]
             value = dec.value if dec.status == "decided" and isinstance(dec.value, dict) else {}
             canon, factor = value.get("unit"), value.get("factor")
-            if canon == AS_REPORTED:
+            as_reported = canon == AS_REPORTED
+            if as_reported:
                 canon, factor = ((unit or "").strip() or None), Decimal(1)
-            hit = UnitReading(canon, Decimal(str(factor)) if factor is not None else None, res)
+            hit = UnitReading(canon, Decimal(str(factor)) if factor is not None else None, res, as_reported)
             self._units[key] = hit
         return hit
 

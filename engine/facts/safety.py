@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from engine.facts.labmap import LabMap
+from engine.facts.labmap import LabMap, norm_unit
 from engine.record.units import tidy
 
 # CTCAE display names and the trial's words for them -> term ids of the packs
@@ -168,60 +168,120 @@ def venetoclax_cycle_facts(cycle: Any) -> dict[str, Any]:
     return facts
 
 
-TLS_ANALYTES = {"uric_acid": "max", "potassium": "max", "phosphate": "max", "calcium_corrected": "min",
-                "creatinine": "max"}
-TLS_FACT = {"uric_acid": "uric_acid", "potassium": "potassium", "phosphate": "phosphate",
-            "calcium_corrected": "calcium", "creatinine": "creatinine"}
+# --- TLS windows: what the TLS packs read from the record ---------------------------------------------
+# A TLS pack says which lab tests feed its facts (decision `lab_inputs`: fact name, worst = max or
+# min, whole_window) and which adverse-event terms are its clinical features (decision
+# `clinical_features`). Python asks each pack once per lab test / term (cached) and builds the
+# facts generically: no lab test, term or threshold is named here.
+
+@dataclass(frozen=True)
+class TlsInput:
+    fact: str
+    worst: str                 # max | min
+    whole_window: bool = False  # the worst of the whole window even when the pack reads one day
 
 
-# Adverse-event terms that are the clinical features of Cairo-Bishop clinical TLS besides
-# creatinine (terminology, not thresholds): cardiac arrhythmia or sudden death, and seizure.
-TLS_CLINICAL_TERMS: dict[str, frozenset[str]] = {
-    "arrhythmia": frozenset({"arrhythmia", "cardiac_arrhythmia", "atrial_fibrillation", "atrial_flutter",
-                             "ventricular_arrhythmia", "ventricular_tachycardia", "ventricular_fibrillation",
-                             "supraventricular_tachycardia", "cardiac_arrest", "sudden_death"}),
-    "seizure": frozenset({"seizure"}),
-}
+class TlsLookups:
+    """The lab inputs and clinical features of one TLS pack, asked through the engine."""
+
+    def __init__(self, pack: Any, labmap: LabMap, evaluator: Any = None) -> None:
+        from engine.evaluate.facts import FactSheet
+        from engine.evaluate.run import evaluate_pack
+        self.pack, self._evaluator, self._features_of = pack, evaluator, {}
+        self._ask = lambda facts: evaluate_pack(pack, FactSheet.of(facts), None, evaluator)[0]
+        self.inputs: dict[str, TlsInput] = {}
+        for test in labmap.tests:
+            v = self._value("lab_inputs", {"input.lab_test": test})
+            if v and v.get("fact"):
+                self.inputs[test] = TlsInput(v["fact"], v.get("worst") or "max", bool(v.get("whole_window")))
+        decl = {f.name: f for f in pack.manifest.facts}
+        dec = next(d for d in pack.manifest.decisions if d.id == "clinical_features")
+        self.features = sorted({r.then["feature"] for r in dec.rows if isinstance(r.then, dict) and r.then.get("feature")})
+        self.declared = decl
+        # tls.<feature>_due_to_<cause>: the attribution facts the pack reads
+        self.causes: dict[str, list[str]] = {
+            f: sorted(n[len(f"tls.{f}_due_to_"):] for n in decl if n.startswith(f"tls.{f}_due_to_")) for f in self.features}
+
+    def _value(self, decision: str, facts: dict[str, Any]) -> dict[str, Any] | None:
+        dec = self._ask(facts).decisions[decision]
+        return dec.value if dec.status == "decided" and isinstance(dec.value, dict) else None
+
+    def feature_of(self, term: str) -> str | None:
+        if term not in self._features_of:
+            v = self._value("clinical_features", {"input.ae_term": term})
+            self._features_of[term] = (v or {}).get("feature")
+        return self._features_of[term]
 
 
-def tls_clinical_facts(adverse_events: list[Any], lo: dt.date, hi: dt.date) -> dict[str, Any]:
-    """tls.arrhythmia / tls.seizure: an adverse event with such a term starting in the window.
-    The AE listing is taken as complete (every AE from the first dose is recorded), so no such
-    event in the window is 'false'; the record does not distinguish 'not collected'."""
+def tls_clinical_facts(adverse_events: list[Any], lo: dt.date, hi: dt.date, lookups: TlsLookups) -> dict[str, Any]:
+    """tls.<feature>: an adverse event with such a term starting in the window (the AE listing is
+    taken as complete: none is 'false'); tls.<feature>_due_to_<cause>: the events' facts
+    `due_to_<cause>` ("probably or definitely caused by"): true if one says so, false if all say
+    not, missing otherwise."""
+    in_window = [ae for ae in adverse_events if ae.onset_date is not None and lo <= ae.onset_date <= hi]
+    by_feature: dict[str, list[Any]] = {f: [] for f in lookups.features}
+    for ae in in_window:
+        f = lookups.feature_of(term_id(ae.term))
+        if f in by_feature:
+            by_feature[f].append(ae)
     facts: dict[str, Any] = {}
-    for feature, terms in TLS_CLINICAL_TERMS.items():
-        facts[f"tls.{feature}"] = any(term_id(ae.term) in terms and ae.onset_date is not None
-                                      and lo <= ae.onset_date <= hi for ae in adverse_events)
+    for f, events in by_feature.items():
+        facts[f"tls.{f}"] = bool(events)
+        for cause in lookups.causes.get(f, []):
+            said = [(ae.facts or {}).get(f"due_to_{cause}") for ae in events]
+            if any(v is True for v in said):
+                facts[f"tls.{f}_due_to_{cause}"] = True
+            elif events and all(v is False for v in said):
+                facts[f"tls.{f}_due_to_{cause}"] = False
     return facts
 
 
 def tls_window_facts(labs: list[Any], start: dt.date, days_before: int, days_after: int,
-                     day: dt.date | None = None, labmap: LabMap | None = None) -> dict[str, Any]:
-    """Worst value of each TLS analyte within [start - before, start + after] (or on one `day`),
-    baseline = last value before `start`; units read as for CTCAE (exact scalings only)."""
+                     day: dt.date | None, labmap: LabMap, lookups: TlsLookups) -> tuple[dict[str, Any], list[str]]:
+    """Worst value of each TLS input within [start - before, start + after] (or on one `day`,
+    unless the input is whole-window), its unit, ULN, and baseline = the last value of the same
+    unit before `start`. Values of one input in several units: the unit with the most results in
+    the window is read (noted). A value the pack does not allow (a unit it has no cut-off for) is
+    left missing, noted. Returns (facts, notes)."""
     lo, hi = start - dt.timedelta(days=days_before), start + dt.timedelta(days=days_after)
     facts: dict[str, Any] = {}
-    for analyte, worst in TLS_ANALYTES.items():
-        name = TLS_FACT[analyte]
+    notes: list[str] = []
+    for test, spec in lookups.inputs.items():
         rows = []
         for lab in labs:
-            if lab.test != analyte:
+            if lab.test != test:
                 continue
-            reading = labmap.reading(analyte, lab.unit)
+            reading = labmap.reading(test, lab.unit)
             if reading.unit is None or reading.factor is None:
+                notes.append(f"{test} {lab.id}: unit {lab.unit!r} not readable (lab-terms)")
                 continue
-            rows.append((lab, reading.unit, reading.factor))
-        in_window = [r for r in rows if lo <= r[0].date <= hi and (day is None or r[0].date == day)]
-        if in_window:
-            pick = (max if worst == "max" else min)(in_window, key=lambda r: r[0].value * r[2])
-            lab, canonical, factor = pick
-            facts[f"tls.{name}"] = tidy(lab.value * factor)
-            if analyte in ("uric_acid", "phosphate", "calcium_corrected"):
-                facts[f"tls.{name}_unit"] = canonical
-            if analyte == "creatinine" and lab.uln is not None:
-                facts["tls.creatinine_uln"] = lab.uln
-            before = [r for r in rows if r[0].date < start and r[1] == canonical]
-            if before and analyte != "creatinine":
-                b = max(before, key=lambda r: r[0].date)
-                facts[f"tls.{name}_baseline"] = tidy(b[0].value * b[2])
-    return facts
+            unit = norm_unit(reading.unit) if reading.as_reported else reading.unit
+            rows.append((lab, unit, reading.factor))
+        in_window = [r for r in rows if lo <= r[0].date <= hi and (day is None or spec.whole_window or r[0].date == day)]
+        if not in_window:
+            continue
+        units = sorted({r[1] for r in in_window}, key=lambda u: (-sum(1 for r in in_window if r[1] == u), u))
+        if len(units) > 1:
+            notes.append(f"{test}: results in {', '.join(units)} in one window; {units[0]} read")
+        group = [r for r in in_window if r[1] == units[0]]
+        lab, unit, factor = (max if spec.worst == "max" else min)(group, key=lambda r: r[0].value * r[2])
+        name = f"tls.{spec.fact}"
+        facts[name] = tidy(lab.value * factor)
+        facts[f"{name}_unit"] = unit
+        if lab.uln is not None:
+            facts[f"{name}_uln"] = tidy(lab.uln * factor)
+        before = [r for r in rows if r[0].date < start and r[1] == unit]
+        if before:
+            b = max(before, key=lambda r: r[0].date)
+            facts[f"{name}_baseline"] = tidy(b[0].value * b[2])
+    # a unit the pack has no cut-off for: the value is not readable by this pack (left missing,
+    # with its baseline and ULN: never judged against another unit's cut-off)
+    for spec in lookups.inputs.values():
+        name = f"tls.{spec.fact}"
+        decl = lookups.declared.get(f"{name}_unit")
+        unit = facts.get(f"{name}_unit")
+        if unit is not None and decl is not None and decl.values is not None and unit not in decl.values:
+            notes.append(f"{name} in {unit}: {lookups.pack.id} has no cut-off for this unit (left missing)")
+            for suffix in ("", "_unit", "_baseline", "_uln"):
+                facts.pop(name + suffix, None)
+    return {k: v for k, v in facts.items() if k in lookups.declared}, notes

@@ -22,7 +22,9 @@ def subject_lines(doc: dict[str, Any], version: str) -> list[str]:
         out.append(f"  {it['id']:<6} {it['term']:<38} G{g:<2} {it['source']:<9} {te}{rel}: {it['reason']}")
     for t in doc["tls"]:
         at_least = f" (at least {t['at_least']} on {t['at_least_day']})" if t.get("at_least") else ""
-        out.append(f"  TLS cycle {t['cycle']} (start {t['start']}): {t['category'] or 'INDETERMINATE'}{at_least}"
+        day = f", day {t['day']}" if t.get("day") else ""
+        out.append(f"  TLS {t.get('definition', '')} cycle {t['cycle']} (start {t['start']}{day}): "
+                   f"{t['category'] or 'INDETERMINATE'}{at_least}"
                    + (f", missing {', '.join(t['missing'])}" if t["missing"] else ""))
     for d in doc["dosing"]:
         msgs = "; ".join(a["message"] for a in d["advisories"]) or "no advisory"
