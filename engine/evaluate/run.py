@@ -9,6 +9,7 @@ from typing import Any, Mapping, Protocol
 
 from engine.errors import EvaluationError, InputError
 from engine.rules.load import Pack, Registry
+from engine.rules.params import check_value
 from engine.rules.model import OutputOf
 from engine.evaluate.decide import DecisionResult, Undecided, decide
 from engine.evaluate.facts import FactSheet, add_derived
@@ -110,6 +111,7 @@ def resolve_params(pack: Pack, overrides: Mapping[str, Any] | None = None) -> di
         p = decl[name]
         if isinstance(value, str) and not isinstance(p.value, str):
             value = _coerce(value, p.value, pack.id, name)
+        check_value(pack.id, name, value)
         if isinstance(p.value, bool) != isinstance(value, bool) or (
                 isinstance(p.value, str) != isinstance(value, str)):
             raise InputError(f"parameter {name!r} of pack {pack.id} has the wrong type",

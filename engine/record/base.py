@@ -1,6 +1,9 @@
 """The base of every record model: unknown fields are refused with the list of allowed ones."""
 from __future__ import annotations
 
+import types
+import typing
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -19,6 +22,34 @@ class FieldError(ValueError):
 
 
 _FIELD_NAMES: dict[type, frozenset[str]] = {}   # per model class: runs on every mapping loaded
+_NO_BOOL: dict[type, frozenset[str]] = {}        # per model class: numeric fields that take no bool
+
+
+def _flat_types(annotation: Any) -> set[Any]:
+    """Every type an annotation admits (Optional, Union and Annotated unwrapped)."""
+    out: set[Any] = set()
+    stack = [annotation]
+    while stack:
+        a = stack.pop()
+        origin = typing.get_origin(a)
+        if origin is typing.Annotated:
+            stack.append(typing.get_args(a)[0])
+        elif origin is typing.Union or origin is types.UnionType:
+            stack.extend(typing.get_args(a))
+        else:
+            out.add(a)
+    return out
+
+
+def _numeric_fields(cls: type[BaseModel]) -> frozenset[str]:
+    """Fields typed as a number (int, float, Decimal) that do not also admit a boolean: pydantic
+    would read `true` there as 1, and a decided 'age 1' is a silent wrong answer."""
+    names = []
+    for name, f in cls.model_fields.items():
+        kinds = _flat_types(f.annotation)
+        if bool not in kinds and Any not in kinds and kinds & {int, float, Decimal}:
+            names.append(name)
+    return frozenset(names)
 
 
 class RecordModel(BaseModel):
@@ -39,4 +70,11 @@ class RecordModel(BaseModel):
                 allowed = ", ".join(cls.model_fields)
                 raise FieldError(str(unknown[0]), f"unknown field {unknown[0]!r}",
                                  expected=f"one of: {allowed}")
+            numeric = _NO_BOOL.get(cls)
+            if numeric is None:
+                numeric = _NO_BOOL[cls] = _numeric_fields(cls)
+            for name in numeric:
+                if type(data.get(name)) is bool:
+                    raise FieldError(name, f"a boolean ({str(data[name]).lower()}) where a number is expected",
+                                     expected="a number")
         return data

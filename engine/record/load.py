@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from engine.yamlio import safe_load_with_node
+from engine.yamlio import MAX_DIGITS, error_location, safe_load_with_node
 from pydantic import ValidationError
 
 from engine.errors import InputError
@@ -25,6 +28,8 @@ from engine.record.history import HISTORY_TYPES
 from engine.record.subject import SubjectRecord
 
 SUFFIXES = (".yaml", ".yml", ".json")
+MAX_FILE_BYTES = 16 << 20     # a subject file (a real one is a few KB)
+MAX_LINE_BYTES = 16 << 20     # one subject line of a table
 TABLE_SUFFIXES = (".jsonl", ".ndjson")
 
 
@@ -43,7 +48,8 @@ def parse_subject_json(text: str, origin: str, *, one_line: bool = False) -> Sub
     `cohort.jsonl:17`). one_line: the text is one table line, so `origin` already names the line
     and a syntax error adds only its column (a file's syntax error adds its line)."""
     try:
-        data = json.loads(text, object_pairs_hook=_unique_pairs)
+        data = json.loads(text, object_pairs_hook=_unique_pairs, parse_int=_json_int,
+                          parse_float=_json_float, parse_constant=_json_constant)
     except json.JSONDecodeError as exc:
         if one_line:
             raise InputError(f"malformed JSON: {exc.msg} at column {exc.colno}", file=origin) from None
@@ -52,6 +58,12 @@ def parse_subject_json(text: str, origin: str, *, one_line: bool = False) -> Sub
     except _DuplicateKey as exc:
         raise InputError(f"duplicate key {exc.key!r}", file=origin, field=exc.key,
                          expected="each key once") from None
+    except _BadNumber as exc:
+        raise InputError(str(exc), file=origin, expected="a finite number of at most "
+                         f"{MAX_DIGITS} digits") from None
+    except RecursionError:
+        raise InputError("nested too deeply", file=origin, expected="a subject record "
+                         "(a few levels of objects and lists)") from None
     return _validate(data, origin, None)
 
 
@@ -65,6 +77,9 @@ def iter_table(path: str | Path) -> Iterator[tuple[int, str | InputError]]:
     whole). A line that is not UTF-8 comes as an InputError naming `table:line` instead of its
     text, so that a caller reports it and goes on; a table that cannot be opened raises."""
     for number, raw in _table_lines(path):
+        if isinstance(raw, InputError):
+            yield number, raw
+            continue
         try:
             yield number, raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -77,20 +92,27 @@ def count_table(path: str | Path) -> int:
     return sum(1 for _ in _table_lines(path))
 
 
-def _table_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
-    """(1-based physical line number, stripped bytes) of the non-blank lines."""
+def _table_lines(path: str | Path) -> Iterator[tuple[int, bytes | InputError]]:
+    """(1-based physical line number, stripped bytes) of the non-blank lines; a line longer than
+    MAX_LINE_BYTES comes as an InputError (and is skipped to its end, never held whole)."""
     path = Path(path)
     if not is_table(path):
         raise InputError(f"unsupported table type {path.suffix or '(none)'!r}", file=str(path),
                          expected="a .jsonl or .ndjson file")
-    try:
-        fh = path.open("rb")
-    except FileNotFoundError:
-        raise InputError("file not found", file=str(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from None
-    with fh:
-        for number, raw in enumerate(fh, 1):
+    with open_regular(path, "a .jsonl subject table") as fh:
+        number = 0
+        while True:
+            raw = fh.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            number += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):   # skip the rest of the line
+                    raw = fh.readline(1 << 20)
+                yield number, InputError(f"line longer than {MAX_LINE_BYTES >> 20} MiB",
+                                         file=f"{path}:{number}",
+                                         expected="one subject record per line")
+                continue
             raw = raw.strip()
             if raw:
                 yield number, raw
@@ -101,6 +123,13 @@ def _validate(data: Any, origin: str, node: Any) -> SubjectRecord:
         raise InputError(f"the file holds a {type(data).__name__}, not a mapping",
                          file=origin, expected="one subject as a mapping of fields")
     subject = data.get("subject_id") if isinstance(data.get("subject_id"), str) else None
+    bad = bad_text(data)
+    if bad is not None:
+        loc, problem = bad
+        line = _line_of(node, loc)
+        raise InputError(problem, file=f"{origin}:{line}" if line else origin,
+                         subject=subject if loc != ("subject_id",) else None, field=_dotted(loc) or None,
+                         expected="printable text (no control characters)")
     try:
         return SubjectRecord.model_validate(data)
     except ValidationError as exc:
@@ -148,28 +177,81 @@ def _read_text(path: Path) -> str:
     if suffix not in SUFFIXES:
         raise InputError(f"unsupported file type {suffix or '(none)'!r}", file=str(path),
                          expected="a .yaml, .yml or .json file")
+    raw = read_bounded(path, MAX_FILE_BYTES, "a subject file")
     try:
-        return path.read_text(encoding="utf-8")
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"cannot read file: not UTF-8 text ({exc.reason} at byte {exc.start + 1})",
+                         file=str(path), expected="a UTF-8 text file") from None
+
+
+def open_regular(path: str | Path, what: str, mode: str = "rb", **kwargs: Any) -> Any:
+    """Open an input file, refusing what is not a regular file (a folder, /dev/zero, a FIFO):
+    reading such a thing has no end, or is not what was meant."""
+    path = Path(path)
+    try:
+        fh = path.open(mode, **kwargs)
     except FileNotFoundError:
-        raise InputError("file not found", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read file: {exc}", file=str(path),
-                         expected="a UTF-8 text file") from None
+        raise InputError("file not found", file=str(path), expected=what) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, not a file", file=str(path), expected=what) from None
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}", file=str(path), expected=what) from None
+    try:
+        regular = stat.S_ISREG(os.fstat(fh.fileno()).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        fh.close()
+        raise InputError("not a regular file (a device, pipe or folder)", file=str(path), expected=what)
+    return fh
+
+
+def read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (InputError otherwise)."""
+    with open_regular(path, what) as fh:
+        try:
+            raw = fh.read(limit + 1)
+        except OSError as exc:
+            raise InputError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from None
+    if len(raw) > limit:
+        raise InputError(f"larger than {limit // (1 << 20)} MiB", file=str(path),
+                         expected=f"{what} of at most {limit // (1 << 20)} MiB")
+    return raw
+
+
+class _BadNumber(ValueError):
+    pass
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise _BadNumber(f"an integer of {len(text.lstrip('-'))} digits cannot be data")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _BadNumber(f"the number {text[:40]} is too large to be data")
+    return value
+
+
+def _json_constant(name: str) -> Any:
+    raise _BadNumber(f"{name} is not a number a record can hold")
 
 
 def _parse_yaml(text: str, path: Path) -> tuple[Any, Any]:
-    """The parsed data and its node tree (for line numbers of errors)."""
+    """The parsed data and its node tree (for line numbers of errors); duplicate keys, alias
+    bombs, impossible dates and non-finite numbers are refused by engine.yamlio with the line."""
     try:
-        data, node = safe_load_with_node(text)  # one parse: nodes for lines, safe data
-        _check_duplicate_keys(node, path)
+        return safe_load_with_node(text)  # one parse: nodes for lines, safe data
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        where = f" at line {line} column {mark.column + 1}" if mark else ""
-        raise InputError(f"malformed YAML: {problem}{where}",
-                         file=f"{path}:{line}" if line else str(path)) from None
-    return data, node
+        line, column, problem, key = error_location(exc)
+        where = f" at line {line} column {column}" if line else ""
+        raise InputError(f"malformed YAML: {problem}{where}" if key is None else problem,
+                         file=f"{path}:{line}" if line else str(path), field=key,
+                         expected="each key once" if "duplicate key" in problem else None) from None
 
 
 class _DuplicateKey(ValueError):
@@ -187,19 +269,33 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _check_duplicate_keys(node: Any, path: Path) -> None:
-    """YAML silently keeps the last of two equal keys: refuse them instead."""
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            if key.value in seen:
-                raise InputError(f"duplicate key {key.value!r}", file=f"{path}:{key.start_mark.line + 1}",
-                                 field=str(key.value), expected="each key once")
-            seen.add(key.value)
-            _check_duplicate_keys(value, path)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_duplicate_keys(item, path)
+# --- text -------------------------------------------------------------------------------
+
+# C0 controls but tab, newline and carriage return; DEL; C1 controls; lone surrogates (which
+# cannot be written as UTF-8); the bidirectional overrides that reorder what a reader sees.
+_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+_BAD_KEY_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+
+
+def bad_text(data: Any) -> tuple[tuple[Any, ...], str] | None:
+    """(location, problem) of the first key or text value holding a control character (an id
+    with ESC[2J would clear the terminal of whoever prints it) or a lone surrogate; else None.
+    Iterative: the depth of hostile input does not matter."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        value, loc = stack.pop()
+        if isinstance(value, str):
+            m = _BAD_CHARS.search(value)
+            if m:
+                return loc, f"text holds the control character U+{ord(m.group()):04X}"
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(k, str) and _BAD_KEY_CHARS.search(k):
+                    return loc + (k,), f"key {k!r} holds a control character"
+                stack.append((v, loc + (k,)))
+        elif isinstance(value, list):
+            stack.extend((v, loc + (i,)) for i, v in enumerate(value))
+    return None
 
 
 # --- errors ------------------------------------------------------------------------------

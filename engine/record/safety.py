@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, PlainValidator, WithJsonSchema, model_validator
 
 from engine.record.base import FieldError, RecordModel
-from engine.record.units import Number
+from engine.record.units import Number, bounded
 
 LAB_TEST_RE = r"^[a-z][a-z0-9_]*$"
 Attribution = Literal["unrelated", "unlikely", "possible", "probable", "definite"]
@@ -45,17 +45,30 @@ class Lab(RecordModel):
 
     @model_validator(mode="after")
     def _plausible(self) -> "Lab":
-        if self.value < 0:
-            raise FieldError("value", f"impossible negative value {self.value}",
-                             expected="a value >= 0")
+        problem = lab_range_problem(self.value, self.lln, self.uln, self.baseline)
+        if problem:
+            raise FieldError(*problem)
         for name in self.qualifiers:
             if not name.replace("_", "").isalnum() or not name[:1].isalpha():
                 raise FieldError(f"qualifiers.{name}", "qualifier names are letters, digits and _",
                                  expected="a name like fasting")
-        if self.lln is not None and self.uln is not None and self.lln > self.uln:
-            raise FieldError("lln", f"lln {self.lln} above uln {self.uln}",
-                             expected="lln <= uln")
         return self
+
+
+def lab_range_problem(value: Decimal | None, lln: Decimal | None, uln: Decimal | None,
+                      baseline: Decimal | None) -> tuple[str, str, str] | None:
+    """(field, problem, expectation) when a lab result cannot be real, else None. Shared by the
+    subject record and the CSV listing reader, so both refuse the same values: a result, a
+    limit of normal or a baseline is never negative, an upper limit of normal is never zero
+    (every multiple of it would be "above"), and the lower limit is not above the upper."""
+    for name, v in (("value", value), ("lln", lln), ("uln", uln), ("baseline", baseline)):
+        if v is not None and v < 0:
+            return name, f"impossible negative {name} {v}", f"{name} >= 0"
+    if uln is not None and uln == 0:
+        return "uln", "an upper limit of normal of 0 is impossible", "uln > 0"
+    if lln is not None and uln is not None and lln > uln:
+        return "lln", f"lln {lln} above uln {uln}", "lln <= uln"
+    return None
 
 
 def _fact_value(value: Any) -> bool | Decimal | str:
@@ -65,7 +78,7 @@ def _fact_value(value: Any) -> bool | Decimal | str:
         number = Decimal(str(value))
         if not number.is_finite():
             raise ValueError("a clinical fact must be a finite number")
-        return number
+        return bounded(number)
     raise ValueError(f"a clinical fact is a number, true/false or text, got "
                      f"{type(value).__name__}")
 

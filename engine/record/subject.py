@@ -55,6 +55,7 @@ class SubjectRecord(RecordModel):
         _check_age(self)
         _check_unique_ids(self)
         dates = list(iter_dates(self))
+        _check_timeline(self, dates)
         birth = self.demographics.birth_date
         if birth:
             for path, when in dates:
@@ -126,6 +127,40 @@ def _check_follow_up(record: SubjectRecord) -> None:
         if last and e.date > last:
             raise FieldError(f"follow_up.events[{i}].date", f"dated {e.date}, after the last contact {last}",
                              expected=f"a date on or before {last}")
+
+
+def _latest_possible_date() -> dt.date:
+    """Tomorrow in UTC: no record can hold a later date (a day of slack for time zones ahead
+    of UTC). Read per record, so a long run crossing midnight stays right."""
+    return dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
+
+
+def _check_timeline(record: SubjectRecord, dates: list[tuple[str, dt.date]]) -> None:
+    """Refuse a timeline that cannot have happened, naming the field: a date in the future,
+    the last contact or death before consent, treatment before consent, cycle n+1 starting on or
+    before cycle n."""
+    latest = _latest_possible_date()
+    for path, when in dates:
+        if when > latest:
+            raise FieldError(path, f"dated {when}, in the future", expected=f"a date on or before {latest}")
+    consent = record.consent_date
+    if consent:
+        if record.last_contact_date and record.last_contact_date < consent:
+            raise FieldError("last_contact_date", f"last contact {record.last_contact_date} before "
+                             f"consent {consent}", expected=f"a date on or after {consent}")
+        if record.death and record.death.date < consent:
+            raise FieldError("death.date", f"death {record.death.date} before consent {consent}",
+                             expected=f"a date on or after {consent}")
+        for path, when in dates:
+            if path.startswith("on_study.") and when < consent and not path.startswith("on_study.assessments"):
+                raise FieldError(path, f"trial treatment dated {when}, before consent {consent}",
+                                 expected=f"a date on or after {consent}")
+    cycles = sorted(((c.number, c.start_date, i) for i, c in enumerate(record.on_study.cycles))
+                    if record.on_study else [])
+    for (n0, d0, _), (n1, d1, i1) in zip(cycles, cycles[1:]):
+        if d1 <= d0:
+            raise FieldError(f"on_study.cycles[{i1}].start_date", f"cycle {n1} starts {d1}, not after "
+                             f"cycle {n0} ({d0})", expected=f"a date after {d0}")
 
 
 def _check_unique_ids(record: SubjectRecord) -> None:

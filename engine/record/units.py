@@ -34,6 +34,21 @@ def _norm_unit(unit: str) -> str:
     return unit.strip().lower().replace(" ", "").replace("µ", "u").replace("μ", "u")
 
 
+# No measurement a record holds is larger than 10^12 or, unless zero, smaller than 10^-12 in its
+# unit (platelets 450,000/uL is 4.5 x 10^5; MRD 0.00001 % is 10^-5): anything outside is a typo
+# or an attack (1e-300 and 1e308 crash the rules engine's number parser), refused at the edge.
+MAGNITUDE_MIN_EXP, MAGNITUDE_MAX_EXP = -12, 12
+
+
+def bounded(value: Decimal) -> Decimal:
+    """`value` if its magnitude can be a measurement (see MAGNITUDE_*); else ValueError."""
+    if value and not MAGNITUDE_MIN_EXP <= value.adjusted() <= MAGNITUDE_MAX_EXP:
+        shown = f"{value:.3E}" if len(str(value)) > 24 else str(value)
+        raise ValueError(f"the number {shown} is outside the range of any measurement "
+                         f"(1E{MAGNITUDE_MIN_EXP} to 1E{MAGNITUDE_MAX_EXP + 1}, or 0)")
+    return value
+
+
 def to_decimal(value: Any) -> Decimal:
     """Decimal from the *string* form of a number (so 0.1 stays 0.1); bools are refused."""
     if isinstance(value, bool):
@@ -49,7 +64,7 @@ def to_decimal(value: Any) -> Decimal:
         raise ValueError(f"expected a number, got {type(value).__name__}")
     if not result.is_finite():
         raise ValueError(f"expected a finite number, got {value!r}")
-    return result
+    return bounded(result)
 
 
 def convert(value: Any, unit: str, table: dict[str, Decimal], canonical: str) -> Decimal:
@@ -93,7 +108,7 @@ _COUNT_INPUT = Union[float, str, MeasuredValue]
 def _non_negative(value: Decimal) -> Decimal:
     if value < 0:
         raise ValueError(f"impossible negative value {value}")
-    return value
+    return bounded(value)
 
 
 Count = Annotated[Decimal, BeforeValidator(_edge(COUNT_SCALE, "10^9/L"),
@@ -103,7 +118,7 @@ Hemoglobin = Annotated[Decimal, BeforeValidator(_edge(HB_SCALE, "g/dL"),
                                                 json_schema_input_type=_COUNT_INPUT),
                        AfterValidator(_non_negative)]
 # Plain numbers: pydantic's Decimal converts a float through its shortest repr (0.1 -> 0.1).
-Number = Annotated[Decimal, Field(allow_inf_nan=False)]
-NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-Percent = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)]
+Number = Annotated[Decimal, Field(allow_inf_nan=False), AfterValidator(bounded)]
+NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), AfterValidator(bounded)]
+Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False), AfterValidator(bounded)]
+Percent = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False), AfterValidator(bounded)]

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from engine.errors import PackError
 from engine.yamlio import safe_load_with_node
+from engine.rules.params import check_parameters
 from engine.rules.model import (AllOf, AnyOf, AtLeast, Compare, Decision, FactRef, FactType,
                                 Manifest, NotOf, OutputOf, PackTest, ParamRef, RuleRef, TestFile)
 
@@ -116,7 +117,7 @@ def _read_yaml(path: Path) -> tuple[Any, dict[tuple, int], bytes]:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         raise PackError(f"malformed YAML: {problem}", file=str(path),
-                        line=(mark.line + 1) if mark else None) from None
+                        line=(mark.line + 1) if mark else None, key=getattr(exc, "key", None)) from None
     return data, (_line_map(node) if node is not None else {}), raw
 
 
@@ -157,6 +158,7 @@ def load_pack(folder: str | Path) -> Pack:
                         file=str(pack_file), line=lines.get(("id",)), key="id")
     pack = Pack(manifest=manifest, path=folder, sha256=hashlib.sha256(raw).hexdigest(), lines=lines)
     check_references(pack)
+    check_parameters(pack)
     return pack
 
 
