@@ -24,16 +24,30 @@ class AdjudicatorGroup(click.Group):
     """Maps engine errors to exit codes and one-line messages (no traceback for bad input)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from engine.safetext import printable
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(exc)}", err=True)
             sys.exit(2)
         except AuditIntegrityError as exc:
-            click.echo(f"audit verification failed: {exc}", err=True)
+            click.echo(f"audit verification failed: {printable(exc)}", err=True)
             sys.exit(3)
         except EvaluationError as exc:  # a pack that loaded but misbehaved on data (e.g. overlap)
-            click.echo(f"internal error (rule pack defect): {exc}", err=True)
+            click.echo(f"internal error (rule pack defect): {printable(exc)}", err=True)
+            sys.exit(1)
+        except OSError as exc:  # disk full, permission denied, a vanished file: no traceback
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(f"error: {printable(exc.strerror or exc)}{printable(where)}", err=True)
+            sys.exit(2)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # a bug: one line, no traceback (ADJUDICATOR_DEBUG=1 shows it)
+            import os
+            if os.environ.get("ADJUDICATOR_DEBUG"):
+                raise
+            click.echo(f"internal error (a bug, please report it with the command that caused it): "
+                       f"{type(exc).__name__}: {printable(exc)}", err=True)
             sys.exit(1)
 
 
@@ -43,8 +57,9 @@ def emit_json(obj: Any) -> None:
 
 
 @click.group(cls=AdjudicatorGroup)
-@click.option("--db", envvar="ADJUDICATOR_DB", type=click.Path(dir_okay=False),
-              help="Audit store (SQLite file). Default: ./adjudicator-audit.sqlite, or $ADJUDICATOR_DB.")
+@click.option("--db", envvar="ADJUDICATOR_DB",
+              help="Audit store: a SQLite file, or a postgresql://user@host/db URL. "
+                   "Default: ./adjudicator-audit.sqlite, or $ADJUDICATOR_DB.")
 @click.option("--actor", default=None, help="Who is acting (recorded in the audit trail). Default: the OS user.")
 @click.option("--rules-dir", envvar="ADJUDICATOR_RULES", type=click.Path(file_okay=False),
               help="Folder of rule packs. Default: the repository's rules/, or $ADJUDICATOR_RULES.")
@@ -54,6 +69,9 @@ def main(ctx: click.Context, db: str | None, actor: str | None, rules_dir: str |
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
     ctx.obj["actor"] = actor or getpass.getuser()
+    from engine.safetext import printable
+    if printable(ctx.obj["actor"]) != ctx.obj["actor"] or not ctx.obj["actor"].strip():
+        raise click.BadParameter("control characters (or nothing) in the actor's name", param_hint="--actor")
     ctx.obj["rules_dir"] = rules_dir
 
 
@@ -171,10 +189,10 @@ def audit() -> None:
     """Read, export, verify the audit trail; record a committee override."""
 
 
-def _audit_store(ctx: click.Context, *, create: bool = False) -> Any:
+def _audit_store(ctx: click.Context, *, create: bool = False, read_only: bool = False) -> Any:
     from engine.audit import AuditStore
 
-    return AuditStore.open(ctx.obj["db"], create=create)
+    return AuditStore.open(ctx.obj["db"], create=create, read_only=read_only)
 
 
 @audit.command("show")
@@ -190,7 +208,7 @@ def audit_show(ctx: click.Context, subject: str | None, use_case: str | None, ru
     """Show audit records, oldest first, with who decided, their role and reason, and what is in force."""
     from engine.adjudicate.committee import Overrides, resolve_id
 
-    with _audit_store(ctx) as store:
+    with _audit_store(ctx, read_only=True) as store:
         if decision_id:
             records = [store.get(resolve_id(store, decision_id))]
         else:
@@ -204,19 +222,30 @@ def audit_show(ctx: click.Context, subject: str | None, use_case: str | None, ru
     by_id = {r.decision_id: r for r in records + [e for e in extra if e]}
     if decision_id:
         from engine.report.audit import record_lines
-        click.echo("\n".join(record_lines(records[0], overrides, by_id)))
+        from engine.safetext import printable
+        click.echo("\n".join(printable(line) for line in record_lines(records[0], overrides, by_id)))
         return
     from engine.report.audit import print_records
     print_records(records, overrides, by_id)
 
 
 @audit.command("verify")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False),
+              help="A checkpoint file the trail must extend (repeatable).")
+@click.option("--keyring", type=click.Path(dir_okay=False),
+              help="Public keys that count (default: $ADJUDICATOR_KEYRING or ~/.config/adjudicator/keyring.yaml).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verification report as JSON.")
 @click.pass_context
-def audit_verify(ctx: click.Context, as_json: bool) -> None:
-    """Recompute the hash chain; exit 3 naming the first edited, deleted or reordered record."""
-    with _audit_store(ctx) as store:
-        report = store.verify()
+def audit_verify(ctx: click.Context, checkpoints: tuple[str, ...], keyring: str | None, as_json: bool) -> None:
+    """Recompute the hash chain (read-only), check override signatures and checkpoints; exit 3
+    naming the first edited, deleted, reordered or unsigned record, or the broken checkpoint."""
+    from engine.audit import checkpoint as ckpt
+    from engine.audit.keys import load_keyring
+
+    docs = [ckpt.load(c) for c in checkpoints]
+    ring = load_keyring(keyring)
+    with _audit_store(ctx, read_only=True) as store:
+        report = store.verify(docs, ring)
     if as_json:
         emit_json(report.model_dump())
     if not report.ok:
@@ -225,15 +254,59 @@ def audit_verify(ctx: click.Context, as_json: bool) -> None:
         click.echo(report.message())
 
 
+@audit.command("checkpoint")
+@click.option("--key", type=click.Path(dir_okay=False),
+              help="Checkpoint signing key (default: $ADJUDICATOR_CHECKPOINT_KEY or "
+                   "~/.config/adjudicator/keys/checkpoint.key; created 0600 on first use).")
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Checkpoint file (default: ~/.config/adjudicator/checkpoints/<store id>/...; keep it elsewhere).")
+@click.option("--keyring", type=click.Path(dir_okay=False), help="Keyring to register a new key in.")
+@click.option("--json", "as_json", is_flag=True, help="Print the checkpoint as JSON.")
+@click.pass_context
+def audit_checkpoint(ctx: click.Context, key: str | None, output: str | None, keyring: str | None,
+                     as_json: bool) -> None:
+    """Verify the trail, then sign its head (seq, hash, time) into a checkpoint file to keep elsewhere."""
+    from engine.audit import checkpoint as ckpt
+    from engine.audit.keys import load_keyring
+    from engine.outputs import check_output_file
+
+    check_output_file(output, "--output")
+    with _audit_store(ctx) as store:
+        store.verify_or_raise(keyring=load_keyring(keyring))  # never sign a broken trail
+        path, doc = ckpt.create(store, key=key, output=output, keyring=keyring)
+    if as_json:
+        return emit_json(dict(doc, file=str(path)))
+    click.echo(f"checkpoint of {doc['store']} at seq {doc['seq']} ({doc['record_hash'][:16]}...) -> {path}")
+
+
+@audit.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False))
+@click.pass_context
+def audit_backup(ctx: click.Context, target: str) -> None:
+    """A consistent copy of the trail (WAL included, even while a run writes) into a new SQLite
+    file TARGET (0600), then verified."""
+    from engine.audit import AuditStore
+
+    with _audit_store(ctx) as store:
+        n = store.backup(target)
+    with AuditStore.open(target, create=False, read_only=True) as copy:
+        report = copy.verify()
+    if not report.ok:
+        raise AuditIntegrityError(f"the backup {target} does not verify: {report.message()}")
+    click.echo(f"{n} records copied to {target}; {report.message()}")
+
+
 @audit.command("export")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Write here (atomically) instead of stdout.")
 @click.pass_context
 def audit_export(ctx: click.Context, fmt: str, output: str | None) -> None:
-    """Export every field of every record, in seq order."""
+    """Export every field of every record, in seq order (CSV: formula-like cells get a leading ')."""
     from engine.audit import export, export_to_path
+    from engine.outputs import check_output_file
 
-    with _audit_store(ctx) as store:
+    check_output_file(output, "--output")
+    with _audit_store(ctx, read_only=True) as store:
         if output:
             n = export_to_path(store, output, fmt)
             click.echo(f"{n} records written to {output}", err=True)
@@ -249,30 +322,76 @@ def audit_export(ctx: click.Context, fmt: str, output: str | None) -> None:
 @click.option("--role", required=True, help="The reviewer's committee role (e.g. chair, hematologist, statistician).")
 @click.option("--reason", required=True, help="Why the decision is overridden.")
 @click.option("--supersede", is_flag=True, help="Replace the committee decision already in force for this item.")
+@click.option("--key", type=click.Path(dir_okay=False),
+              help="The reviewer's Ed25519 signing key (default: ~/.config/adjudicator/keys/<reviewer>.key).")
 @click.option("--json", "as_json", is_flag=True, help="Print the new record as JSON.")
 @click.pass_context
 def audit_override(ctx: click.Context, decision_id: str, outcome_text: str, reviewer: str, role: str, reason: str,
-                   supersede: bool, as_json: bool) -> None:
+                   supersede: bool, key: str | None, as_json: bool) -> None:
     """Record the committee's decision on DECISION_ID (an id or a unique prefix): a new record that
     supersedes the decision in force (which stays). Checked against the outputs the decision's packs
-    can produce; refused if a committee decision is already in force, unless --supersede."""
+    can produce; refused if a committee decision is already in force, unless --supersede. Signed with
+    the reviewer's key (`adjudicator keys new NAME --role reviewer`); verify checks it against the keyring."""
     from engine.adjudicate.committee import record_override
-    try:
-        outcome = json.loads(outcome_text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc.msg})", field="--outcome", expected="a JSON object") from exc
+    outcome = parse_json_option(outcome_text, "--outcome")
     if not isinstance(outcome, dict):
         raise InputError("not a JSON object", field="--outcome", expected='a JSON object, e.g. {"category": "NR"}')
     reg = registry(ctx)
     with _audit_store(ctx) as store:
         record, notes = record_override(store, decision_id, outcome, reviewer=reviewer, role=role, reason=reason,
-                                        actor=ctx.obj["actor"], registry=reg, supersede=supersede)
+                                        actor=ctx.obj["actor"], registry=reg, supersede=supersede,
+                                        key_path=key)
     if as_json:
         emit_json(record.model_dump())
     else:
-        click.echo(f"decision {record.decision_id} (seq {record.seq}) supersedes {record.supersedes}: now in force")
+        click.echo(f"decision {record.decision_id} (seq {record.seq}) supersedes {record.supersedes}: now in force, "
+                   f"signed by {reviewer}")
         for n in notes:
             click.echo(f"  {n}")
+
+
+def parse_json_option(text: str, option: str) -> Any:
+    """A JSON option value; NaN and Infinity (which Python's json accepts) are refused."""
+    def refuse(name: str) -> Any:
+        raise InputError(f"{name} is not a JSON number", field=option, expected="finite numbers")
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})", field=option,
+                         expected="a JSON object") from None
+
+
+# --- keys: signing keys of reviewers and checkpoints ------------------------------------------
+@main.group()
+def keys() -> None:
+    """Ed25519 signing keys (reviewers, checkpoints) and the keyring of keys that count."""
+
+
+@keys.command("new")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["reviewer", "checkpoint"]), required=True)
+@click.option("--key", "key_file", type=click.Path(dir_okay=False),
+              help="Where to write the private key (default: ~/.config/adjudicator/keys/<name>.key), 0600.")
+@click.option("--keyring", type=click.Path(dir_okay=False), help="Keyring to register the public key in.")
+def keys_new(name: str, role: str, key_file: str | None, keyring: str | None) -> None:
+    """Create a key for NAME and register its public key in the keyring."""
+    from engine.audit.keys import new_key
+
+    path, signer, ring = new_key(name, role, key_file, keyring)
+    click.echo(f"{role} key for {name}: {path} (0600), {signer.fingerprint}; registered in {ring}")
+
+
+@keys.command("list")
+@click.option("--keyring", type=click.Path(dir_okay=False))
+def keys_list(keyring: str | None) -> None:
+    """The keys the keyring registers."""
+    from engine.audit.keys import load_keyring
+    from engine.safetext import printable
+
+    ring = load_keyring(keyring)
+    click.echo(f"keyring {ring.path}: {len(ring.entries)} key(s)")
+    for e in ring.entries:
+        click.echo(f"  {e.role:<10} {printable(e.name):<24} {e.fingerprint}  added {e.added}")
 
 
 # --- marrow: adjudicate marrow results under the response profiles -----------------------------
@@ -341,6 +460,8 @@ def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str, params
 
     if not paths and not resume:
         raise InputError("no PATH given", expected="a folder of subject files, or --resume RUN_ID")
+    from engine.outputs import check_output_dir
+    check_output_dir(csv_dir, "--csv-dir")  # before anything is adjudicated or written
     with AuditStore.open(ctx.obj["db"]) as store:
         base = resolve_run(store, baseline) if baseline else None
         previous = base or latest_run(store)
@@ -357,7 +478,8 @@ def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str, params
             summary.write_csv(doc, csv_dir)
         run = {"run_id": res.run_id, "subjects": res.subjects, "skipped": res.skipped,
                "decisions": res.decisions, "failed": [{"path": p, "error": m} for p, m in res.failed],
-               "previous_run": previous, "baseline": base}
+               "previous_run": previous, "baseline": base,
+                "checkpoint": res.checkpoint}
         if as_json:
             emit_json({"run": run, "summary": doc, "diff": changes})
         else:
@@ -368,6 +490,9 @@ def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str, params
             if previous:
                 click.echo(f"diff vs {'baseline run ' + base if base else 'earlier adjudications (previous run ' + previous + ')'}:")
                 diff.render(changes, header=header)
+        if res.checkpoint and not as_json:
+            click.echo(f"checkpoint: {res.checkpoint} (keep a copy elsewhere; check with "
+                       f"`adjudicator audit verify --checkpoint FILE`)", err=True)
     sys.exit(res.exit_code)
 
 
@@ -438,9 +563,11 @@ def cohort_diff(ctx: click.Context, runs: tuple[str, ...], baseline: str | None,
 def cohort_summary(ctx: click.Context, run_id: str | None, csv_dir: str | None, as_json: bool) -> None:
     """Summary tables of RUN_ID (default: the latest completed run), with the committee's decisions in force."""
     from engine.audit.store import AuditStore
+    from engine.outputs import check_output_dir
     from engine.report import summary
     from engine.report.runs import resolve_run
 
+    check_output_dir(csv_dir, "--csv-dir")
     with AuditStore.open(ctx.obj["db"], create=False) as store:
         doc = summary.summarize(store, resolve_run(store, run_id))
     if csv_dir:
@@ -492,6 +619,8 @@ def ae_summary_cmd(ctx: click.Context, subject_files: tuple[str, ...], version: 
     from engine.record import load_subject
     from engine.rules.load import load_registry
 
+    from engine.outputs import check_output_file
+    check_output_file(csv_file, "--csv")
     records = [load_subject(f) for f in subject_files]  # all read before anything is written
     reg = load_registry(ctx.obj["rules_dir"])
     with AuditStore.open(ctx.obj["db"]) as store:
@@ -541,10 +670,13 @@ def ctcae_grade_cmd(ctx: click.Context, labs_csv: str, version: str, worst_case:
     """Grade a CSV lab listing (term or lab_test, value, unit, lln, uln, baseline): one row out per row in."""
     from pathlib import Path
 
-    from engine.adjudicate.safety import grade_listing, read_listing
+    from engine.adjudicate.safety import grade_listing
+    from engine.record.listing import read_listing
     from engine.audit.store import AuditStore
     from engine.rules.load import load_registry
 
+    from engine.outputs import check_output_file
+    check_output_file(output, "--output")
     rows = list(read_listing(labs_csv))  # a malformed file fails here, before anything is written
     reg = load_registry(ctx.obj["rules_dir"])
     params = {"qualifier_policy": "worst_case"} if worst_case else None

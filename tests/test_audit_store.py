@@ -1,5 +1,6 @@
-"""The audit store: round trips, chain continuity, all-or-nothing batches, overrides, tamper
-detection (with raw sqlite3, triggers dropped first), export, and concurrent writers."""
+"""The audit store, over SQLite and PostgreSQL alike (`target`): round trips, chain continuity,
+all-or-nothing batches, overrides, tamper detection (as an attacker with write access, triggers
+off), export, and concurrent writers."""
 from __future__ import annotations
 
 import csv
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from engine.audit import AuditStore, NewDecision, StoredDecision, canonical_json, export, sha256_of
-from engine.audit.record import FIELDS, GENESIS_HASH
+from engine.audit.record import FIELDS
+from storetools import is_pg, query, tamper
 from engine.errors import AuditIntegrityError, InputError
 
 
@@ -32,17 +34,14 @@ def entry(i: int, **over) -> dict:
 
 
 @pytest.fixture()
-def filled(db_path: Path) -> list[StoredDecision]:
-    with AuditStore.open(db_path) as store:
+def target(store_target):
+    return store_target
+
+
+@pytest.fixture()
+def filled(target) -> list[StoredDecision]:
+    with AuditStore.open(target) as store:
         return store.append([entry(i) for i in range(1, 6)])
-
-
-def raw(db_path: Path) -> sqlite3.Connection:
-    """A tamperer's connection: triggers dropped, autocommit."""
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    conn.execute("DROP TRIGGER decisions_no_update")
-    conn.execute("DROP TRIGGER decisions_no_delete")
-    return conn
 
 
 def test_canonical_json_and_sha256_follow_the_stated_definition() -> None:
@@ -53,14 +52,14 @@ def test_canonical_json_and_sha256_follow_the_stated_definition() -> None:
     assert sha256_of(b"raw") == hashlib.sha256(b"raw").hexdigest()
 
 
-def test_append_get_round_trip_and_hash_definition(db_path: Path) -> None:
-    with AuditStore.open(db_path) as store:
+def test_append_get_round_trip_and_hash_definition(target) -> None:
+    with AuditStore.open(target) as store:
         [stored] = store.append([NewDecision(**entry(1))])
         got = store.get(stored.decision_id)
     assert got is not None and got.model_dump() == stored.model_dump()
     d = got.model_dump()
     assert set(d) == set(FIELDS)
-    assert d["seq"] == 1 and d["prev_hash"] == GENESIS_HASH and re.fullmatch(r"[0-9a-f]{32}", d["decision_id"])
+    assert d["seq"] == 1 and d["prev_hash"] == store.genesis and re.fullmatch(r"[0-9a-f]{32}", d["decision_id"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", d["created_at"])
     for key in ("input", "packs", "parameters", "trace", "outcome", "subject_id", "item", "run_id"):
         assert d[key] == entry(1)[key]
@@ -70,10 +69,10 @@ def test_append_get_round_trip_and_hash_definition(db_path: Path) -> None:
     assert d["record_hash"] == hashlib.sha256((d["prev_hash"] + canonical_json(rest)).encode()).hexdigest()
 
 
-def test_chain_continues_across_openings(db_path: Path) -> None:
-    with AuditStore.open(db_path) as store:
+def test_chain_continues_across_openings(target) -> None:
+    with AuditStore.open(target) as store:
         first = store.append([entry(1), entry(2)])
-    with AuditStore.open(db_path) as store:
+    with AuditStore.open(target) as store:
         [third] = store.append([entry(3)])
         assert third.seq == 3 and third.prev_hash == first[-1].record_hash
         assert store.count() == 3 and store.verify().ok
@@ -103,8 +102,8 @@ def test_refuses_a_file_that_is_not_an_audit_store(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.sqlite").exists()
 
 
-def test_batch_rolls_back_on_exception(db_path: Path, filled: list[StoredDecision]) -> None:
-    with AuditStore.open(db_path) as store:
+def test_batch_rolls_back_on_exception(target, filled: list[StoredDecision]) -> None:
+    with AuditStore.open(target) as store:
         with pytest.raises(RuntimeError):
             with store.batch() as w:
                 for i in range(2500):  # more than one flushed chunk
@@ -116,8 +115,8 @@ def test_batch_rolls_back_on_exception(db_path: Path, filled: list[StoredDecisio
         assert store.count() == 8 and [store.get(i).seq for i in ids] == [6, 7, 8]
 
 
-def test_bad_entry_aborts_the_whole_append(db_path: Path, filled: list[StoredDecision]) -> None:
-    with AuditStore.open(db_path) as store:
+def test_bad_entry_aborts_the_whole_append(target, filled: list[StoredDecision]) -> None:
+    with AuditStore.open(target) as store:
         with pytest.raises(InputError, match="subject S101.*outcome"):
             store.append([entry(100), entry(101, outcome=None)])
         with pytest.raises(InputError, match="decision_id"):
@@ -127,8 +126,8 @@ def test_bad_entry_aborts_the_whole_append(db_path: Path, filled: list[StoredDec
         assert store.count() == 5
 
 
-def test_queries_latest_current_done_subjects(db_path: Path) -> None:
-    with AuditStore.open(db_path) as store:
+def test_queries_latest_current_done_subjects(target) -> None:
+    with AuditStore.open(target) as store:
         store.append([entry(1), entry(2)])
         store.append([entry(1, run_id="run-2", outcome={"status": "ineligible"})])
         assert [r.seq for r in store.iter(subject_id="S001")] == [1, 3]
@@ -141,25 +140,25 @@ def test_queries_latest_current_done_subjects(db_path: Path) -> None:
         assert store.done_subjects("run-2") == {"S001"}
 
 
-def test_override_keeps_original_and_becomes_current(db_path: Path, filled: list[StoredDecision]) -> None:
-    target = filled[1]
-    with AuditStore.open(db_path) as store:
-        new = store.override(target.decision_id, {"status": "ineligible"}, reviewer="Dr Q",
+def test_override_keeps_original_and_becomes_current(target, filled: list[StoredDecision]) -> None:
+    orig = filled[1]
+    with AuditStore.open(target) as store:
+        new = store.override(orig.decision_id, {"status": "ineligible"}, reviewer="Dr Q",
                              reason="ANC re-read", actor="chair")
-        assert new.supersedes == target.decision_id and new.seq == 6
-        assert (new.subject_id, new.use_case, new.item) == (target.subject_id, target.use_case, target.item)
-        assert (new.input, new.packs, new.parameters) == (target.input, target.packs, target.parameters)
+        assert new.supersedes == orig.decision_id and new.seq == 6
+        assert (new.subject_id, new.use_case, new.item) == (orig.subject_id, orig.use_case, orig.item)
+        assert (new.input, new.packs, new.parameters) == (orig.input, orig.packs, orig.parameters)
         assert (new.reviewer, new.reason, new.actor, new.outcome) == ("Dr Q", "ANC re-read", "chair", {"status": "ineligible"})
-        assert store.get(target.decision_id).model_dump() == target.model_dump()  # untouched, visible
-        assert store.current(target.subject_id, "screen", "eligibility").decision_id == new.decision_id
+        assert store.get(orig.decision_id).model_dump() == orig.model_dump()  # untouched, visible
+        assert store.current(orig.subject_id, "screen", "eligibility").decision_id == new.decision_id
         assert store.current(filled[0].subject_id, "screen", "eligibility").decision_id == filled[0].decision_id
         assert store.verify().ok
 
 
 @pytest.mark.parametrize("field, value", [("reason", ""), ("reason", "  "), ("reviewer", "")])
-def test_override_requires_reviewer_and_reason(db_path: Path, filled: list[StoredDecision], field: str, value: str) -> None:
+def test_override_requires_reviewer_and_reason(target, filled: list[StoredDecision], field: str, value: str) -> None:
     args = {"reviewer": "Dr Q", "reason": "why", field: value}
-    with AuditStore.open(db_path) as store:
+    with AuditStore.open(target) as store:
         with pytest.raises(InputError, match=field):
             store.override(filled[0].decision_id, {"status": "x"}, actor="chair", **args)
         with pytest.raises(InputError, match="no decision nope"):
@@ -167,73 +166,81 @@ def test_override_requires_reviewer_and_reason(db_path: Path, filled: list[Store
         assert store.count() == 5
 
 
-def test_triggers_refuse_update_and_delete(db_path: Path, filled: list[StoredDecision]) -> None:
-    conn = sqlite3.connect(db_path)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("UPDATE decisions SET outcome = '{}' WHERE seq = 1")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("DELETE FROM decisions WHERE seq = 1")
+def test_triggers_refuse_update_delete_and_truncate(target, filled: list[StoredDecision]) -> None:
+    if is_pg(target):
+        import psycopg
+        for sql in ("UPDATE decisions SET outcome = '{}' WHERE seq = 1", "DELETE FROM decisions WHERE seq = 1",
+                    "TRUNCATE decisions"):
+            with psycopg.connect(str(target), autocommit=True) as conn, \
+                    pytest.raises(psycopg.Error, match="append-only"):
+                conn.execute(sql)
+    else:
+        conn = sqlite3.connect(target)
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("UPDATE decisions SET outcome = '{}' WHERE seq = 1")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("DELETE FROM decisions WHERE seq = 1")
+    assert query(target, "SELECT count(*) FROM decisions") == [(5,)]
 
 
-def verify(db_path: Path):
-    with AuditStore.open(db_path) as store:
+def verify(target):
+    with AuditStore.open(target) as store:
         return store.verify()
 
 
-def test_verify_ok(db_path: Path, filled: list[StoredDecision]) -> None:
-    report = verify(db_path)
+def test_verify_ok(target, filled: list[StoredDecision]) -> None:
+    report = verify(target)
     assert report.ok and report.checked == 5 and report.first_bad is None
 
 
-def test_tamper_changed_outcome_is_named(db_path: Path, filled: list[StoredDecision]) -> None:
-    raw(db_path).execute("UPDATE decisions SET outcome = ? WHERE seq = 3", (canonical_json({"status": "ineligible", "n": 3}),))
-    report = verify(db_path)
+def test_tamper_changed_outcome_is_named(target, filled: list[StoredDecision]) -> None:
+    tamper(target, "UPDATE decisions SET outcome = ? WHERE seq = 3", (canonical_json({"status": "ineligible", "n": 3}),))
+    report = verify(target)
     assert not report.ok and report.first_bad.seq == 3
     assert report.first_bad.decision_id == filled[2].decision_id and "edited" in report.first_bad.problem
-    with AuditStore.open(db_path) as store, pytest.raises(AuditIntegrityError, match=filled[2].decision_id):
+    with AuditStore.open(target) as store, pytest.raises(AuditIntegrityError, match=filled[2].decision_id):
         store.verify_or_raise()
 
 
-def test_tamper_deleted_middle_record_is_named(db_path: Path, filled: list[StoredDecision]) -> None:
-    raw(db_path).execute("DELETE FROM decisions WHERE seq = 3")
-    bad = verify(db_path).first_bad
+def test_tamper_deleted_middle_record_is_named(target, filled: list[StoredDecision]) -> None:
+    tamper(target, "DELETE FROM decisions WHERE seq = 3")
+    bad = verify(target).first_bad
     assert bad.seq == 4 and bad.decision_id == filled[3].decision_id and "expected seq 3" in bad.problem
 
 
-def test_tamper_deleted_last_record_is_detected(db_path: Path, filled: list[StoredDecision]) -> None:
-    raw(db_path).execute("DELETE FROM decisions WHERE seq = 5")
-    report = verify(db_path)
+def test_tamper_deleted_last_record_is_detected(target, filled: list[StoredDecision]) -> None:
+    tamper(target, "DELETE FROM decisions WHERE seq = 5")
+    report = verify(target)
     assert not report.ok and report.first_bad.seq == 5 and "head is seq 5" in report.first_bad.problem
 
 
-def test_tamper_swapped_seq_is_named(db_path: Path, filled: list[StoredDecision]) -> None:
-    conn = raw(db_path)
-    conn.execute("UPDATE decisions SET seq = -1 WHERE seq = 2")
-    conn.execute("UPDATE decisions SET seq = 2 WHERE seq = 4")
-    conn.execute("UPDATE decisions SET seq = 4 WHERE seq = -1")
-    bad = verify(db_path).first_bad
+def test_tamper_swapped_seq_is_named(target, filled: list[StoredDecision]) -> None:
+    tamper(target, "UPDATE decisions SET seq = -1 WHERE seq = 2")
+    tamper(target, "UPDATE decisions SET seq = 2 WHERE seq = 4")
+    tamper(target, "UPDATE decisions SET seq = 4 WHERE seq = -1")
+    bad = verify(target).first_bad
     assert bad.seq == 2 and bad.decision_id == filled[3].decision_id and "prev_hash" in bad.problem
 
 
-def test_tamper_changed_created_at_is_named(db_path: Path, filled: list[StoredDecision]) -> None:
-    raw(db_path).execute("UPDATE decisions SET created_at = '2020-01-01T00:00:00.000000Z' WHERE seq = 5")
-    bad = verify(db_path).first_bad
+def test_tamper_changed_created_at_is_named(target, filled: list[StoredDecision]) -> None:
+    tamper(target, "UPDATE decisions SET created_at = '2020-01-01T00:00:00.000000Z' WHERE seq = 5")
+    bad = verify(target).first_bad
     assert bad.seq == 5 and bad.decision_id == filled[4].decision_id
 
 
-def test_tamper_rehashed_record_breaks_the_next_link(db_path: Path, filled: list[StoredDecision]) -> None:
+def test_tamper_rehashed_record_breaks_the_next_link(target, filled: list[StoredDecision]) -> None:
     """Recomputing the edited record's own hash is not enough: the next record's prev_hash breaks."""
-    with AuditStore.open(db_path) as store:
+    with AuditStore.open(target) as store:
         row = next(store.iter_rows(subject_id="S002"))
     row["outcome"] = canonical_json({"status": "ineligible"})
     from engine.audit.record import record_hash
-    raw(db_path).execute("UPDATE decisions SET outcome = ?, record_hash = ? WHERE seq = 2", (row["outcome"], record_hash(row)))
-    bad = verify(db_path).first_bad
+    tamper(target, "UPDATE decisions SET outcome = ?, record_hash = ? WHERE seq = 2", (row["outcome"], record_hash(row)))
+    bad = verify(target).first_bad
     assert bad.seq == 3 and "prev_hash" in bad.problem
 
 
-def test_export_jsonl_and_csv_hold_every_field_of_every_record(db_path: Path, filled: list[StoredDecision]) -> None:
-    with AuditStore.open(db_path) as store:
+def test_export_jsonl_and_csv_hold_every_field_of_every_record(target, filled: list[StoredDecision]) -> None:
+    with AuditStore.open(target) as store:
         store.override(filled[0].decision_id, {"status": "x"}, reviewer="Dr Q", reason="why", actor="chair")
         expected = [r.model_dump() for r in store.iter()]
         out = io.StringIO()
@@ -245,7 +252,7 @@ def test_export_jsonl_and_csv_hold_every_field_of_every_record(db_path: Path, fi
     assert list(rows[0]) == list(FIELDS) and len(rows) == 6
     for row, exp in zip(rows, expected):
         for key in FIELDS:
-            if key in ("input", "packs", "parameters", "trace", "outcome"):
+            if key in ("input", "packs", "parameters", "trace", "outcome", "signature") and row[key]:
                 assert json.loads(row[key]) == exp[key]
             else:
                 assert row[key] == ("" if exp[key] is None else str(exp[key]))
@@ -257,16 +264,16 @@ def _append_worker(path: str, tag: str) -> None:
             store.append([entry(i, subject_id=f"{tag}-{chunk}-{i}") for i in range(10)])
 
 
-def test_two_processes_appending_keep_a_valid_chain(db_path: Path) -> None:
-    AuditStore.open(db_path).close()
+def test_two_processes_appending_keep_a_valid_chain(target) -> None:
+    AuditStore.open(target).close()
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_append_worker, args=(str(db_path), tag)) for tag in ("A", "B")]
+    procs = [ctx.Process(target=_append_worker, args=(str(target), tag)) for tag in ("A", "B")]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
-    with AuditStore.open(db_path) as store:
+    with AuditStore.open(target) as store:
         report = store.verify()
         assert report.ok and report.checked == 400 and store.count() == 400
         assert [r.seq for r in store.iter()] == list(range(1, 401))

@@ -25,7 +25,7 @@ from typing import Any
 
 from engine.errors import AdjudicatorError, InputError
 
-RUN_SUBJECT = "__run__"        # bookkeeping records of a run (start / complete)
+RUN_SUBJECT = "__run__"        # bookkeeping records of a run (start / complete): "__" = never a subject
 RUN_USE_CASE = "cohort_run"
 DEFAULT_PROFILES = ("trial", "eln-2017", "eln-2022")
 ELIGIBILITY_PACK = "vah-eligibility"
@@ -44,6 +44,7 @@ class CohortResult:
     decisions: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)   # (path or table:line, message)
     notes: list[str] = field(default_factory=list)
+    checkpoint: str | None = None   # the signed checkpoint written at the end of the run
 
     @property
     def exit_code(self) -> int:
@@ -139,6 +140,40 @@ def count_items(paths: Iterable[str]) -> int:
     return sum(count_table(p) if is_table(p) else 1 for p in paths)
 
 
+def scan_items(paths: Iterable[str]) -> tuple[int, list[tuple[str, str, str]]]:
+    """(number of work items, duplicates as (subject id, first origin, later origin)): one
+    streaming pass that reads each subject's id without building its record, so that a subject
+    given twice (two files, a repeated table line) is refused before anything is written."""
+    from engine.record.load import file_subject_id, is_table, iter_table, quick_subject_id
+    paths = list(paths)
+    seen: dict[str, int] = {}          # subject id -> (path index << 32) | line (compact)
+    dupes: list[tuple[str, str, str]] = []
+    total = 0
+
+    def origin(code: int) -> str:
+        i, line = code >> 32, code & 0xFFFFFFFF
+        return f"{paths[i]}:{line}" if line else paths[i]
+
+    for i, p in enumerate(paths):
+        if is_table(p):
+            lines: Iterable[tuple[int, Any]] = iter_table(p)
+        else:
+            lines = [(0, None)]
+        for number, text in lines:
+            total += 1
+            if is_table(p):
+                sid = quick_subject_id(text, True) if isinstance(text, str) else None
+            else:
+                sid = file_subject_id(p)
+            if sid is None:
+                continue
+            code = (i << 32) | number
+            first = seen.setdefault(sid, code)
+            if first != code:
+                dupes.append((sid, origin(first), origin(code)))
+    return total, dupes
+
+
 def work_items(paths: Iterable[str]) -> Iterator[WorkItem]:
     """The work items of files and tables, lazily: a table is read line by line as the pool asks.
     A table that fails while streaming yields one error item for itself and the run goes on."""
@@ -191,7 +226,7 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
                params: Mapping[str, Mapping[str, Any]] | None = None, actor: str, reason: str | None = None,
                resume: str | None = None, workers: int = 2, rules_dir: str | None = None,
                batch_subjects: int = 64, batch_seconds: float = 0.5, progress: bool | None = None,
-               ctcae: str = "4.03",
+               ctcae: str = "4.03", checkpoint: bool = True,
                on_error: Callable[[str, str], None] | None = None) -> CohortResult:
     """Adjudicate every subject file and table line under `path`; see the module docstring for the
     guarantees. The start record's "subjects" is the number of work items (files + table lines).
@@ -216,13 +251,35 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
         reason = reason or start.get("reason")
         path = path or start["path"]
         run_id = resume
-        done = frozenset(store.done_subjects(run_id))
     else:
         run_id = f"run-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-        done = frozenset()
+    # One writer per run: a second `--resume` of a run still being written fails here instead of
+    # adjudicating its subjects again (the lock dies with its process: a killed run resumes).
+    with store.run_lock(run_id):
+        done = frozenset(store.done_subjects(run_id)) if resume else frozenset()  # read under the lock
+        return _run_locked(path, store, run_id, done, profiles=profiles, params=params, actor=actor,
+                           reason=reason, resume=resume, workers=workers, rules_dir=rules_dir,
+                           batch_subjects=batch_subjects, batch_seconds=batch_seconds,
+                           progress=progress, ctcae=ctcae, checkpoint=checkpoint, on_error=on_error)
+
+
+def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, profiles: tuple[str, ...],
+                params: dict[str, Any], actor: str, reason: str | None, resume: str | None, workers: int,
+                rules_dir: str | None, batch_subjects: int, batch_seconds: float, progress: bool | None,
+                ctcae: str, checkpoint: bool, on_error: Callable[[str, str], None] | None) -> CohortResult:
+    """The run itself, under its lock: check the input whole, then adjudicate and commit."""
     sources = [str(x) for x in (path if isinstance(path, (list, tuple)) else [path])]
     paths = [f for src in sources for f in subject_paths(src)]
-    total = count_items(paths)
+    total, dupes = scan_items(paths)
+    if total == 0:
+        raise InputError("no subject files or table lines", file=", ".join(sources),
+                         expected="subject files (.yaml/.yml/.json) or .jsonl tables with subjects")
+    if dupes:
+        sid, first, later = dupes[0]
+        more = f" (and {len(dupes) - 1} more duplicate(s))" if len(dupes) > 1 else ""
+        raise InputError(f"subject {sid} appears twice in the cohort input: {first} and {later}{more}",
+                         file=later, subject=sid, field="subject_id",
+                         expected="each subject once per run (nothing was written)")
     from engine.rules.load import load_registry
     registry = load_registry(rules_dir)  # fail fast on a bad pack or parameter, before any worker
     from engine.evaluate.run import resolve_params
@@ -275,6 +332,10 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
         w.add(_bookkeeping("complete", run_id, {"subjects": result.subjects, "skipped": result.skipped,
                                                 "decisions": result.decisions,
                                                 "failed": [p for p, _ in result.failed]}, actor, reason))
+    if checkpoint:  # the run ends with a signed checkpoint of the trail's head, kept elsewhere
+        from engine.audit import checkpoint as ckpt
+        path, _ = ckpt.create(store)
+        result.checkpoint = str(path)
     return result
 
 
@@ -318,5 +379,5 @@ def _progress(total: int, progress: bool | None) -> _Bar | None:
     return _Bar(total) if progress else None
 
 
-__all__ = ["CohortResult", "run_cohort", "adjudicate_item", "adjudicate_file", "latest_run", "unfinished_run",
+__all__ = ["CohortResult", "run_cohort", "scan_items", "adjudicate_item", "adjudicate_file", "latest_run", "unfinished_run",
            "subject_paths", "work_items", "count_items", "WorkItem"]

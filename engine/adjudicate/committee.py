@@ -240,7 +240,8 @@ def _deep_copy(d: Any) -> Any:
 # --- recording an override -------------------------------------------------------------------------
 
 def record_override(store: Any, ref: str, given: Mapping[str, Any], *, reviewer: str, role: str, reason: str,
-                    actor: str, registry: Any, supersede: bool = False) -> tuple[Any, list[str]]:
+                    actor: str, registry: Any, supersede: bool = False,
+                    key_path: Any = None) -> tuple[Any, list[str]]:
     """Check and record the committee's decision on `ref` (an id or unique prefix). Refused when
     the decision's subject and item already have a committee decision in force, unless
     `supersede` (the new record then supersedes that one). Returns (stored record, notes)."""
@@ -262,7 +263,7 @@ def record_override(store: Any, ref: str, given: Mapping[str, Any], *, reviewer:
                  "validated_against": [p.identity() for p in _packs_of(record, registry)],
                  "filled": notes}
     stored = store.override(decision_id, outcome, reviewer, reason, actor, committee=committee,
-                            supersede=supersede)
+                            supersede=supersede, key_path=key_path)  # signed with the reviewer's key
     return stored, notes
 
 

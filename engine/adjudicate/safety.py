@@ -8,7 +8,6 @@ writes one audit record per graded item.
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from engine.adjudicate.common import audit_entry
 from engine.errors import InputError
+from engine.safetext import csv_writer
 from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.run import Evaluator, PackResult, evaluate_pack
 from engine.evaluate.values import to_json
@@ -23,6 +23,7 @@ from engine.facts.labmap import lab_map
 from engine.facts.safety import (CLINICAL_TERMS, LabFacts, TlsLookups, ae_facts, attribution_facts, lab_facts, study_dose_facts, term_id, tls_clinical_facts, tls_window_facts,
                                  venetoclax_cycle_facts)
 from engine.rules.load import Registry, load_registry
+from engine.record.listing import read_listing, row_problem  # noqa: F401 - read_listing re-exported
 
 VERSIONS = {"4.03": "ctcae-4.03", "5.0": "ctcae-5.0"}
 RELATED = ("possible", "probable", "definite")
@@ -447,37 +448,7 @@ def record_adjudication(store: Any, subject_id: str, item: str, treatment_relate
 
 
 # --- a lab listing ------------------------------------------------------------------------------
-
-def read_listing(path: str | Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(row number, row) of a CSV lab listing; a malformed file is an InputError (exit 2)."""
-    path = Path(path)
-    try:
-        fh = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
-    with fh:
-        reader = csv.DictReader(fh)
-        try:
-            header = reader.fieldnames
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise InputError(f"not a CSV file: {exc}", file=str(path)) from None
-        if not header:
-            raise InputError("empty file (no header row)", file=str(path),
-                             expected="a CSV header with term or lab_test, value, unit, lln, uln, baseline")
-        cols = {h.strip().lower() for h in header if h}
-        if not ({"term", "lab_test"} & cols) or "value" not in cols:
-            lacking = "value" if {"term", "lab_test"} & cols else "term or lab_test"
-            raise InputError(f"header lacks {lacking} "
-                             f"(got: {', '.join(h for h in header if h)})", file=str(path),
-                             expected="columns term or lab_test, value, unit, lln, uln, baseline")
-        try:
-            for n, row in enumerate(reader, start=2):
-                if None in row:
-                    raise InputError(f"row {n} has more fields than the header", file=str(path))
-                yield n, {(k or "").strip().lower(): (v if v is not None else "") for k, v in row.items()}
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise InputError(f"malformed CSV near row {reader.line_num}: {exc}", file=str(path)) from None
-
+# read_listing (the file's shape) and row_problem (impossible values) live in engine.record.listing
 
 def grade_listing(rows: Iterable[tuple[int, Mapping[str, str]]], version: str = "4.03", *,
                   registry: Registry | None = None, evaluator: Evaluator | None = None,
@@ -490,6 +461,11 @@ def grade_listing(rows: Iterable[tuple[int, Mapping[str, str]]], version: str = 
     for n, row in rows:
         out = dict(row)
         raw_term, analyte = row.get("term", "").strip(), row.get("lab_test", "").strip().lower()
+        problem = row_problem(row)  # impossible values: reported, never graded nor audited
+        if problem:
+            out.update(term=raw_term or analyte, grade="", gradable=False, reason=f"row {n}: {problem}", source="")
+            yield out
+            continue
         try:
             quals = _row_qualifiers(row, grader.qualifiers)
             if raw_term:
@@ -640,7 +616,7 @@ def _pct(k: int, n: int) -> float:
 
 def summary_csv(summary: Mapping[str, Any], path: str | Path) -> None:
     with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+        w = csv_writer(fh)  # no spreadsheet formulas from event terms
         w.writerow(["Adverse event", "Any grade, n (%)", "Grade >= 3, n (%)", "Grade >= 3 from events",
                     "Grade >= 3 from labs", "Grade >= 3 from both", "Emergence unknown"])
         for r in summary["table"]:

@@ -1,6 +1,8 @@
 """Where an audit record is written: the append-only, hash-chained decision store.
 
-`record` holds the record's fields and hashing, `store` the SQLite store, `export` JSONL / CSV.
+`record` holds the record's fields and hashing, `store` the store (over `sqlite_db` or
+`postgres_db`), `keys` the Ed25519 keys and keyring, `checkpoint` signed checkpoints, `export`
+JSONL / CSV.
 """
 from .export import export, export_to_path
 from .record import (

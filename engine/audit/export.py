@@ -5,13 +5,13 @@ stored), so an auditor can recompute each record_hash from the export alone.
 """
 from __future__ import annotations
 
-import csv
 import os
 import tempfile
 from pathlib import Path
 from typing import TextIO
 
 from engine.errors import InputError
+from engine.safetext import csv_writer
 
 from .record import FIELDS, SORTED_FIELDS, fields_json
 from .store import AuditStore
@@ -30,7 +30,7 @@ def export(store: AuditStore, out: TextIO, fmt: str = "jsonl") -> int:
             out.write("\n")
             n += 1
     else:
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out, lineterminator="\n")  # a formula-like cell gets a leading '
         writer.writerow(FIELDS)
         for row in store.iter_rows():
             writer.writerow(["" if row[f] is None else row[f] for f in FIELDS])

@@ -1,16 +1,23 @@
-"""The audit store: an append-only, hash-chained SQLite table of decisions.
+"""The audit store: an append-only, hash-chained table of decisions, in SQLite (the embedded
+default) or PostgreSQL (`--db postgresql://...`), with the same records, chain and verify.
 
 Why this shape: 21 CFR Part 11 wants records that are computer-generated, time-stamped and never
-obscured. Every write is an INSERT inside `BEGIN IMMEDIATE` (so concurrent writers serialise and
-each reads the true chain head inside its own transaction); the store never UPDATEs or DELETEs a
-decision, triggers refuse it too, and `verify()` recomputes the chain, which is the real guard.
+obscured. Every write is an INSERT inside a transaction that serialises writers (each reads the
+true chain head inside its own transaction); the store never UPDATEs or DELETEs a decision,
+triggers refuse it too, and `verify()` recomputes the chain, which is the real guard. The chain
+starts from the store's identity (meta), timestamps never go backwards, overrides carry the
+reviewer's Ed25519 signature, and signed checkpoints kept elsewhere (engine.audit.checkpoint)
+catch what a chain alone cannot: a rewrite by whoever can write the store.
+What differs between the databases is in sqlite_db.py and postgres_db.py.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
-import sqlite3
+import re
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from hashlib import sha256
@@ -24,49 +31,17 @@ from engine import __version__ as ENGINE_VERSION
 from engine.errors import AuditIntegrityError, InputError
 
 from .record import (
-    FIELDS, GENESIS_HASH, HASHED_FIELDS, JSON_FIELDS, NewDecision, StoredDecision,
-    canonical_json, record_hash, sha256_text,
+    BOOKKEEPING_PREFIX, FIELDS, GENESIS_HASH, HASHED_FIELDS, IDENTITY_KEYS, JSON_FIELDS, NewDecision,
+    StoredDecision, canonical_json, genesis_hash, override_message, record_hash, sha256_text,
 )
 
 SCHEMA_NAME = "adjudicator-audit"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_FILE = "adjudicator-audit.sqlite"
 _COLUMNS = ", ".join(FIELDS)
 _INSERT = f"INSERT INTO decisions ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
 _SELECT = f"SELECT {_COLUMNS} FROM decisions"
-
-_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS decisions (
-    seq INTEGER PRIMARY KEY,
-    decision_id TEXT NOT NULL UNIQUE,
-    run_id TEXT,
-    subject_id TEXT NOT NULL,
-    use_case TEXT NOT NULL,
-    item TEXT,
-    input TEXT NOT NULL,
-    input_sha256 TEXT NOT NULL,
-    packs TEXT NOT NULL,
-    parameters TEXT NOT NULL,
-    engine_version TEXT NOT NULL,
-    trace TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    reason TEXT,
-    supersedes TEXT,
-    reviewer TEXT,
-    prev_hash TEXT NOT NULL,
-    record_hash TEXT NOT NULL
-)""",
-    "CREATE INDEX IF NOT EXISTS decisions_key ON decisions (subject_id, use_case, item)",
-    "CREATE INDEX IF NOT EXISTS decisions_run ON decisions (run_id, subject_id) WHERE run_id IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS decisions_supersedes ON decisions (supersedes) WHERE supersedes IS NOT NULL",
-    """CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
-    BEGIN SELECT RAISE(ABORT, 'audit records are append-only: UPDATE refused'); END""",
-    """CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
-    BEGIN SELECT RAISE(ABORT, 'audit records are append-only: DELETE refused'); END""",
-]
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 class BadRecord(BaseModel):
@@ -77,20 +52,43 @@ class BadRecord(BaseModel):
     problem: str
 
 
+class CheckpointResult(BaseModel):
+    """One checkpoint checked against the trail."""
+
+    file: str
+    seq: int
+    ok: bool
+    signer: str | None = None
+    problem: str | None = None
+
+
 class VerifyReport(BaseModel):
-    """Outcome of recomputing the whole chain."""
+    """Outcome of recomputing the whole chain (and checking checkpoints and signatures)."""
 
     ok: bool
     checked: int
     first_bad: BadRecord | None = None
+    signed_overrides: int = 0
+    checkpoints: list[CheckpointResult] = []
+    schema_version: int = SCHEMA_VERSION
+    store_id: str | None = None
 
     def message(self) -> str:
         """One line for humans: 'ok, N records verified' or the first bad record."""
         if self.ok:
-            return f"ok, {self.checked} records verified"
+            text = f"ok, {self.checked} records verified"
+            if self.signed_overrides:
+                text += f", {self.signed_overrides} signed override(s)"
+            if self.checkpoints:
+                last = max(c.seq for c in self.checkpoints)
+                text += f"; the trail extends {len(self.checkpoints)} checkpoint(s) (latest at seq {last})"
+            if self.schema_version < 2:
+                text += " (schema 1 store: no signatures, no meta in the chain)"
+            return text
         bad = self.first_bad
         assert bad is not None
-        return f"record seq {bad.seq}, decision {bad.decision_id or '(unknown)'}: {bad.problem}"
+        where = f"record seq {bad.seq}, decision {bad.decision_id or '(unknown)'}" if bad.seq else "store"
+        return f"{where}: {bad.problem}"
 
 
 _OPTIONAL_TEXT = ("item", "run_id", "reason", "supersedes", "reviewer", "engine_version", "decision_id")
@@ -123,15 +121,21 @@ def _text(value: Any, field: str, subject: Any, *, required: bool) -> str | None
     return value if type(value) is str else str(value)
 
 
+def utc_now() -> str:
+    """UTC time with microseconds and 'Z' (the format of every created_at)."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class BatchWriter:
     """Adds records inside one open transaction; rows are flushed in chunks to bound memory."""
 
-    def __init__(self, conn: sqlite3.Connection, seq: int, head: str, *, keep: bool = False,
-                 flush_every: int = 1000) -> None:
-        self._conn, self.seq, self.head = conn, seq, head
+    def __init__(self, db: Any, seq: int, head: str, *, keep: bool = False, flush_every: int = 1000,
+                 last_time: str = "") -> None:
+        self._db, self.seq, self.head = db, seq, head
         self._rows: list[tuple] = []
         self._flush_every = flush_every
         self._clock_s, self._clock_prefix = -1, ""
+        self._last_time = last_time
         self.kept: list[dict[str, Any]] | None = [] if keep else None
 
     def add(self, entry: "NewDecision | dict[str, Any] | Prepared") -> str:
@@ -150,17 +154,24 @@ class BatchWriter:
         if self._rows:
             rows, self._rows = self._rows, []
             try:
-                self._conn.executemany(_INSERT, rows)
-            except sqlite3.IntegrityError as exc:
-                raise InputError(f"audit record refused: {exc}", expected="a decision_id not already stored") from exc
+                self._db.executemany(_INSERT, rows)
+            except self._db.IntegrityError as exc:
+                raise InputError(f"audit record refused: {str(exc).strip().splitlines()[0]}",
+                                 expected="a decision_id not already stored") from exc
 
     def _now(self) -> str:
-        """UTC time with microseconds and 'Z'; the seconds part is formatted once per second."""
+        """UTC time with microseconds and 'Z', never earlier than the chain's last record (a clock
+        stepped back must not make time run backwards in the trail); the seconds part is
+        formatted once per second."""
         micros = time.time_ns() // 1000
         secs, us = divmod(micros, 1_000_000)
         if secs != self._clock_s:
             self._clock_s, self._clock_prefix = secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-        return f"{self._clock_prefix}.{us:06d}Z"
+        now = f"{self._clock_prefix}.{us:06d}Z"
+        if now < self._last_time:
+            now = self._last_time
+        self._last_time = now
+        return now
 
     def _chain(self, p: "Prepared") -> tuple:
         """One row tuple in FIELDS order, hashed onto the chain: the writer's whole share of a
@@ -170,18 +181,19 @@ class BatchWriter:
         seq = self.seq
         created_at = self._now()
         prev = self.head
+        sig = "null" if p.signature is None else p.signature
         material = (
             f'{prev}{{"actor":{_enc(p.actor)},"created_at":"{created_at}","decision_id":{_enc(p.decision_id)},'
             f'"engine_version":{_enc(p.engine_version)},"input":{p.input},"input_sha256":"{p.input_sha256}",'
             f'"item":{_null(p.item)},"outcome":{p.outcome},"packs":{p.packs},"parameters":{p.parameters},'
             f'"reason":{_null(p.reason)},"reviewer":{_null(p.reviewer)},"run_id":{_null(p.run_id)},"seq":{seq},'
-            f'"subject_id":{_enc(p.subject_id)},"supersedes":{_null(p.supersedes)},"trace":{p.trace},'
-            f'"use_case":{_enc(p.use_case)}}}'
+            f'"signature":{sig},"subject_id":{_enc(p.subject_id)},"supersedes":{_null(p.supersedes)},'
+            f'"trace":{p.trace},"use_case":{_enc(p.use_case)}}}'
         )
         self.head = digest = sha256(material.encode()).hexdigest()
         return (seq, p.decision_id, p.run_id, p.subject_id, p.use_case, p.item, p.input, p.input_sha256,
                 p.packs, p.parameters, p.engine_version, p.trace, p.outcome, p.actor, created_at, p.reason,
-                p.supersedes, p.reviewer, prev, digest)
+                p.supersedes, p.reviewer, p.signature, prev, digest)
 
 
 class Prepared(NamedTuple):
@@ -204,6 +216,7 @@ class Prepared(NamedTuple):
     parameters: str
     trace: str
     outcome: str
+    signature: str | None = None
 
 
 def prepare(entry: NewDecision | dict[str, Any]) -> Prepared:
@@ -227,6 +240,7 @@ def prepare(entry: NewDecision | dict[str, Any]) -> Prepared:
     outcome = get("outcome")
     if type(outcome) is not dict:
         raise InputError("missing or not an object", subject=subject, field="outcome", expected="a JSON object")
+    signature = get("signature")
     try:
         key = "input"
         input_json = canonical_json(get("input") or {})
@@ -238,8 +252,11 @@ def prepare(entry: NewDecision | dict[str, Any]) -> Prepared:
         trace = canonical_json(get("trace") or [])
         key = "outcome"
         outcome_json = canonical_json(outcome)
+        key = "signature"
+        signature_json = None if signature is None else canonical_json(signature)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"cannot be written as JSON: {exc}", subject=subject, field=key) from exc
+        raise InputError(f"cannot be written as JSON: {exc}", subject=subject, field=key,
+                         expected="finite numbers, text, true/false, null, lists and objects") from exc
     input_sha = sha256(input_json.encode()).hexdigest()
     given = get("input_sha256")
     if given and given != input_sha:
@@ -248,71 +265,85 @@ def prepare(entry: NewDecision | dict[str, Any]) -> Prepared:
     return Prepared(subject_id, use_case, actor, item or None, run_id or None, reason or None,
                     supersedes or None, reviewer or None, engine_version or ENGINE_VERSION,
                     decision_id or _uuid4_hex(), input_json, input_sha, packs, parameters, trace,
-                    outcome_json)
+                    outcome_json, signature_json)
+
+
+def _open_db(target: str | Path | None, *, create: bool, read_only: bool) -> Any:
+    text = str(target) if target is not None else None
+    if text is None:
+        text = os.environ.get("ADJUDICATOR_DB") or DEFAULT_FILE
+    from . import postgres_db, sqlite_db
+    if postgres_db.is_url(text):
+        return postgres_db.PostgresDatabase.open(text, create=create, read_only=read_only)
+    return sqlite_db.SqliteDatabase.open(Path(text), create=create, read_only=read_only)
 
 
 class AuditStore:
-    """One SQLite audit file. Use `AuditStore.open(...)`; close() or use as a context manager."""
+    """One audit store. Use `AuditStore.open(...)`; close() or use as a context manager."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn, self.path = conn, path
+    def __init__(self, db: Any, meta: dict[str, str], schema_version: int) -> None:
+        self._db, self.meta, self.schema_version = db, meta, schema_version
+        self.where: str = db.where
+        self.path: Any = getattr(db, "path", None) or db.where
+        self.store_id: str | None = meta.get("store_id")
+        self.genesis = genesis_hash(meta, schema_version)
+
+    @property
+    def kind(self) -> str:
+        return self._db.kind
 
     # --- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path | None = None, *, create: bool = True) -> "AuditStore":
-        """Open (and with create=True make) an audit store; refuse a file that is not one."""
-        p = resolve_path(path)
-        if not p.exists():
-            if not create:
-                raise InputError(f"no audit store at {p}")
-        elif p.is_dir():
-            raise InputError("is a directory", file=str(p), expected="an audit store file")
+    def open(cls, path: str | Path | None = None, *, create: bool = True, read_only: bool = False) -> "AuditStore":
+        """Open (and with create=True make) an audit store: a SQLite file path, or a
+        postgresql:// URL. Refuse what is not one. read_only: never write (verify, export)."""
+        db = _open_db(path, create=create, read_only=read_only)
         try:
-            conn = sqlite3.connect(str(p), timeout=60.0, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise InputError(f"cannot open: {exc}", file=str(p)) from exc
-        try:
-            cls._prepare(conn, p)
+            meta, version = cls._prepare(db, create and not read_only)
         except BaseException:
-            conn.close()
+            db.close()
             raise
-        return cls(conn, p)
+        return cls(db, meta, version)
 
     @staticmethod
-    def _prepare(conn: sqlite3.Connection, p: Path) -> None:
+    def _prepare(db: Any, create: bool) -> tuple[dict[str, str], int]:
         try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as exc:
-            raise InputError(f"not an audit store ({exc})", file=str(p)) from exc
+            tables = db.tables()
+        except (db.Error, UnicodeDecodeError) as exc:
+            raise InputError(f"not an audit store ({exc})", file=db.where) from None
         if tables and "meta" not in tables:
-            raise InputError("not an audit store (no meta table)", file=str(p))
-        if tables:
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if meta.get("schema") != SCHEMA_NAME:
-                raise InputError("not an audit store (meta.schema is not adjudicator-audit)", file=str(p))
-            if int(meta.get("schema_version", "0")) > SCHEMA_VERSION:
-                raise InputError(f"audit schema version {meta['schema_version']} is newer than this "
-                                 f"adjudicator supports ({SCHEMA_VERSION})", file=str(p))
+            raise InputError("not an audit store (no meta table)", file=db.where)
         if not tables:
-            # A record is ~2-3 KB: on 4 KB pages one fits per page; 16 KB pages cut the file by a third.
-            conn.execute("PRAGMA page_size=16384")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        if not tables:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", [
-                    ("schema", SCHEMA_NAME), ("schema_version", str(SCHEMA_VERSION)),
-                    ("head_seq", "0"), ("head_hash", GENESIS_HASH)])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            if not create:
+                raise InputError(f"no audit store at {db.where} (empty database)", file=db.where)
+            identity = {"schema": SCHEMA_NAME, "schema_version": str(SCHEMA_VERSION),
+                        "store_id": uuid.uuid4().hex, "created_at": utc_now()}
+            db.setup(fresh=True)
+            db.create_schema(sorted(identity.items()) + [("head_seq", "0"),
+                                                         ("head_hash", genesis_hash(identity))])
+        else:
+            db.setup(fresh=False)
+        try:
+            meta = {str(k): str(v) for k, v in db.execute("SELECT key, value FROM meta").fetchall()}
+        except (db.Error, UnicodeDecodeError) as exc:
+            raise AuditIntegrityError(f"the store's meta table cannot be read: {exc}") from None
+        if meta.get("schema") != SCHEMA_NAME:
+            raise InputError("not an audit store (meta.schema is not adjudicator-audit)", file=db.where)
+        try:
+            version = int(meta.get("schema_version", "0"))
+        except ValueError:
+            raise AuditIntegrityError(f"meta.schema_version is {meta.get('schema_version')!r}, not a number: "
+                                      "the store's identity was edited or damaged") from None
+        if version > SCHEMA_VERSION:
+            raise InputError(f"audit schema version {version} is newer than this adjudicator supports "
+                             f"({SCHEMA_VERSION})", file=db.where)
+        if version >= 2 and any(k not in meta for k in IDENTITY_KEYS):
+            raise AuditIntegrityError("the store's identity (meta) lacks "
+                                      + ", ".join(k for k in IDENTITY_KEYS if k not in meta))
+        return meta, version
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
     def __enter__(self) -> "AuditStore":
         return self
@@ -321,25 +352,35 @@ class AuditStore:
         self.close()
 
     # --- writing ---------------------------------------------------------------------------
-    def _head(self) -> tuple[int, str]:
-        row = self._conn.execute("SELECT seq, record_hash FROM decisions ORDER BY seq DESC LIMIT 1").fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+    def _head(self) -> tuple[int, str, str]:
+        row = self._db.execute("SELECT seq, record_hash, created_at FROM decisions ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1], row[2]) if row else (0, self.genesis, "")
 
     @contextmanager
     def _transaction(self, keep: bool = False) -> Iterator[BatchWriter]:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")  # serialises writers; the head is read inside
+        if self.schema_version < SCHEMA_VERSION:
+            raise InputError(f"this store has audit schema {self.schema_version}, which predates signed "
+                             "overrides and checkpoints: it stays readable and verifiable, but new records go "
+                             "to a new store", file=self.where, expected="--db NEW_STORE")
+        if self._db.read_only:
+            raise InputError("the store was opened read-only", file=self.where)
+        db = self._db
         try:
-            seq, head = self._head()
-            writer = BatchWriter(conn, seq, head, keep=keep)
+            db.begin_write()
+            db.lock_head()
+            seq, head, last_time = self._head()
+            writer = BatchWriter(db, seq, head, keep=keep, last_time=last_time)
             yield writer
             writer.flush()
-            conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
-                             [(str(writer.seq), "head_seq"), (writer.head, "head_hash")])
-            conn.execute("COMMIT")
+            db.executemany("UPDATE meta SET value = ? WHERE key = ?",
+                           [(str(writer.seq), "head_seq"), (writer.head, "head_hash")])
+            db.commit()
+        except db.Error as exc:
+            _rollback(db)
+            raise InputError(f"the audit store refused the write ({_first_line(exc)}); nothing of it "
+                             "was committed", file=self.where) from exc
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     @contextmanager
@@ -356,24 +397,35 @@ class AuditStore:
         return [StoredDecision.from_row(r) for r in writer.kept or []]
 
     def override(self, decision_id: str, outcome: dict[str, Any], reviewer: str, reason: str,
-                 actor: str, *, committee: dict[str, Any] | None = None,
-                 supersede: bool = False) -> StoredDecision:
+                 actor: str, *, committee: dict[str, Any] | None = None, supersede: bool = False,
+                 signer: Any = None, key_path: str | Path | None = None) -> StoredDecision:
         """Committee override: a new record superseding `decision_id`; the original stays.
 
         If the decision's (subject, use case, item) already has an override in force (one no
         later override replaces), it is refused unless `supersede`, and the new record then
         supersedes that override (checked inside the write transaction, so two reviewers cannot
         both replace the same decision). `committee` (role, fields given, ...) is recorded in the
-        new record's input under "committee", beside the original input."""
+        new record's input under "committee", beside the original input.
+
+        The record is signed with the reviewer's Ed25519 key (`signer`, else the key at
+        `key_path`, else the reviewer's key in the adjudicator home): `--actor` alone is not an
+        identity. Bookkeeping records cannot be overridden; the outcome must be a JSON object of
+        finite values."""
+        from . import keys
         if not isinstance(outcome, dict):
             raise InputError("the override outcome must be a JSON object", field="outcome", expected="a JSON object")
         for name, value in (("reviewer", reviewer), ("reason", reason), ("actor", actor)):
             if not isinstance(value, str) or not value.strip():
                 raise InputError("required for an override", field=name, expected="a non-empty string")
+        signer = signer or keys.reviewer_signer(reviewer.strip(), key_path)
         with self._transaction(keep=True) as writer:
             original = self._get_row(decision_id)
             if original is None:
                 raise InputError(f"no decision {decision_id} in the audit store", field="decision_id")
+            if str(original["subject_id"]).startswith(BOOKKEEPING_PREFIX):
+                raise InputError(f"decision {decision_id} is a bookkeeping record ({original['use_case']} "
+                                 f"{original['item']}), not a decision: it cannot be overridden",
+                                 field="decision_id", expected="the id of an adjudication")
             target = decision_id
             current = self._override_in_force(original["subject_id"], original["use_case"], original["item"])
             if current is not None:
@@ -386,32 +438,41 @@ class AuditStore:
             inp = json.loads(original["input"])
             if committee is not None:
                 inp = dict(inp if isinstance(inp, dict) else {"input": inp}, committee=committee)
-            writer.add({
+            p = prepare({
                 "subject_id": original["subject_id"], "use_case": original["use_case"],
                 "item": original["item"], "input": inp,
                 "packs": json.loads(original["packs"]), "parameters": json.loads(original["parameters"]),
                 "trace": [], "outcome": outcome, "actor": actor, "reason": reason.strip(),
                 "reviewer": reviewer.strip(), "supersedes": target,
             })
+            signed_at = utc_now()
+            message = override_message(p._asdict(), self.store_id or "", signed_at)
+            signature = {"alg": "ed25519", "public_key": signer.public_key, "signed_at": signed_at,
+                         "value": signer.sign(message)}
+            writer.add(p._replace(signature=canonical_json(signature)))
         return StoredDecision.from_row(writer.kept[0])  # type: ignore[index]
 
     def _override_in_force(self, subject_id: str, use_case: str, item: str | None) -> dict[str, Any] | None:
         sql = (f"{_SELECT} WHERE subject_id = ? AND use_case = ? AND item IS ? AND supersedes IS NOT NULL "
                "AND NOT EXISTS (SELECT 1 FROM decisions o WHERE o.supersedes = decisions.decision_id) "
                "ORDER BY seq DESC LIMIT 1")
-        return next(self._rows(sql, (subject_id, use_case, item)), None)
+        row = self._db.execute(sql, (subject_id, use_case, item)).fetchone()
+        return dict(zip(FIELDS, row)) if row else None
+
+    @contextmanager
+    def run_lock(self, run_id: str) -> Iterator[None]:
+        """Exclusive right to write run `run_id` (InputError if another process holds it)."""
+        with self._db.run_lock(run_id):
+            yield
 
     # --- reading ---------------------------------------------------------------------------
     def _rows(self, sql: str, params: tuple = ()) -> Iterator[dict[str, Any]]:
-        cur = self._conn.execute(sql, params)
-        try:
-            for values in cur:
-                yield dict(zip(FIELDS, values))
-        finally:
-            cur.close()
+        for values in self._db.stream(sql, params):
+            yield dict(zip(FIELDS, values))
 
     def _get_row(self, decision_id: str) -> dict[str, Any] | None:
-        return next(self._rows(f"{_SELECT} WHERE decision_id = ?", (decision_id,)), None)
+        row = self._db.execute(f"{_SELECT} WHERE decision_id = ?", (decision_id,)).fetchone()
+        return dict(zip(FIELDS, row)) if row else None
 
     def get(self, decision_id: str) -> StoredDecision | None:
         """The record with that decision id, or None."""
@@ -429,7 +490,7 @@ class AuditStore:
                 params.append(value)
         sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
         if last is not None:
-            sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT ?) ORDER BY seq"
+            sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT ?) AS newest ORDER BY seq"
             params.append(int(last))
         else:
             sql += " ORDER BY seq"
@@ -450,26 +511,22 @@ class AuditStore:
         if before_run is not None:
             sql += " AND (run_id IS NULL OR run_id != ?)"
             params += (before_run,)
-        row = next(self._rows(sql + " ORDER BY seq DESC LIMIT 1", params), None)
-        return StoredDecision.from_row(row) if row else None
+        row = self._db.execute(sql + " ORDER BY seq DESC LIMIT 1", params).fetchone()
+        return StoredDecision.from_row(dict(zip(FIELDS, row))) if row else None
 
     def current(self, subject_id: str, use_case: str, item: str | None = None) -> StoredDecision | None:
         """The decision in force for the key: the newest record that no override supersedes."""
         sql = (f"{_SELECT} WHERE subject_id = ? AND use_case = ? AND item IS ? AND NOT EXISTS "
                "(SELECT 1 FROM decisions o WHERE o.supersedes = decisions.decision_id) "
                "ORDER BY seq DESC LIMIT 1")
-        row = next(self._rows(sql, (subject_id, use_case, item)), None)
-        return StoredDecision.from_row(row) if row else None
-
-    def head(self) -> tuple[int, str]:
-        """(seq, record_hash) of the newest record: the chain head a report was built from."""
-        return self._head()
+        row = self._db.execute(sql, (subject_id, use_case, item)).fetchone()
+        return StoredDecision.from_row(dict(zip(FIELDS, row))) if row else None
 
     def latest_machine(self, subject_id: str, use_case: str, item: str | None = None) -> StoredDecision | None:
         """The newest record of the key that is not an override (the machine's latest decision)."""
         sql = f"{_SELECT} WHERE subject_id = ? AND use_case = ? AND item IS ? AND supersedes IS NULL ORDER BY seq DESC LIMIT 1"
-        row = next(self._rows(sql, (subject_id, use_case, item)), None)
-        return StoredDecision.from_row(row) if row else None
+        row = self._db.execute(sql, (subject_id, use_case, item)).fetchone()
+        return StoredDecision.from_row(dict(zip(FIELDS, row))) if row else None
 
     def iter_override_rows(self) -> Iterator[dict[str, Any]]:
         """Every override record (JSON columns as text), in seq order."""
@@ -478,33 +535,60 @@ class AuditStore:
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Decision ids starting with `prefix` (at most `limit`), for abbreviated ids."""
         hi = prefix + "\uffff"
-        cur = self._conn.execute("SELECT decision_id FROM decisions WHERE decision_id >= ? AND decision_id < ? "
-                                 "ORDER BY decision_id LIMIT ?", (prefix, hi, int(limit)))
-        return [r[0] for r in cur]
+        cur = self._db.execute("SELECT decision_id FROM decisions WHERE decision_id >= ? AND decision_id < ? "
+                               "ORDER BY decision_id LIMIT ?", (prefix, hi, int(limit)))
+        return [r[0] for r in cur.fetchall()]
 
     def done_subjects(self, run_id: str) -> set[str]:
         """Subjects with at least one committed record in `run_id` (resume after a kill)."""
-        cur = self._conn.execute("SELECT DISTINCT subject_id FROM decisions WHERE run_id = ?", (run_id,))
-        return {r[0] for r in cur}
+        return {r[0] for r in self._db.stream("SELECT DISTINCT subject_id FROM decisions WHERE run_id = ?", (run_id,))}
 
     def count(self) -> int:
         """Number of records."""
-        return self._conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
+        return self._db.execute("SELECT count(*) FROM decisions").fetchone()[0]
+
+    def head(self) -> tuple[int, str]:
+        """(seq, record_hash) of the newest record: the chain head a report was built from
+        ((0, genesis) when empty)."""
+        return self._head()[:2]
+
+    def head_record(self) -> tuple[int, str, str]:
+        """(seq, record_hash, created_at) of the newest record; (0, genesis, '') when empty."""
+        return self._head()
 
     # --- verifying -------------------------------------------------------------------------
-    def verify(self) -> VerifyReport:
-        """Recompute the chain in seq order; report the first edited, missing or moved record."""
-        self._conn.execute("BEGIN")  # one snapshot: rows and head as of the same commit
+    def verify(self, checkpoints: Iterable[Any] = (), keyring: Any = None) -> VerifyReport:
+        """Recompute the chain in seq order from the store's genesis; report the first edited,
+        missing, moved or unsigned record, or the first checkpoint the trail does not extend.
+        checkpoints: loaded checkpoint documents (engine.audit.checkpoint.load_checkpoint).
+        keyring: the public keys that count (default: the adjudicator home's keyring).
+        A store that cannot be read (a table missing, text not UTF-8) fails verification too."""
+        from . import keys
+        checkpoints = list(checkpoints)
+        ring = keyring if keyring is not None else keys.load_keyring()
+        db = self._db
         try:
-            return self._verify_snapshot()
-        finally:
-            self._conn.execute("COMMIT")
+            db.begin_read()  # one snapshot: rows and head as of the same commit
+            try:
+                return self._verify_snapshot(checkpoints, ring)
+            finally:
+                _rollback(db)
+        except (db.Error, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+            return VerifyReport(ok=False, checked=0, schema_version=self.schema_version, store_id=self.store_id,
+                                first_bad=BadRecord(seq=0, decision_id=None,
+                                                    problem=f"the store cannot be read: {_first_line(exc)}"))
 
-    def _verify_snapshot(self) -> VerifyReport:
-        expected_seq, head, checked = 1, GENESIS_HASH, 0
+    def _verify_snapshot(self, checkpoints: list[Any], ring: Any) -> VerifyReport:
+        from . import checkpoint as ckpt
+        version = self.schema_version
+        expected_seq, head, checked, last_time, signed = 1, self.genesis, 0, "", 0
+        wanted = {c.seq for c in checkpoints}
+        seen_hash: dict[int, str] = {0: self.genesis} if 0 in wanted else {}
+        bookkeeping: set[str] = set()
 
         def bad(seq: int, decision_id: str | None, problem: str) -> VerifyReport:
-            return VerifyReport(ok=False, checked=checked,
+            return VerifyReport(ok=False, checked=checked, signed_overrides=signed, schema_version=version,
+                                store_id=self.store_id,
                                 first_bad=BadRecord(seq=seq, decision_id=decision_id, problem=problem))
 
         for row in self._rows(_SELECT + " ORDER BY seq"):
@@ -514,44 +598,175 @@ class AuditStore:
                 return bad(seq, did, f"seq gap: expected seq {expected_seq}, found {seq} "
                                      "(a record was deleted or renumbered)")
             if row["prev_hash"] != head:
+                if seq == 1 and version >= 2:
+                    return bad(seq, did, "prev_hash of the first record does not match the store's identity "
+                                         "(meta: schema, store id, creation time was edited, or records were "
+                                         "moved here from another store)")
                 return bad(seq, did, "prev_hash does not match the previous record's hash "
                                      "(a record was deleted, inserted or reordered)")
-            problem = self._row_problem(row)
+            problem = _row_problem(row, version)
             if problem:
                 return bad(seq, did, problem)
-            head, expected_seq = row["record_hash"], expected_seq + 1
-        meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
-        head_seq = int(meta.get("head_seq", "0"))
-        if head_seq != expected_seq - 1 or meta.get("head_hash", GENESIS_HASH) != head:
+            created = row["created_at"]
+            if not _TIME.fullmatch(created):
+                return bad(seq, did, f"created_at {created!r} is not a UTC time YYYY-MM-DDTHH:MM:SS.ffffffZ")
+            if created < last_time:
+                return bad(seq, did, f"created_at {created} is earlier than the previous record's "
+                                     f"({last_time}): time went backwards")
+            if str(row["subject_id"]).startswith(BOOKKEEPING_PREFIX):
+                bookkeeping.add(did)
+            if version >= 2:
+                problem = _signature_problem(row, self.store_id or "", ring, bookkeeping)
+                if problem:
+                    return bad(seq, did, problem)
+                signed += row["signature"] is not None
+            head, last_time, expected_seq = row["record_hash"], created, expected_seq + 1
+            if seq in wanted:
+                seen_hash[seq] = head
+        meta = {str(k): str(v) for k, v in self._db.execute("SELECT key, value FROM meta").fetchall()}
+        if any(meta.get(k) != self.meta.get(k) for k in IDENTITY_KEYS):
+            return bad(0, None, "the store's identity (meta) changed while it was open")
+        try:
+            head_seq = int(meta.get("head_seq", "0"))
+        except ValueError:
+            return bad(0, None, f"meta.head_seq is {meta.get('head_seq')!r}, not a number (meta was edited)")
+        if head_seq != expected_seq - 1 or meta.get("head_hash", GENESIS_HASH if version < 2 else self.genesis) != head:
             return bad(expected_seq, None, f"the chain ends at seq {expected_seq - 1} but the store's "
                                            f"head is seq {head_seq}: records were removed from the end "
                                            "or the head was altered")
-        return VerifyReport(ok=True, checked=checked)
+        results = [ckpt.check(c, self, expected_seq - 1, seen_hash, ring) for c in checkpoints]
+        report = VerifyReport(ok=True, checked=checked, signed_overrides=signed, checkpoints=results,
+                              schema_version=version, store_id=self.store_id)
+        failed = next((r for r in results if not r.ok), None)
+        if failed is not None:
+            report.ok = False
+            report.first_bad = BadRecord(seq=failed.seq, decision_id=None,
+                                         problem=f"checkpoint {failed.file}: {failed.problem}")
+        return report
 
-    @staticmethod
-    def _row_problem(row: dict[str, Any]) -> str | None:
-        for key in HASHED_FIELDS:
-            value = row[key]
-            if key in JSON_FIELDS or key in ("decision_id", "subject_id", "use_case", "input_sha256",
-                                             "engine_version", "actor", "created_at"):
-                if not isinstance(value, str):
-                    return f"field {key} is {type(value).__name__}, expected text (the record was edited)"
-            elif key == "seq":
-                continue
-            elif value is not None and not isinstance(value, str):
-                return f"field {key} is {type(value).__name__}, expected text or null (the record was edited)"
-        if record_hash(row) != row["record_hash"]:
-            return "record_hash does not match the record's content (a field was edited)"
-        if sha256_text(row["input"]) != row["input_sha256"]:
-            return "input_sha256 does not match the stored input (the input was edited)"
-        return None
-
-    def verify_or_raise(self) -> VerifyReport:
+    def verify_or_raise(self, checkpoints: Iterable[Any] = (), keyring: Any = None) -> VerifyReport:
         """verify(), raising AuditIntegrityError naming the first bad record."""
-        report = self.verify()
+        report = self.verify(checkpoints, keyring)
         if not report.ok:
             raise AuditIntegrityError(report.message())
         return report
 
+    # --- backup ------------------------------------------------------------------------------
+    def backup(self, target: str | Path) -> int:
+        """A consistent copy of the whole trail (committed records, including what SQLite still
+        holds in its WAL) into a new SQLite file `target`, created 0600; returns the number of
+        records. A PostgreSQL store is copied the same way, so a backup is always one file that
+        `audit verify --db FILE` checks. Never overwrites: the copy is written beside the target
+        and renamed into place."""
+        target = Path(target)
+        if target.exists():
+            raise InputError("already exists (a backup never overwrites a file)", file=str(target),
+                             expected="a new file name")
+        if not target.parent.is_dir():
+            raise InputError("the folder does not exist", file=str(target), expected="an existing folder")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            if self._db.kind == "sqlite":
+                self._db.backup_to(tmp)
+            else:
+                self._copy_to_sqlite(tmp)
+            with AuditStore.open(tmp, create=False, read_only=True) as copy:
+                n = copy.count()
+            os.replace(tmp, target)
+        except BaseException:
+            if tmp.exists():
+                tmp.unlink()
+            raise
+        return n
 
-__all__ = ["AuditStore", "BatchWriter", "BadRecord", "VerifyReport", "resolve_path"]
+    def _copy_to_sqlite(self, path: Path) -> None:
+        import sqlite3
+        from . import sqlite_db
+        dst = sqlite3.connect(str(path), isolation_level=None)
+        try:
+            dst.execute("PRAGMA page_size=16384")
+            dst.execute("BEGIN")
+            for statement in sqlite_db.SCHEMA:
+                dst.execute(statement)
+            self._db.begin_read()
+            try:
+                dst.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                                self._db.execute("SELECT key, value FROM meta").fetchall())
+                batch: list[tuple] = []
+                for values in self._db.stream(_SELECT + " ORDER BY seq"):
+                    batch.append(tuple(values))
+                    if len(batch) >= 1000:
+                        dst.executemany(_INSERT, batch)
+                        batch = []
+                dst.executemany(_INSERT, batch)
+            finally:
+                _rollback(self._db)
+            dst.execute("COMMIT")
+        finally:
+            dst.close()
+
+
+def _rollback(db: Any) -> None:
+    try:
+        db.rollback()
+    except Exception:  # noqa: BLE001 - the connection may be gone; the original error matters
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_TEXT_FIELDS = frozenset(("decision_id", "subject_id", "use_case", "input_sha256", "engine_version", "actor",
+                          "created_at"))
+
+
+def _row_problem(row: dict[str, Any], version: int) -> str | None:
+    keys = HASHED_FIELDS if version >= 2 else tuple(k for k in HASHED_FIELDS if k != "signature")
+    for key in keys:
+        value = row[key]
+        if key == "seq":
+            continue
+        if (key in JSON_FIELDS and key != "signature") or key in _TEXT_FIELDS:
+            if not isinstance(value, str):
+                return f"field {key} is {type(value).__name__}, expected text (the record was edited)"
+        elif value is not None and not isinstance(value, str):
+            return f"field {key} is {type(value).__name__}, expected text or null (the record was edited)"
+    if record_hash(row, version) != row["record_hash"]:
+        return "record_hash does not match the record's content (a field was edited)"
+    if sha256_text(row["input"]) != row["input_sha256"]:
+        return "input_sha256 does not match the stored input (the input was edited)"
+    return None
+
+
+def _signature_problem(row: dict[str, Any], store_id: str, ring: Any, bookkeeping: set[str]) -> str | None:
+    """An override must be signed by a key the keyring registers for its reviewer; any signature
+    present must verify; a bookkeeping record is never overridden."""
+    from . import keys
+    sig_text, supersedes = row["signature"], row["supersedes"]
+    if supersedes is not None and supersedes in bookkeeping:
+        return "an override of a bookkeeping record (run start/complete), which is not a decision"
+    if sig_text is None:
+        if supersedes is not None:
+            return f"an override without the reviewer's signature (reviewer {row['reviewer']!r})"
+        return None
+    try:
+        sig = json.loads(sig_text)
+        public, value, signed_at, alg = sig["public_key"], sig["value"], sig["signed_at"], sig["alg"]
+    except (ValueError, TypeError, KeyError):
+        return "the signature field is not {alg, public_key, signed_at, value}"
+    if alg != "ed25519" or not all(isinstance(x, str) for x in (public, value, signed_at)):
+        return "the signature is not an Ed25519 signature"
+    message = override_message(row, store_id, signed_at)
+    if not keys.verify_signature(public, message, value):
+        return "the reviewer's signature does not match the record (the override was edited or forged)"
+    reviewer = row["reviewer"] or ""
+    if ring.find(public, "reviewer", reviewer) is None:
+        return (f"signed by key {keys.fingerprint(public)}, which the keyring {ring.path} does not register "
+                f"for reviewer {reviewer!r}")
+    return None
+
+
+__all__ = ["AuditStore", "BatchWriter", "BadRecord", "CheckpointResult", "VerifyReport", "resolve_path", "prepare"]

@@ -161,13 +161,26 @@ def load_subjects(folder: str | Path) -> Iterator[tuple[Path, SubjectRecord | In
 
 
 def field_source(path: str | Path, dotted_field: str) -> str:
-    """Provenance of a value: `<file>#<dotted field>`, e.g. `S001.yaml#screening.labs.bilirubin`."""
-    return f"{_posix(str(path))}#{dotted_field}"
+    """Provenance of a value: `<file>#<dotted field>`, e.g. `S001.yaml#screening.labs.bilirubin`.
+
+    The file is named one way however it was spelled (`./a/S1.yaml`, `a//S1.yaml`, an absolute
+    path, a symlink): relative to the working folder when inside it, else absolute, so that the
+    audited input and its hash do not depend on the spelling. A table line `t.jsonl:17` keeps
+    its line."""
+    return f"{_canonical(str(path), os.getcwd())}#{dotted_field}"
 
 
 @functools.lru_cache(maxsize=256)
-def _posix(path: str) -> str:  # called once per fact: cache the path conversion
-    return Path(path).as_posix()
+def _canonical(path: str, cwd: str) -> str:  # called once per fact: cache the path conversion
+    base, sep, line = path.rpartition(":")
+    if not (sep and line.isdigit() and base):
+        base, line = path, ""
+    p = Path(cwd, base).resolve()
+    try:
+        text = p.relative_to(Path(cwd).resolve()).as_posix()
+    except ValueError:
+        text = p.as_posix()
+    return f"{text}:{line}" if line else text
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -192,7 +205,7 @@ def open_regular(path: str | Path, what: str, mode: str = "rb", **kwargs: Any) -
     try:
         fh = path.open(mode, **kwargs)
     except FileNotFoundError:
-        raise InputError("file not found", file=str(path), expected=what) from None
+        raise InputError("cannot read: file not found", file=str(path), expected=what) from None
     except IsADirectoryError:
         raise InputError("is a folder, not a file", file=str(path), expected=what) from None
     except OSError as exc:
@@ -375,3 +388,48 @@ def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
         else:
             break
     return line
+
+
+# --- subject ids without a full parse (duplicate detection before a cohort run) -------------
+
+_ID = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
+_YAML_ID = re.compile(rf"^subject_id:[ \t]*(?:'({_ID})'|\"({_ID})\"|({_ID}))[ \t]*(?:#.*)?$", re.M)
+_YAML_KEY = re.compile(r"^subject_id\s*:", re.M)
+_JSON_ID = re.compile(rf'"subject_id"\s*:\s*"({_ID})"')
+
+
+def quick_subject_id(text: str, json_text: bool) -> str | None:
+    """The subject_id of a subject file's or table line's text, found without building the
+    record (a cohort checks a million ids for duplicates before writing anything): a pattern for
+    the plain spellings, a full parse otherwise. None: the text has no readable id (the record
+    is refused later, with its real error). A valid record's id is always found exactly."""
+    if json_text:
+        if text.count('"subject_id"') == 1:
+            m = _JSON_ID.search(text)
+            if m:
+                return m.group(1)
+    else:
+        if len(_YAML_KEY.findall(text)) == 1:
+            m = _YAML_ID.search(text)
+            if m:
+                return next(g for g in m.groups() if g is not None)
+    try:
+        if json_text:
+            data = json.loads(text, object_pairs_hook=_unique_pairs, parse_int=_json_int,
+                              parse_float=_json_float, parse_constant=_json_constant)
+        else:
+            data, _ = safe_load_with_node(text)
+    except (ValueError, RecursionError, yaml.YAMLError):
+        return None
+    value = data.get("subject_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def file_subject_id(path: str | Path) -> str | None:
+    """`quick_subject_id` of a subject file (None when it cannot be read: reported later)."""
+    path = Path(path)
+    try:
+        text = _read_text(path)
+    except InputError:
+        return None
+    return quick_subject_id(text, path.suffix.lower() == ".json")

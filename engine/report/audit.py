@@ -23,8 +23,10 @@ def status_of(record: Any, overrides: Overrides) -> str:
 def print_records(records: list[Any], overrides: Overrides, by_id: Mapping[str, Any]) -> None:
     """Print audit records oldest first (the `audit show` table)."""
     from rich.table import Table
+    from rich.text import Text
 
     from engine.audit import outcome_summary
+    from engine.safetext import printable
     from engine.report.tables import console
 
     table = Table()
@@ -38,9 +40,10 @@ def print_records(records: list[Any], overrides: Overrides, by_id: Mapping[str, 
         if r.supersedes:
             old = by_id.get(r.supersedes)
             sup = r.supersedes[:12] + (f": {outcome_summary(old.outcome, 40)}" if old is not None else "")
-        table.add_row(str(r.seq), r.created_at, r.decision_id[:12], r.subject_id, r.use_case, r.item or "",
-                      outcome_summary(r.outcome) if not r.supersedes else f"{short(r.outcome)!s}: {outcome_summary(r.outcome)}",
-                      by, r.reason or "", sup, status_of(r, overrides))
+        cells = (str(r.seq), r.created_at, r.decision_id[:12], r.subject_id, r.use_case, r.item or "",
+                 outcome_summary(r.outcome) if not r.supersedes else f"{short(r.outcome)!s}: {outcome_summary(r.outcome)}",
+                 by, r.reason or "", sup, status_of(r, overrides))
+        table.add_row(*(Text(printable(c)) for c in cells))  # text, not markup; control characters escaped
     console.print(table)
 
 
@@ -59,6 +62,10 @@ def record_lines(r: Any, overrides: Overrides, by_id: Mapping[str, Any]) -> list
         given = ((r.input or {}).get("committee") or {}).get("given") if isinstance(r.input, dict) else None
         if given is not None:
             lines.append(f"given      {canonical_json(given)}")
+        sig = getattr(r, "signature", None)
+        if isinstance(sig, dict) and sig.get("public_key"):
+            from engine.audit.keys import fingerprint
+            lines.append(f"signed     {sig.get('alg')} key {fingerprint(sig['public_key'])} at {sig.get('signed_at')}")
     else:
         lines.append(f"actor      {r.actor}" + (f"   reason {r.reason}" if r.reason else ""))
     lines.append("packs      " + (", ".join(f"{p['id']} {p['version']} ({p['sha256'][:12]})" for p in r.packs or [])

@@ -6,6 +6,8 @@ import io
 import json
 from typing import Any, Iterable
 
+from engine.safetext import csv_cell
+
 
 def subject_lines(doc: dict[str, Any], version: str) -> list[str]:
     """Plain lines for `adjudicator ae`: one per lab or event, then TLS and dosing advisories."""
@@ -41,7 +43,7 @@ def listing_text(graded: Iterable[dict[str, Any]], as_json: bool) -> str:
     fields = list(dict.fromkeys(k for r in graded for k in r))
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
-    w.writerows(graded)
+    w.writerows({k: csv_cell(v) for k, v in r.items()} for r in graded)  # no spreadsheet formulas
     return buf.getvalue()
 
 
