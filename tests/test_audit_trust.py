@@ -205,16 +205,21 @@ def test_bookkeeping_records_cannot_be_overridden_and_nan_is_refused(store_targe
 
 def test_override_cli_refuses_nan_and_signs(tmp_path: Path) -> None:
     db = tmp_path / "a.sqlite"
+    run = lambda *a: CliRunner().invoke(main, ["--db", str(db), "--actor", "chair", *a])  # noqa: E731
+    subject = ROOT / "fixtures" / "subjects" / "example-treated-two-marrows.yaml"
+    assert run("marrow", str(subject), "--profile", "trial").exit_code == 0
     with AuditStore.open(db) as store:
-        [rec] = store.append([entry(1)])
-    run = lambda *a: CliRunner().invoke(main, ["--db", str(db), "--actor", "chair", "audit", *a])  # noqa: E731
-    for text in ('{"score": NaN}', '{"score": Infinity}', '{"score": -Infinity}'):
-        result = run("override", rec.decision_id, "--outcome", text, "--reviewer", "Dr Q", "--reason", "x")
-        assert result.exit_code == 2 and "not a JSON number" in result.output
-    result = run("override", rec.decision_id, "--outcome", '{"status": "ineligible"}', "--reviewer", "Dr Q",
-                 "--reason", "re-read")
-    assert result.exit_code == 0 and "signed by Dr Q" in result.output
-    assert run("verify").exit_code == 0
+        did = next(r.decision_id for r in store.iter(use_case="marrow")
+                   if r.item and r.item.endswith("/trial") and not r.item.startswith("course/"))
+    base = ["audit", "override", did, "--reviewer", "Dr Q", "--role", "chair", "--reason", "recount"]
+    for text in ('{"category": NaN}', '{"category": Infinity}', '{"category": -Infinity}'):
+        result = run(*base, "--outcome", text)
+        assert result.exit_code == 2 and "not a JSON number" in result.output, result.output
+    result = run(*base, "--outcome", '{"category": "NR"}')
+    assert result.exit_code == 0 and "signed by Dr Q" in result.output, result.output
+    assert run("audit", "verify").exit_code == 0
+    shown = run("audit", "show", "--decision", did[:10])
+    assert shown.exit_code == 0
 
 
 # --- time, read-only, backup, file modes --------------------------------------------------------

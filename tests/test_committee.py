@@ -70,11 +70,8 @@ def first_run(cohort_dir, tmp_path_factory):
 def _copy_db(first_run, tmp_path: Path) -> tuple[Path, dict]:
     db, doc = first_run
     out = tmp_path / "audit.sqlite"
-    with AuditStore.open(db) as s:   # a consistent copy (WAL) via SQLite's backup API
-        import sqlite3
-        dst = sqlite3.connect(out)
-        s._conn.backup(dst)
-        dst.close()
+    with AuditStore.open(db) as s:   # a consistent copy (WAL included): the store's backup
+        s.backup(out)
     return out, doc
 
 

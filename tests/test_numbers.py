@@ -174,4 +174,6 @@ def test_ctcae_grade_with_tiny_values_and_values_next_to_x_uln(tmp_path):
                                   "--ctcae", "4.03", "--json"])
     assert r.exit_code == 0, r.output
     rows = json.loads(r.output)
-    assert [row["grade"] for row in rows] == [4, 2, 1, 1, 0]
+    # platelets 1e+16 x10^9/L cannot be a measurement: reported, not graded (issue 16 input bounds)
+    assert [row["grade"] for row in rows] == [4, 2, 1, 1, ""]
+    assert "outside the range of any measurement" in rows[4]["reason"]

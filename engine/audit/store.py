@@ -87,6 +87,8 @@ class VerifyReport(BaseModel):
             return text
         bad = self.first_bad
         assert bad is not None
+        if bad.decision_id is None and bad.problem.startswith("checkpoint "):
+            return bad.problem
         where = f"record seq {bad.seq}, decision {bad.decision_id or '(unknown)'}" if bad.seq else "store"
         return f"{where}: {bad.problem}"
 
