@@ -391,3 +391,30 @@ def test_checkpoint_verify_and_keys_commands(tmp_path: Path, adjudicator_home: P
     bad.write_text("{}")
     result = run("audit", "verify", "--checkpoint", str(bad))
     assert result.exit_code == 2 and "not a checkpoint" in result.output
+
+
+def test_a_schema_1_store_stays_verifiable_but_takes_no_new_records(tmp_path: Path) -> None:
+    from engine.audit.record import FIELDS, GENESIS_HASH, sha256_text
+    db = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(db)
+    cols = [f for f in FIELDS if f != "signature"]
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute(f"CREATE TABLE decisions ({', '.join(cols)})")
+    head = GENESIS_HASH
+    for seq in (1, 2):
+        row = {"seq": seq, "decision_id": f"d{seq}", "run_id": None, "subject_id": "S1", "use_case": "screen",
+               "item": None, "input": "{}", "input_sha256": sha256_text("{}"), "packs": "[]", "parameters": "{}",
+               "engine_version": "0.1.0", "trace": "[]", "outcome": '{"status":"eligible"}', "actor": "t",
+               "created_at": f"2024-01-0{seq}T00:00:00.000000Z", "reason": None, "supersedes": None,
+               "reviewer": None, "prev_hash": head}
+        row["record_hash"] = head = record_hash(row, 1)
+        conn.execute(f"INSERT INTO decisions VALUES ({', '.join('?' * len(cols))})", [row[c] for c in cols])
+    conn.executemany("INSERT INTO meta VALUES (?, ?)", [("schema", "adjudicator-audit"), ("schema_version", "1"),
+                                                       ("head_seq", "2"), ("head_hash", head)])
+    conn.commit()
+    conn.close()
+    with AuditStore.open(db, create=False, read_only=True) as store:
+        report = store.verify()
+        assert report.ok and report.checked == 2 and "schema 1" in report.message()
+    with AuditStore.open(db) as store, pytest.raises(InputError, match="audit schema 1"):
+        store.append([entry(3)])

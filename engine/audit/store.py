@@ -41,6 +41,8 @@ DEFAULT_FILE = "adjudicator-audit.sqlite"
 _COLUMNS = ", ".join(FIELDS)
 _INSERT = f"INSERT INTO decisions ({_COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})"
 _SELECT = f"SELECT {_COLUMNS} FROM decisions"
+# schema 1 had no signature column
+_SELECT_V1 = _SELECT.replace(", signature,", ", NULL AS signature,")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
@@ -289,6 +291,7 @@ class AuditStore:
         self.path: Any = getattr(db, "path", None) or db.where
         self.store_id: str | None = meta.get("store_id")
         self.genesis = genesis_hash(meta, schema_version)
+        self._select = _SELECT if schema_version >= 2 else _SELECT_V1
 
     @property
     def kind(self) -> str:
@@ -362,8 +365,9 @@ class AuditStore:
     def _transaction(self, keep: bool = False) -> Iterator[BatchWriter]:
         if self.schema_version < SCHEMA_VERSION:
             raise InputError(f"this store has audit schema {self.schema_version}, which predates signed "
-                             "overrides and checkpoints: it stays readable and verifiable, but new records go "
-                             "to a new store", file=self.where, expected="--db NEW_STORE")
+                             "overrides and checkpoints: it stays readable and verifiable (audit verify, show, "
+                             "export), but new records go to a new store: move this one aside or pass another "
+                             "--db", file=self.where, expected="--db NEW_STORE")
         if self._db.read_only:
             raise InputError("the store was opened read-only", file=self.where)
         db = self._db
@@ -455,7 +459,7 @@ class AuditStore:
         return StoredDecision.from_row(writer.kept[0])  # type: ignore[index]
 
     def _override_in_force(self, subject_id: str, use_case: str, item: str | None) -> dict[str, Any] | None:
-        sql = (f"{_SELECT} WHERE subject_id = ? AND use_case = ? AND item IS ? AND supersedes IS NOT NULL "
+        sql = (f"{self._select} WHERE subject_id = ? AND use_case = ? AND item IS ? AND supersedes IS NOT NULL "
                "AND NOT EXISTS (SELECT 1 FROM decisions o WHERE o.supersedes = decisions.decision_id) "
                "ORDER BY seq DESC LIMIT 1")
         row = self._db.execute(sql, (subject_id, use_case, item)).fetchone()
@@ -473,7 +477,7 @@ class AuditStore:
             yield dict(zip(FIELDS, values))
 
     def _get_row(self, decision_id: str) -> dict[str, Any] | None:
-        row = self._db.execute(f"{_SELECT} WHERE decision_id = ?", (decision_id,)).fetchone()
+        row = self._db.execute(f"{self._select} WHERE decision_id = ?", (decision_id,)).fetchone()
         return dict(zip(FIELDS, row)) if row else None
 
     def get(self, decision_id: str) -> StoredDecision | None:
@@ -490,7 +494,7 @@ class AuditStore:
             if value is not None:
                 where.append(f"{col} = ?")
                 params.append(value)
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        sql = self._select + (" WHERE " + " AND ".join(where) if where else "")
         if last is not None:
             sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT ?) AS newest ORDER BY seq"
             params.append(int(last))
@@ -508,7 +512,7 @@ class AuditStore:
     def latest(self, subject_id: str, use_case: str, item: str | None = None,
                before_run: str | None = None) -> StoredDecision | None:
         """Latest record for (subject, use case, item); with before_run, ignoring that run."""
-        sql = f"{_SELECT} WHERE subject_id = ? AND use_case = ? AND item IS ?"
+        sql = f"{self._select} WHERE subject_id = ? AND use_case = ? AND item IS ?"
         params: tuple = (subject_id, use_case, item)
         if before_run is not None:
             sql += " AND (run_id IS NULL OR run_id != ?)"
@@ -518,7 +522,7 @@ class AuditStore:
 
     def current(self, subject_id: str, use_case: str, item: str | None = None) -> StoredDecision | None:
         """The decision in force for the key: the newest record that no override supersedes."""
-        sql = (f"{_SELECT} WHERE subject_id = ? AND use_case = ? AND item IS ? AND NOT EXISTS "
+        sql = (f"{self._select} WHERE subject_id = ? AND use_case = ? AND item IS ? AND NOT EXISTS "
                "(SELECT 1 FROM decisions o WHERE o.supersedes = decisions.decision_id) "
                "ORDER BY seq DESC LIMIT 1")
         row = self._db.execute(sql, (subject_id, use_case, item)).fetchone()
@@ -526,13 +530,13 @@ class AuditStore:
 
     def latest_machine(self, subject_id: str, use_case: str, item: str | None = None) -> StoredDecision | None:
         """The newest record of the key that is not an override (the machine's latest decision)."""
-        sql = f"{_SELECT} WHERE subject_id = ? AND use_case = ? AND item IS ? AND supersedes IS NULL ORDER BY seq DESC LIMIT 1"
+        sql = f"{self._select} WHERE subject_id = ? AND use_case = ? AND item IS ? AND supersedes IS NULL ORDER BY seq DESC LIMIT 1"
         row = self._db.execute(sql, (subject_id, use_case, item)).fetchone()
         return StoredDecision.from_row(dict(zip(FIELDS, row))) if row else None
 
     def iter_override_rows(self) -> Iterator[dict[str, Any]]:
         """Every override record (JSON columns as text), in seq order."""
-        return self._rows(f"{_SELECT} WHERE supersedes IS NOT NULL ORDER BY seq")
+        return self._rows(f"{self._select} WHERE supersedes IS NOT NULL ORDER BY seq")
 
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Decision ids starting with `prefix` (at most `limit`), for abbreviated ids."""
@@ -593,7 +597,7 @@ class AuditStore:
                                 store_id=self.store_id,
                                 first_bad=BadRecord(seq=seq, decision_id=decision_id, problem=problem))
 
-        for row in self._rows(_SELECT + " ORDER BY seq"):
+        for row in self._rows(self._select + " ORDER BY seq"):
             checked += 1
             seq, did = row["seq"], row["decision_id"]
             if seq != expected_seq:
@@ -696,7 +700,7 @@ class AuditStore:
                 dst.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
                                 self._db.execute("SELECT key, value FROM meta").fetchall())
                 batch: list[tuple] = []
-                for values in self._db.stream(_SELECT + " ORDER BY seq"):
+                for values in self._db.stream(self._select + " ORDER BY seq"):
                     batch.append(tuple(values))
                     if len(batch) >= 1000:
                         dst.executemany(_INSERT, batch)
