@@ -418,3 +418,50 @@ def test_a_schema_1_store_stays_verifiable_but_takes_no_new_records(tmp_path: Pa
         assert report.ok and report.checked == 2 and "schema 1" in report.message()
     with AuditStore.open(db) as store, pytest.raises(InputError, match="audit schema 1"):
         store.append([entry(3)])
+
+
+# --- faults: a full disk, a damaged store -------------------------------------------------------
+
+def test_a_full_disk_is_one_clear_error_and_nothing_half_written(tmp_path: Path) -> None:
+    db = tmp_path / "a.sqlite"
+    with AuditStore.open(db) as store:
+        store.append([entry(1)])
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages + 1}")  # SQLite's own "database or disk is full"
+        with pytest.raises(InputError, match="database or disk is full.*nothing of it was committed"):
+            store.append([entry(i, input={"blob": "x" * 50_000}) for i in range(2, 40)])
+        assert store.count() == 1 and store.verify().ok
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("DROP TABLE decisions", "no such table"),
+    ("UPDATE decisions SET actor = CAST(x'ff00fe' AS TEXT) WHERE seq = 2", "decode"),
+    ("UPDATE meta SET value = 'abc' WHERE key = 'head_seq'", "head_seq"),
+    ("DELETE FROM meta WHERE key = 'store_id'", "lacks store_id"),
+])
+def test_a_damaged_store_fails_verification_with_a_message(tmp_path: Path, damage: str, needle: str) -> None:
+    db = tmp_path / "a.sqlite"
+    with AuditStore.open(db) as store:
+        store.append([entry(i) for i in range(1, 4)])
+    tamper(db, damage)
+    result = CliRunner().invoke(main, ["--db", str(db), "audit", "verify"])
+    assert result.exit_code == 3 and needle in result.output, result.output
+    assert "Traceback" not in result.output and not isinstance(result.exception, Exception) or \
+        isinstance(result.exception, SystemExit)
+
+
+def test_the_input_hash_does_not_depend_on_how_a_path_was_spelled(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    db = tmp_path / "a.sqlite"
+    spellings = ["fixtures/screening/C006-ecog-2.yaml", "./fixtures//screening/C006-ecog-2.yaml",
+                 str(ROOT / "fixtures" / "screening" / ".." / "screening" / "C006-ecog-2.yaml")]
+    for s in spellings:
+        assert CliRunner().invoke(main, ["--db", str(db), "--actor", "t", "screen", s]).exit_code == 0
+    with AuditStore.open(db) as store:
+        hashes = {r.input_sha256 for r in store.iter(use_case="screen")}
+    assert len(hashes) == 1
+
+
+def test_an_actor_with_control_characters_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--db", str(tmp_path / "a.sqlite"), "--actor", "eve\x1b[2J", "audit", "verify"])
+    assert result.exit_code == 2 and "--actor" in result.output and "\x1b" not in result.output
