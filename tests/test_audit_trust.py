@@ -4,7 +4,6 @@ row is in the chain, time never runs backwards, verify is read-only, backups are
 store and key files are private."""
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import shutil
@@ -22,7 +21,7 @@ from cli import main
 from engine.audit import AuditStore, canonical_json, checkpoint as ckpt, keys
 from engine.audit.record import record_hash
 from engine.errors import AuditIntegrityError, InputError
-from storetools import is_pg, query, rechain, tamper
+from storetools import is_pg, rechain, tamper
 
 ROOT = Path(__file__).resolve().parents[1]
 
