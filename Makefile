@@ -22,6 +22,7 @@ demo: $(STAMP)
 	@bash scripts/demo.sh
 
 test: $(STAMP)
+	@bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
 
 clean:

@@ -409,11 +409,13 @@ def marrow_cmd(ctx: click.Context, subject_file: str, assessment_id: str | None,
     """Adjudicate a subject's marrow assessments (ELN 2017, ELN 2022, the trial); every decision is audited."""
     from engine.adjudicate.marrow import run_marrow
     from engine.report.marrow import print_marrow
-    doc = run_marrow(subject_file, registry(ctx), profile, assessment_id, params, ctx.obj["db"], ctx.obj["actor"])
+    from engine.rules.explain import titles_of
+    reg = registry(ctx)
+    doc = run_marrow(subject_file, reg, profile, assessment_id, params, ctx.obj["db"], ctx.obj["actor"])
     if as_json:
         emit_json(doc)
     else:
-        print_marrow(doc)
+        print_marrow(doc, titles_of(reg))
 
 
 # --- cohort -----------------------------------------------------------------------------------
@@ -575,6 +577,24 @@ def cohort_summary(ctx: click.Context, run_id: str | None, csv_dir: str | None, 
     emit_json(doc) if as_json else summary.render(doc)
 
 
+# --- report: the committee's HTML report of a run ---------------------------------------------
+@main.command("report")
+@click.argument("run_id", required=False)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
+@click.option("--packets/--no-packets", default=True, show_default=True, help="Include one packet per subject.")
+@click.pass_context
+def report_cmd(ctx: click.Context, run_id: str | None, output: str, packets: bool) -> None:
+    """The committee report of RUN_ID (default: the latest completed run): one self-contained HTML file."""
+    from engine.audit.store import AuditStore
+    from engine.report.html import write_report
+    from engine.report.runs import resolve_run
+
+    with AuditStore.open(ctx.obj["db"], create=False) as store:
+        run = resolve_run(store, run_id)
+        size = write_report(store, run, registry(ctx), output, packets=packets)
+    click.echo(f"report of run {run} written to {output} ({size // 1024} KiB)")
+
+
 # --- ae / ctcae: CTCAE grading, attribution, TLS, venetoclax advisories -----------------------
 _CTCAE = click.Choice(["4.03", "5.0"])
 
@@ -605,26 +625,43 @@ def ae_cmd(ctx: click.Context, subject_file: str, version: str, worst_case: bool
 
 
 @main.command("ae-summary")
-@click.argument("subject_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--run", "run_id", default=None,
+              help="Read the graded events and labs of this cohort run from the audit trail (or 'latest'): "
+                   "nothing is re-graded or written.")
 @click.option("--ctcae", "version", type=_CTCAE, default="4.03", show_default=True)
 @click.option("--related-only", is_flag=True, help="Only treatment-related events (committee value when present).")
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Write the incidence table as CSV.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def ae_summary_cmd(ctx: click.Context, subject_files: tuple[str, ...], version: str, related_only: bool,
+def ae_summary_cmd(ctx: click.Context, paths: tuple[str, ...], run_id: str | None, version: str, related_only: bool,
                    csv_file: str | None, as_json: bool) -> None:
-    """Worst grade per subject and term; any-grade and grade >= 3 incidence (paper's Table 3 layout)."""
-    from engine.adjudicate.safety import grade_subject, summarize, summary_csv
+    """Worst grade per subject and term; any-grade and grade >= 3 incidence (paper's Table 3 layout).
+    PATHS: subject files or folders of them (graded and audited now), or --run RUN (read from the trail)."""
+    from engine.adjudicate.safety import summarize, summary_csv
     from engine.audit.store import AuditStore
-    from engine.record import load_subject
-    from engine.rules.load import load_registry
 
+    if bool(paths) == bool(run_id):
+        raise InputError("give subject files or folders, or --run RUN (not both)", field="PATHS",
+                         expected="PATH... or --run RUN")
     from engine.outputs import check_output_file
     check_output_file(csv_file, "--csv")
-    records = [load_subject(f) for f in subject_files]  # all read before anything is written
-    reg = load_registry(ctx.obj["rules_dir"])
-    with AuditStore.open(ctx.obj["db"]) as store:
-        docs = [grade_subject(r, version, registry=reg, store=store, actor=ctx.obj["actor"]) for r in records]
+    if run_id:
+        from engine.report.runs import resolve_run
+        from engine.report.trail import iter_subjects
+        with AuditStore.open(ctx.obj["db"], create=False) as store:
+            run = resolve_run(store, run_id)
+            docs = [t.safety_doc() for t in iter_subjects(store, run) if t.enrolled]
+    else:
+        from engine.adjudicate.cohort import subject_paths
+        from engine.adjudicate.safety import grade_subject
+        from engine.record import load_subject
+        from engine.rules.load import load_registry
+        files = [f for p in paths for f in subject_paths(p)]
+        records = [load_subject(f) for f in files]  # all read before anything is written
+        reg = load_registry(ctx.obj["rules_dir"])
+        with AuditStore.open(ctx.obj["db"]) as store:
+            docs = [grade_subject(r, version, registry=reg, store=store, actor=ctx.obj["actor"]) for r in records]
     summary = summarize(docs, related_only=related_only)
     if csv_file:
         summary_csv(summary, csv_file)
@@ -703,9 +740,11 @@ def ctcae_grade_cmd(ctx: click.Context, labs_csv: str, version: str, worst_case:
 def screen_cmd(ctx: click.Context, subject_file: str, params: tuple[str, ...], as_json: bool) -> None:
     """Screen a candidate: ELIGIBLE, INELIGIBLE (failing criteria) or INDETERMINATE (missing facts); audited."""
     from engine.adjudicate.screening import run_screen
-    result = run_screen(subject_file, registry(ctx), params, ctx.obj["db"], ctx.obj["actor"])
+    reg = registry(ctx)
+    result = run_screen(subject_file, reg, params, ctx.obj["db"], ctx.obj["actor"])
     if as_json:
         emit_json(result.to_dict())
     else:
         from engine.report.screening import print_screening
-        print_screening(result)
+        from engine.rules.explain import titles_of
+        print_screening(result, titles=titles_of(reg))

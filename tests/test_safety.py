@@ -180,8 +180,9 @@ def test_summary_layout_and_csv(registry, tmp_path):
     out = tmp_path / "t3.csv"
     summary_csv(s, out)
     rows = list(csv.reader(out.open()))
-    assert rows[0][:3] == ["Adverse event", "Any grade, n (%)", "Grade >= 3, n (%)"]
-    assert ["Febrile neutropenia", "2 (100.0)", "2 (100.0)", "2", "0", "0", "0"] in rows
+    assert rows[0][:7] == ["term", "adverse_event", "subjects", "any_grade_n", "any_grade_pct", "grade_3_plus_n",
+                           "grade_3_plus_pct"]       # counts and percentages in columns of their own
+    assert ["febrile_neutropenia", "Febrile neutropenia", "2", "2", "100.0", "2", "100.0", "2", "0", "0", "0"] in rows
 
 
 def test_summary_counts_lab_grades_and_says_which_source(registry, tmp_path):

@@ -88,12 +88,12 @@ def pack_outputs(pack: Any) -> dict[str, Output]:
     return {k: v[0] for k, v in names.items() if len(v) == 1}
 
 
-def _leaves(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def leaves(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Dotted path -> value of every non-mapping value."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, Mapping) and v:
-            out.update(_leaves(v, f"{prefix}{k}."))
+            out.update(leaves(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -140,8 +140,8 @@ def committee_outcome(record: Any, given: Mapping[str, Any], registry: Any) -> t
         raise InputError("the committee's outcome is empty", field="--outcome",
                          expected='a JSON object of the fields decided, e.g. {"category": "NR"}')
     machine = record.outcome if isinstance(record.outcome, dict) else {}
-    have = _leaves(machine)
-    want = _leaves(given)
+    have = leaves(machine)
+    want = leaves(given)
     for path, value in want.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(f"{path} is not a finite number", field="--outcome", expected="a finite number")
@@ -324,7 +324,7 @@ def short(outcome: Any) -> Any:
 
 def disagreement(machine_outcome: Any, committee_outcome_: Any) -> list[str]:
     """Dotted fields where the machine's outcome differs from the committee's (decided fields only)."""
-    m, c = _leaves(machine_outcome or {}), _leaves(committee_outcome_ or {})
+    m, c = leaves(machine_outcome or {}), leaves(committee_outcome_ or {})
     return sorted(k for k in c if k not in UNDECIDED_KEYS and k in m and m[k] != c[k])
 
 

@@ -615,12 +615,14 @@ def _pct(k: int, n: int) -> float:
 
 
 def summary_csv(summary: Mapping[str, Any], path: str | Path) -> None:
+    """The incidence table as CSV, one value per column (counts and percentages apart)."""
     with Path(path).open("w", newline="", encoding="utf-8") as fh:
         w = csv_writer(fh)  # no spreadsheet formulas from event terms
-        w.writerow(["Adverse event", "Any grade, n (%)", "Grade >= 3, n (%)", "Grade >= 3 from events",
-                    "Grade >= 3 from labs", "Grade >= 3 from both", "Emergence unknown"])
+        w.writerow(["term", "adverse_event", "subjects", "any_grade_n", "any_grade_pct", "grade_3_plus_n",
+                    "grade_3_plus_pct", "grade_3_plus_from_events", "grade_3_plus_from_labs", "grade_3_plus_from_both",
+                    "emergence_unknown_n"])
         for r in summary["table"]:
             by = r["grade_3_plus_by_source"]
-            w.writerow([r["label"], f"{r['any_grade_n']} ({r['any_grade_pct']})",
-                        f"{r['grade_3_plus_n']} ({r['grade_3_plus_pct']})", by["event"], by["lab"], by["both"],
+            w.writerow([r["term"], r["label"], summary["subjects"], r["any_grade_n"], r["any_grade_pct"],
+                        r["grade_3_plus_n"], r["grade_3_plus_pct"], by["event"], by["lab"], by["both"],
                         r["emergence_unknown_n"]])

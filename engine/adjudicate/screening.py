@@ -70,6 +70,10 @@ class ScreeningResult(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def trace(self) -> list[dict[str, Any]]:
+        """Every rule's and decision row's outcome in the three packs, as the audit record holds it."""
+        return [t for r in self._audit.get("results", []) for t in r.trace()]
+
 
 # --- parameters ---------------------------------------------------------------------------------
 

@@ -10,17 +10,30 @@ def _flag(v: Any) -> str:
     return {True: "yes", False: "no", None: "?"}[v]
 
 
-def print_marrow(doc: dict[str, Any]) -> None:
-    """Print the marrow report (the same document as --json, shortened)."""
+def reason(r: dict[str, Any], titles: dict[str, str] | None = None) -> str:
+    """One line: the title of the row that decided each of the pack's tables (its id when it has no
+    title), then what is missing or to review."""
+    from engine.report.html import deciding_rows
+    pack = (r.get("pack") or {}).get("id")
+    parts = [(titles or {}).get(f"{p}:{k}") or k for p, k in deciding_rows(r.get("rules") or [], pack)]
+    if r.get("missing"):
+        parts.append("missing " + ", ".join(r["missing"]))
+    if r.get("review"):
+        parts.append(str(r["review"]))
+    return "; ".join(parts)
+
+
+def print_marrow(doc: dict[str, Any], titles: dict[str, str] | None = None) -> None:
+    """Print the marrow report (the same document as --json, shortened), each outcome with its reason."""
     items = doc["assessments"] if "assessments" in doc else [doc]
     rows = []
     for it in items:
         for p, r in it["profiles"].items():
             cat = r["category"] + (f" ({' | '.join(r['candidates'])})" if r["candidates"] else "")
             rows.append([it["assessment_id"], it["date"], it.get("cycle"), p, cat, _flag(r["flags"]["crc"]),
-                         _flag(r["flags"]["orr"]), _flag(r["flags"]["mrd_negative"]),
-                         ", ".join(r.get("missing", [])) or r.get("review", ""), (r["decision_id"] or "")[:12]])
-    print_table(["assessment", "date", "cycle", "profile", "category", "CRc", "ORR", "MRD-", "missing / review", "decision"],
+                         _flag(r["flags"]["orr"]), _flag(r["flags"]["mrd_negative"]), reason(r, titles),
+                         (r["decision_id"] or "")[:12]])
+    print_table(["assessment", "date", "cycle", "profile", "category", "CRc", "ORR", "MRD-", "reason", "decision"],
                 rows, title=f"Marrow adjudication: subject {doc['subject_id']}")
     for p, c in (doc.get("course") or {}).items():
         efs, dfs = c["efs"], c["dfs"]

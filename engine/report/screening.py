@@ -13,7 +13,16 @@ STYLE = {"pass": "green", "fail": "bold red", "unknown": "yellow",
          "ELIGIBLE": "bold green", "INELIGIBLE": "bold red", "INDETERMINATE": "bold yellow"}
 
 
-def print_screening(result: ScreeningResult, console: Console | None = None) -> None:
+def verdict_reason(result: ScreeningResult, titles: dict[str, str] | None = None) -> str:
+    """The title of the verdict table's deciding row (its id when untitled), '' when undecided."""
+    from engine.report.html import deciding_rows
+    rows = deciding_rows(result.trace(), result.pack["id"])
+    return "; ".join(f"{k}: {(titles or {}).get(f'{p}:{k}')}" if (titles or {}).get(f"{p}:{k}") else k
+                     for p, k in rows)
+
+
+def print_screening(result: ScreeningResult, console: Console | None = None,
+                    titles: dict[str, str] | None = None) -> None:
     """Print the screening of one candidate as a table and a short summary."""
     from engine.report.tables import console as default_console
     console = console or default_console
@@ -26,8 +35,10 @@ def print_screening(result: ScreeningResult, console: Console | None = None) -> 
     console.print(table)
     if any(c.basis == "operational" for c in result.criteria):
         console.print("* decided with the operational profile (OP-*), not protocol text", style="dim")
+    why = verdict_reason(result, titles)
     console.print(f"verdict: [{STYLE[result.verdict]}]{result.verdict}[/]"
-                  + (f"  decided by: {', '.join(result.decided_by)}" if result.verdict != "ELIGIBLE" else ""))
+                  + (f"  decided by: {', '.join(result.decided_by)}" if result.verdict != "ELIGIBLE" else "")
+                  + (f"  ({why})" if why else ""), highlight=False)
     if result.missing:
         console.print("still missing: " + ", ".join(result.missing))
     ds = result.disease_status

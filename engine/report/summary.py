@@ -156,7 +156,7 @@ def summarize(store: Any, run_id: str, *, overrides: Overrides | None = None) ->
                 in_force[key_of(r)] = o
                 mo, co = json.loads(r["outcome"]), json.loads(o["outcome"])
                 committee.append({"subject_id": sid, "use_case": r["use_case"], "item": r["item"],
-                                  "machine": short(mo), "committee": short(co),
+                                  "machine": headline(mo, o), "committee": headline(co, o),
                                   "machine_disagrees": disagreement(mo, co),
                                   "machine_decision_id": r["decision_id"], "decision_id": o["decision_id"],
                                   "reviewer": o["reviewer"], "role": role_of(o), "reason": o["reason"]})
@@ -232,6 +232,20 @@ def summarize(store: Any, run_id: str, *, overrides: Overrides | None = None) ->
         "adverse_events_grade3plus": {t: {"events": ae[t], "subjects": proportion(len(ae_subjects[t]), n_ae)}
                                       for t in sorted(ae, key=lambda t: (-ae[t], t))},
     }
+
+
+def headline(outcome: Any, committee_row: dict[str, Any]) -> Any:
+    """A table cell for an outcome: its category / verdict / grade, or (a nested outcome such as a
+    course) `field=value` of the fields the committee decided."""
+    from engine.adjudicate.committee import leaves
+    top = short(outcome)
+    inp = json.loads(committee_row["input"]) if isinstance(committee_row.get("input"), str) else committee_row.get("input")
+    given = ((inp or {}).get("committee") or {}).get("given") or {}
+    values = leaves(outcome)
+    fields = "; ".join(f"{f}={values.get(f)}" for f in leaves(given) if not isinstance(top, str) or values.get(f) != top)
+    if isinstance(top, dict):
+        return fields or "(nested outcome)"
+    return f"{top}; {fields}" if fields else top
 
 
 def _stale_course(sid: str, profile: str, course: dict[str, Any], rows: list[dict[str, Any]],
