@@ -30,14 +30,16 @@ RUN1=$(latest_run)
 
 echo
 echo "== 2. the committee decides: a marrow whose MRD is exactly 0.01 % (the trial's cut-off) =="
+REVIEWER="Dr A. Chair"   # overrides are signed: the demo reviewer gets a key (and a keyring entry) once
+$ADJ keys list | grep -qF "$REVIEWER" || $ADJ keys new "$REVIEWER" --role reviewer
 SID=$(grep -l "ON a threshold: mrd_eq_001" fixtures/cohort/vah96/*.yaml | head -1 | xargs basename -s .yaml)
 $ADJ audit override "$(decision "$SID" A1/trial | cut -c1-12)" --supersede \
     --outcome '{"mrd_status": "negative", "flags": {"mrd_negative": true}}' \
-    --reviewer "Dr A. Chair" --role chair \
+    --reviewer "$REVIEWER" --role chair \
     --reason "central lab: 0.01 % is at the assay's limit of detection; reported negative"
 $ADJ audit override "$(decision "$SID" course/trial | cut -c1-12)" --supersede \
     --outcome '{"flags": {"mrd_negative": true}}' \
-    --reviewer "Dr A. Chair" --role chair --reason "follows the committee's A1 MRD decision"
+    --reviewer "$REVIEWER" --role chair --reason "follows the committee's A1 MRD decision"
 
 echo
 echo "== 3. re-adjudicate with the MRD threshold at 0.1 % (was 0.01 %): what changed, and why =="
