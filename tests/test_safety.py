@@ -144,6 +144,94 @@ def test_venetoclax_advisories(registry):
     assert doc["dosing"][0]["advisories"] == []
     rules = [a["rule"] for a in doc["dosing"][1]["advisories"]]
     assert rules == ["ADV-LABEL-POSACONAZOLE"]       # 200 mg: protocol floor met, label 70 mg not
+    assert doc["dosing"][0]["not_checked"] == []
+    assert [d["day.number"] for d in doc["dosing"][1]["days"]] == list(range(1, 15))
+
+
+def _with_cycle2(rec, doses, **cycle):
+    """The fixture subject with its cycle 2 replaced: doses {day: mg}, other cycle fields as given."""
+    from engine.record.assessments import OnStudyCycle
+    c1, c2 = rec.on_study.cycles
+    new = OnStudyCycle.model_validate({"number": 2, "start_date": c2.start_date,
+                                       "venetoclax_doses": [{"day": d, "dose_mg": v} for d, v in doses.items()], **cycle})
+    return rec.model_copy(update={"on_study": rec.on_study.model_copy(update={"cycles": [c1, new]})})
+
+
+PROTOCOL = {1: 100, 2: 200, **{d: 400 for d in range(3, 15)}}
+
+
+@pytest.mark.parametrize("evaluator", ["durable", "reference"], indirect=True)
+def test_venetoclax_inhibitor_started_mid_cycle_flags_only_its_days(registry, evaluator):
+    """Issue 11 item 17: a moderate CYP3A inhibitor from day 5 (2021-04-05): the full ramp-up and
+    400 mg on day 4 raise nothing; 400 mg on day 5 is above half of the day's 400 mg."""
+    from engine.adjudicate.safety import dosing_advisories
+    rec = load_subject(SUBJECT)
+    inh = [{"name": "Fluconazole", "strength": "moderate", "pgp": False, "start_date": "2021-04-05"}]
+    ok = _with_cycle2(rec, {**PROTOCOL, **{d: 200 for d in range(5, 15)}}, inhibitors=inh)
+    assert dosing_advisories(ok, registry, evaluator)[1]["advisories"] == []
+    bad = _with_cycle2(rec, {**PROTOCOL, **{d: 200 for d in range(6, 15)}}, inhibitors=inh)
+    assert [a["rule"] for a in dosing_advisories(bad, registry, evaluator)[1]["advisories"]] == ["ADV-CYP3A-FLOOR"]
+
+
+@pytest.mark.parametrize("evaluator", ["durable", "reference"], indirect=True)
+def test_venetoclax_unreduced_ramp_up_day_with_an_inhibitor(registry, evaluator):
+    """The issue's case: 100 / 200 mg ramp-up days with a moderate inhibitor were never checked (the
+    cycle's maximum, 200 mg, is half of 400 mg)."""
+    from engine.adjudicate.safety import dosing_advisories
+    rec = _with_cycle2(load_subject(SUBJECT), {1: 100, 2: 200, **{d: 200 for d in range(3, 15)}},
+                       cyp3a_inhibitor={"name": "Ciprofloxacin", "strength": "moderate", "pgp": False})
+    assert [a["rule"] for a in dosing_advisories(rec, registry, evaluator)[1]["advisories"]] == ["ADV-CYP3A-FLOOR"]
+
+
+@pytest.mark.parametrize("evaluator", ["durable", "reference"], indirect=True)
+def test_venetoclax_resume_after_the_inhibitor_stops(registry, evaluator):
+    """A P-gp inhibitor on days 1-7 (ends 2021-04-07): back to 400 mg on day 10 (3 days after) is
+    the label's 2-3 days; on day 8 it is early; still 200 mg on day 11 is late (and off 400 mg)."""
+    from engine.adjudicate.safety import dosing_advisories
+    rec = load_subject(SUBJECT)
+    inh = [{"name": "Amiodarone", "strength": "none", "pgp": True, "end_date": "2021-04-07"}]
+    half = {1: 50, 2: 100, **{d: 200 for d in range(3, 10)}}
+
+    def rules(doses):
+        return [a["rule"] for a in dosing_advisories(_with_cycle2(rec, doses, inhibitors=inh), registry, evaluator)[1]["advisories"]]
+    assert rules({**half, **{d: 400 for d in range(10, 15)}}) == []
+    assert rules({**half, **{d: 400 for d in range(8, 15)}}) == ["ADV-RESUME-EARLY"]
+    assert rules({**half, 10: 200, **{d: 400 for d in range(11, 15)}}) == []
+    assert rules({**half, 10: 200, 11: 200, **{d: 400 for d in range(12, 15)}}) == ["ADV-TARGET", "ADV-RESUME-LATE"]
+
+
+def test_venetoclax_day_events():
+    """The day listing: every day to day 14 (or the last recorded dose), unrecorded doses absent,
+    the strongest inhibitor of the day, P-gp unknown when not recorded, days since an inhibitor
+    (of an earlier cycle too) ended."""
+    import datetime as dt
+    from engine.facts.safety import venetoclax_day_events
+    from engine.record.assessments import OnStudyCycle
+    c1 = OnStudyCycle.model_validate({"number": 1, "start_date": "2021-03-01", "venetoclax_doses": [{"day": 1, "dose_mg": 100}],
+                                      "inhibitors": [{"name": "Voriconazole", "strength": "strong", "pgp": False,
+                                                      "start_date": "2021-03-20", "end_date": "2021-03-30"}]})
+    c2 = OnStudyCycle.model_validate({"number": 2, "start_date": "2021-04-01",
+                                      "venetoclax_doses": [{"day": 1, "dose_mg": 100}, {"day": 16, "dose_mg": 400}],
+                                      "cyp3a_inhibitor": {"name": "Fluvoxamine", "strength": "weak"},
+                                      "inhibitors": [{"name": " Posaconazole ", "strength": "strong",
+                                                      "start_date": "2021-04-03", "end_date": "2021-04-04"}]})
+    days = venetoclax_day_events(c2, [c1, c2], 14)
+    assert [e.fields["day.number"] for e in days] == list(range(1, 17))
+    assert days[0].date == dt.date(2021, 4, 1) and days[0].id == "cycle 2 day 1"
+    d1, d2, d3, d5 = days[0].fields, days[1].fields, days[2].fields, days[4].fields
+    assert d1 == {"day.number": 1, "day.dose": 100, "day.cyp3a": "weak", "day.cyp3a_drug": "fluvoxamine",
+                  "day.days_since_inhibitor_stop": 2}       # no day.pgp: fluvoxamine's P-gp status not recorded
+    assert "day.dose" not in d2
+    assert d3["day.cyp3a"] == "strong" and d3["day.cyp3a_drug"] == "posaconazole"
+    assert "day.days_since_inhibitor_stop" not in d3          # an inhibitor given that day
+    assert d5["day.days_since_inhibitor_stop"] == 1           # posaconazole ended the day before
+    c1b = c1.model_copy(update={"inhibitors": [c1.inhibitors[0].model_copy(update={"end_date": dt.date(2021, 4, 2)})]})
+    spill = venetoclax_day_events(c2, [c1b, c2], 14)         # cycle 1's voriconazole runs to cycle 2 day 2
+    assert [e.fields.get("day.cyp3a_drug") for e in spill[:3]] == ["voriconazole", "voriconazole", "posaconazole"]
+    assert "day.days_since_inhibitor_stop" not in spill[0].fields
+    with pytest.raises(Exception, match="end_date"):
+        OnStudyCycle.model_validate({"number": 1, "start_date": "2021-03-01", "inhibitors": [
+            {"name": "X", "strength": "moderate", "start_date": "2021-03-05", "end_date": "2021-03-04"}]})
 
 
 def test_committee_override_wins_in_the_summary(registry, db_path):

@@ -17,11 +17,12 @@ from engine.adjudicate.common import audit_entry
 from engine.errors import InputError
 from engine.safetext import csv_writer
 from engine.evaluate.facts import FactSheet, check_types
-from engine.evaluate.run import Evaluator, PackResult, evaluate_pack
+from engine.evaluate.events import Timeline
+from engine.evaluate.run import Evaluator, PackResult, evaluate_pack, resolve_params
 from engine.evaluate.values import to_json
 from engine.facts.labmap import lab_map
 from engine.facts.safety import (CLINICAL_TERMS, LabFacts, TlsLookups, ae_facts, attribution_facts, lab_facts, study_dose_facts, term_id, tls_clinical_facts, tls_window_facts,
-                                 venetoclax_cycle_facts)
+                                 venetoclax_day_events)
 from engine.rules.load import Registry, load_registry
 from engine.record.listing import read_listing, row_problem  # noqa: F401 - read_listing re-exported
 
@@ -319,19 +320,25 @@ def worst_window(windows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def dosing_advisories(record: Any, registry: Registry, evaluator: Evaluator | None = None
                       ) -> list[dict[str, Any]]:
-    """Venetoclax advisories per cycle (never grades)."""
+    """Venetoclax advisories per cycle (never grades), day by day: the cycle's days are the pack's
+    `venetoclax_day` events (engine/facts/safety.py), through its schedule's `last_day`."""
     pack = registry.get("venetoclax-dosing")
+    through = int(resolve_params(pack, None)["last_day"])
+    rules = {r.id: r for r in pack.manifest.rules}
     out = []
     on = record.on_study
     for cycle in (on.cycles if on else []):
         if not cycle.venetoclax_doses:
             continue
-        res, _ = evaluate_pack(pack, FactSheet.of(venetoclax_cycle_facts(cycle)), None, evaluator)
-        rules = {r.id: r for r in pack.manifest.rules}
+        days = venetoclax_day_events(cycle, list(on.cycles), through)
+        res, _ = evaluate_pack(pack, FactSheet(), None, evaluator, timeline=Timeline(days))
         met = [{"rule": rid, "message": rules[rid].message, "basis": rules[rid].basis}
                for rid, r in res.rules.items() if r.outcome.value == "met"]
-        unknown = [rid for rid, r in res.rules.items() if r.outcome.value == "unknown"]
-        out.append({"cycle": cycle.number, "advisories": met, "not_checked": unknown, "_result": res})
+        unknown = [{"rule": rid, "missing": list(r.missing)} for rid, r in res.rules.items()
+                   if r.outcome.value == "unknown"]
+        out.append({"cycle": cycle.number, "advisories": met, "not_checked": unknown,
+                    "days": [{"date": e.date.isoformat(), **{k: to_json(v) for k, v in e.fields.items()}}
+                             for e in days], "_result": res})
     return out
 
 
@@ -375,7 +382,7 @@ def _subject_entries(sid: str, items: list[Graded], tls: list[dict[str, Any]], d
                                       outcome={k: v for k, v in t.items() if not k.startswith("_")}, actor=actor)))
     for d in dosing:
         out.append((None, audit_entry(subject_id=sid, use_case="venetoclax-dosing", item=f"cycle {d['cycle']}",
-                                      snapshot={}, results=[d["_result"]],
+                                      snapshot={"days": d["days"]}, results=[d["_result"]],
                                       outcome={k: v for k, v in d.items() if not k.startswith("_")}, actor=actor)))
     return out
 

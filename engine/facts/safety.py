@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
+from engine.evaluate.events import Event
 from engine.facts.labmap import LabMap, norm_unit
 from engine.record.units import tidy
 
@@ -145,27 +146,55 @@ def study_dose_facts(on_study: Any) -> dict[str, Any]:
     return facts
 
 
-def venetoclax_cycle_facts(cycle: Any) -> dict[str, Any]:
-    """Structural facts of one cycle's venetoclax doses for the dosing pack."""
+_STRENGTH = {"none": 0, "weak": 1, "moderate": 2, "strong": 3}
+
+
+def _inhibitors(cycle: Any) -> list[Any]:
+    return ([cycle.cyp3a_inhibitor] if getattr(cycle, "cyp3a_inhibitor", None) else []) + list(getattr(cycle, "inhibitors", []) or [])
+
+
+def _span(inh: Any, cycle: Any) -> tuple[dt.date, dt.date | None]:
+    """The days an inhibitor is given: its dates, else its cycle from day 1 (open-ended)."""
+    return inh.start_date or cycle.start_date, inh.end_date
+
+
+def venetoclax_day_events(cycle: Any, all_cycles: list[Any], through_day: int) -> list[Event]:
+    """The cycle as `venetoclax_day` events for the dosing pack: one per day from day 1 to the later
+    of the last recorded dose and `through_day` (the pack's schedule length), whether or not a dose
+    is recorded, so the listing is complete and an unrecorded dose is unknown. Each day: the dose,
+    the strongest CYP3A inhibition given that day and its drug (the inhibitors' dates; one without
+    dates covers its whole cycle, one with an end date counts into the next cycle), whether a P-gp inhibitor is given (unknown when an inhibitor's
+    P-gp status is not recorded), and the days since a moderate/strong CYP3A or P-gp inhibitor
+    ended, on a day without one (earlier cycles' inhibitors count). Structure only: the schedule
+    and the limits are the pack's."""
     by_day = {d.day: d.dose_mg for d in cycle.venetoclax_doses}
-    facts: dict[str, Any] = {}
-    for day in (1, 2, 3):
-        if day in by_day:
-            facts[f"ven.dose_day{day}"] = by_day[day]
-    later = [v for d, v in by_day.items() if d > 3 and v > 0]
-    if later:
-        facts["ven.min_dose_after_day3"] = min(later)
-        facts["ven.max_dose_after_day3"] = max(later)
-    if by_day:
-        facts["ven.max_dose"] = max(by_day.values())
-        given = [d for d, v in by_day.items() if v > 0]
-        if given:
-            facts["ven.last_day"] = max(given)
-    inh = cycle.cyp3a_inhibitor
-    facts["ven.cyp3a_strength"] = inh.strength if inh else "none"
-    if inh:
-        facts["ven.cyp3a_drug"] = inh.name.strip().lower()
-    return facts
+    # this cycle's inhibitors, and another cycle's that end on a recorded date (one listed in the
+    # previous cycle may run into this one)
+    mine = [(inh, *_span(inh, c)) for c in all_cycles if c is not cycle for inh in _inhibitors(c)
+            if inh.end_date is not None] + [(inh, *_span(inh, cycle)) for inh in _inhibitors(cycle)]
+    relevant = lambda inh: _STRENGTH[inh.strength] >= 2 or inh.pgp is True  # noqa: E731
+    ended = [end for c in all_cycles for inh in _inhibitors(c) if relevant(inh)
+             for _, end in [_span(inh, c)] if end is not None]
+    out: list[Event] = []
+    for day in range(1, max([through_day, *by_day]) + 1):
+        date = cycle.start_date + dt.timedelta(days=day - 1)
+        fields: dict[str, Any] = {"day.number": day, "day.dose": by_day.get(day)}
+        active = [inh for inh, lo, hi in mine if lo <= date and (hi is None or date <= hi)]
+        strongest = max(active, key=lambda inh: _STRENGTH[inh.strength], default=None)
+        fields["day.cyp3a"] = strongest.strength if strongest else "none"
+        if strongest is not None and strongest.strength != "none":
+            fields["day.cyp3a_drug"] = strongest.name.strip().lower()
+        pgp = [inh.pgp for inh in active]
+        if any(v is True for v in pgp):
+            fields["day.pgp"] = True
+        elif None not in pgp:
+            fields["day.pgp"] = False          # no inhibitor that day, or none of them inhibits P-gp
+        if not any(relevant(inh) for inh in active):
+            before = [end for end in ended if end < date]
+            if before:
+                fields["day.days_since_inhibitor_stop"] = (date - max(before)).days
+        out.append(Event.of("venetoclax_day", date, f"cycle {cycle.number} day {day}", fields))
+    return out
 
 
 # --- TLS windows: what the TLS packs read from the record ---------------------------------------------

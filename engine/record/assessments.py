@@ -21,11 +21,26 @@ class VenetoclaxDose(RecordModel):
 
 
 class Cyp3aInhibitor(RecordModel):
-    """A CYP3A inhibitor given during the cycle (venetoclax dose adjustment, OP-DDI-1)."""
+    """A CYP3A and/or P-gp inhibitor given with venetoclax (dose adjustment, OP-DDI-1). Without
+    dates it covers the whole cycle; with them, only the days from start_date to end_date."""
 
     name: str = Field(max_length=200, description="Drug name, e.g. posaconazole.")
-    strength: Literal["strong", "moderate", "weak"] = Field(description=(
-        "Inhibitor strength: strong|moderate|weak."))
+    strength: Literal["strong", "moderate", "weak", "none"] = Field(description=(
+        "CYP3A inhibitor strength: strong|moderate|weak|none (none: a P-gp inhibitor only)."))
+    pgp: bool | None = Field(None, description=(
+        "Also a P-gp inhibitor (true/false); null = not recorded."))
+    start_date: dt.date | None = Field(None, description=(
+        "First day given (ISO date); null = from day 1 of the cycle."))
+    end_date: dt.date | None = Field(None, description=(
+        "Last day given (ISO date), which may fall in the next cycle; null = ongoing through "
+        "this cycle."))
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Cyp3aInhibitor":
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise FieldError("end_date", f"end {self.end_date} before start {self.start_date}",
+                             expected=f"a date on or after {self.start_date}")
+        return self
 
 
 class OnStudyCycle(RecordModel):
@@ -36,7 +51,10 @@ class OnStudyCycle(RecordModel):
     venetoclax_doses: list[VenetoclaxDose] = Field(default_factory=list, description=(
         "Venetoclax doses by day: [{day, dose_mg (mg)}]."))
     cyp3a_inhibitor: Cyp3aInhibitor | None = Field(None, description=(
-        "Concomitant CYP3A inhibitor during the cycle: {name, strength}."))
+        "Concomitant CYP3A inhibitor during the cycle: {name, strength, pgp, start_date, end_date}."))
+    inhibitors: list[Cyp3aInhibitor] = Field(default_factory=list, description=(
+        "Further CYP3A / P-gp inhibitors with their dates: [{name, strength, pgp, start_date, "
+        "end_date}] (each checked day by day against the venetoclax dose)."))
 
     @model_validator(mode="after")
     def _days_unique(self) -> "OnStudyCycle":
