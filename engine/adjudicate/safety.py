@@ -104,7 +104,7 @@ class SafetyGrader:
                        "reason": "indeterminate: missing " + ", ".join(dec.missing)}
             else:
                 out = dict(dec.value)
-            out["row"] = f"grade#{dec.rows_met[0]}" if dec.rows_met else "grade#default"
+            out["row"] = full.row_keys["grade"][dec.rows_met[0]] if dec.rows_met else "grade#default"
             # keep only what the audit record needs (identity, parameters, the decision), not the
             # ~120 row results: a 10,000-row listing must not hold them all
             res = PackResult(full.pack, full.parameters, full.rules, {}, {"grade": dec}, full.evaluator)
