@@ -24,36 +24,14 @@ from typing import Any
 
 from engine.errors import InputError
 
+from .schema import INDEXES, META_TABLE, decisions_table
+
 KIND = "postgresql"
 
 SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS decisions (
-    seq BIGINT PRIMARY KEY,
-    decision_id TEXT NOT NULL UNIQUE,
-    run_id TEXT,
-    subject_id TEXT NOT NULL,
-    use_case TEXT NOT NULL,
-    item TEXT,
-    input TEXT NOT NULL,
-    input_sha256 TEXT NOT NULL,
-    packs TEXT NOT NULL,
-    parameters TEXT NOT NULL,
-    engine_version TEXT NOT NULL,
-    trace TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    reason TEXT,
-    supersedes TEXT,
-    reviewer TEXT,
-    signature TEXT,
-    prev_hash TEXT NOT NULL,
-    record_hash TEXT NOT NULL
-)""",
-    "CREATE INDEX IF NOT EXISTS decisions_key ON decisions (subject_id, use_case, item)",
-    "CREATE INDEX IF NOT EXISTS decisions_run ON decisions (run_id, subject_id) WHERE run_id IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS decisions_supersedes ON decisions (supersedes) WHERE supersedes IS NOT NULL",
+    META_TABLE,
+    decisions_table("BIGINT"),
+    *INDEXES,
     """CREATE OR REPLACE FUNCTION adjudicator_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN RAISE EXCEPTION 'audit records are append-only: % refused', TG_OP; END $$""",
     """CREATE TRIGGER decisions_no_update BEFORE UPDATE OR DELETE ON decisions

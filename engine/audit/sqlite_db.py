@@ -19,38 +19,14 @@ from urllib.parse import quote
 
 from engine.errors import InputError
 
+from .schema import INDEXES, META_TABLE, decisions_table
+
 KIND = "sqlite"
-Error = sqlite3.Error
-IntegrityError = sqlite3.IntegrityError
 
 SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS decisions (
-    seq INTEGER PRIMARY KEY,
-    decision_id TEXT NOT NULL UNIQUE,
-    run_id TEXT,
-    subject_id TEXT NOT NULL,
-    use_case TEXT NOT NULL,
-    item TEXT,
-    input TEXT NOT NULL,
-    input_sha256 TEXT NOT NULL,
-    packs TEXT NOT NULL,
-    parameters TEXT NOT NULL,
-    engine_version TEXT NOT NULL,
-    trace TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    reason TEXT,
-    supersedes TEXT,
-    reviewer TEXT,
-    signature TEXT,
-    prev_hash TEXT NOT NULL,
-    record_hash TEXT NOT NULL
-)""",
-    "CREATE INDEX IF NOT EXISTS decisions_key ON decisions (subject_id, use_case, item)",
-    "CREATE INDEX IF NOT EXISTS decisions_run ON decisions (run_id, subject_id) WHERE run_id IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS decisions_supersedes ON decisions (supersedes) WHERE supersedes IS NOT NULL",
+    META_TABLE,
+    decisions_table("INTEGER"),
+    *INDEXES,
     """CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
     BEGIN SELECT RAISE(ABORT, 'audit records are append-only: UPDATE refused'); END""",
     """CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
