@@ -464,3 +464,15 @@ def test_the_input_hash_does_not_depend_on_how_a_path_was_spelled(tmp_path: Path
 def test_an_actor_with_control_characters_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--db", str(tmp_path / "a.sqlite"), "--actor", "eve\x1b[2J", "audit", "verify"])
     assert result.exit_code == 2 and "--actor" in result.output and "\x1b" not in result.output
+
+
+def test_control_characters_never_enter_a_record(store_target) -> None:
+    with AuditStore.open(store_target) as store:
+        [rec] = store.append([entry(1)])
+        for field in ("reason", "reviewer", "actor"):
+            args = {"reviewer": "Dr Q", "reason": "why", "actor": "t", field: "x\x1b[2J"}
+            with pytest.raises(InputError, match=f"field {field}.*control character"):
+                store.override(rec.decision_id, {"status": "x"}, **args)
+        with pytest.raises(InputError, match="field item"):
+            store.append([entry(2, item="A1\x1b]0;pwned\x07")])
+        assert store.count() == 1

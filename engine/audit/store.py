@@ -44,6 +44,8 @@ _SELECT = f"SELECT {_COLUMNS} FROM decisions"
 # schema 1 had no signature column
 _SELECT_V1 = _SELECT.replace(", signature,", ", NULL AS signature,")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+# C0 controls but tab and newline, DEL, C1, bidi overrides: refused in the record's text fields
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 class BadRecord(BaseModel):
@@ -241,6 +243,11 @@ def prepare(entry: NewDecision | dict[str, Any]) -> Prepared:
             and type(engine_version) in _STR_OR_NONE and type(decision_id) in _STR_OR_NONE):
         item, run_id, reason, supersedes, reviewer, engine_version, decision_id = (
             _text(get(k), k, subject, required=False) for k in _OPTIONAL_TEXT)
+    for key, text in (("subject_id", subject_id), ("use_case", use_case), ("actor", actor), ("item", item),
+                      ("run_id", run_id), ("reason", reason), ("reviewer", reviewer)):
+        if text is not None and _CONTROL.search(text):  # would be printed raw to whoever reads the trail
+            raise InputError("holds a control character", subject=subject if key != "subject_id" else None,
+                             field=key, expected="printable text")
     outcome = get("outcome")
     if type(outcome) is not dict:
         raise InputError("missing or not an object", subject=subject, field="outcome", expected="a JSON object")
