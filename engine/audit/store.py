@@ -243,11 +243,12 @@ def prepare(entry: NewDecision | dict[str, Any]) -> Prepared:
             and type(engine_version) in _STR_OR_NONE and type(decision_id) in _STR_OR_NONE):
         item, run_id, reason, supersedes, reviewer, engine_version, decision_id = (
             _text(get(k), k, subject, required=False) for k in _OPTIONAL_TEXT)
-    for key, text in (("subject_id", subject_id), ("use_case", use_case), ("actor", actor), ("item", item),
-                      ("run_id", run_id), ("reason", reason), ("reviewer", reviewer)):
-        if text is not None and _CONTROL.search(text):  # would be printed raw to whoever reads the trail
-            raise InputError("holds a control character", subject=subject if key != "subject_id" else None,
-                             field=key, expected="printable text")
+    texts = (("subject_id", subject_id), ("use_case", use_case), ("actor", actor), ("item", item),
+             ("run_id", run_id), ("reason", reason), ("reviewer", reviewer))
+    if _CONTROL.search("".join(t for _, t in texts if t is not None)):  # one search on the hot path
+        key = next(k for k, t in texts if t is not None and _CONTROL.search(t))
+        raise InputError("holds a control character (it would act on the terminal of whoever prints it)",
+                         subject=subject if key != "subject_id" else None, field=key, expected="printable text")
     outcome = get("outcome")
     if type(outcome) is not dict:
         raise InputError("missing or not an object", subject=subject, field="outcome", expected="a JSON object")
