@@ -409,7 +409,7 @@ def write_csv(summary: dict[str, Any], folder: str | Path) -> list[Path]:
 
 
 def _cell(v: Any) -> Any:
-    """A CSV cell; text that a spreadsheet would run as a formula is quoted with a leading '."""
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@"):
-        return "'" + v
-    return "" if v is None else v
+    """A CSV cell; text that a spreadsheet would run as a formula is quoted with a leading '
+    (engine.safetext.csv_cell: also a leading tab or CR; numbers stay numbers)."""
+    from engine.safetext import csv_cell
+    return "" if v is None else csv_cell(v)
