@@ -406,7 +406,7 @@ def _packet(t: SubjectTrail, profiles: list[str], titles: Titles, seq: int, head
     if t.events:
         parts.append(_ae_part(t))
     if t.overrides:
-        parts.append(_override_part(t.overrides))
+        parts.append(_override_part(t.overrides, {d.committee["decision_id"] for d in t.decisions() if d.committee}))
     used = t.decisions()
     parts.append(f'<p class="meta mono">built from {len(used)} decisions in force: {esc(_ids(used))}; '
                  f'trail head seq {seq} {esc(head[:16])}</p>')
@@ -503,12 +503,14 @@ def _ae_part(t: SubjectTrail) -> str:
                                                "related (committee)", "related (in force)", "decision"], rows)
 
 
-def _override_part(overrides: list[dict[str, Any]]) -> str:
-    rows = [(r["created_at"][:19], r["item"] or r["use_case"], _brief(short(json.loads(r["outcome"]))), r["reviewer"],
-             role_of(r) or "-", r["reason"], _Raw(f'<span class="mono">{esc(r["decision_id"][:12])} supersedes '
-                                                   f'{esc(r["supersedes"][:12])}</span>')) for r in overrides]
+def _override_part(overrides: list[dict[str, Any]], in_force: set[str]) -> str:
+    from engine.report.summary import headline
+    rows = [(r["created_at"][:19], r["item"] or r["use_case"], headline(json.loads(r["outcome"]), r), r["reviewer"],
+             role_of(r) or "-", r["reason"], "in force" if r["decision_id"] in in_force else "replaced",
+             _Raw(f'<span class="mono">{esc(r["decision_id"][:12])} supersedes {esc(r["supersedes"][:12])}</span>'))
+            for r in overrides]
     return "<h3>Committee decisions</h3>" + _table(["time (UTC)", "item", "decided", "reviewer", "role", "reason",
-                                                    "record"], rows)
+                                                    "status", "record"], rows)
 
 
 def write_report(store: Any, run_id: str, registry: Any, path: str, *, packets: bool = True) -> int:
