@@ -21,6 +21,12 @@ class FieldError(ValueError):
         super().__init__(message)
 
 
+def check_span(start: Any, end: Any) -> None:
+    """A start_date / end_date pair: the end may not come before the start."""
+    if start and end and end < start:
+        raise FieldError("end_date", f"end {end} before start {start}", expected=f"a date on or after {start}")
+
+
 _FIELD_NAMES: dict[type, frozenset[str]] = {}   # per model class: runs on every mapping loaded
 _NO_BOOL: dict[type, frozenset[str]] = {}        # per model class: numeric fields that take no bool
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from engine.record.base import FieldError, RecordModel
+from engine.record.base import FieldError, RecordModel, check_span
 from engine.record.units import Count, NonNegative, Percent, Positive
 
 # Conventional conversion for serum creatinine: 1 mg/dL = 88.4 umol/L (molar mass 113.12 g/mol).
@@ -153,9 +153,7 @@ class ConcomitantMedication(RecordModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> "ConcomitantMedication":
-        if self.start_date and self.end_date and self.end_date < self.start_date:
-            raise FieldError("end_date", f"end {self.end_date} before start {self.start_date}",
-                             expected=f"a date on or after {self.start_date}")
+        check_span(self.start_date, self.end_date)
         return self
 
 
