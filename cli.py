@@ -246,10 +246,14 @@ def audit_verify(ctx: click.Context, checkpoints: tuple[str, ...], keyring: str 
     ring = load_keyring(keyring)
     with _audit_store(ctx, read_only=True) as store:
         report = store.verify(docs, ring)
+        from engine.audit.batches import verify_batches
+        batch_problems = verify_batches(store) if report.ok else []  # the files batch records cite
     if as_json:
-        emit_json(report.model_dump())
+        emit_json(report.model_dump() | {"batch_files": batch_problems})
     if not report.ok:
         raise AuditIntegrityError(report.message())
+    if batch_problems:
+        raise AuditIntegrityError("; ".join(batch_problems))
     if not as_json:
         click.echo(report.message())
 
@@ -700,31 +704,43 @@ def ctcae_group() -> None:
 @click.option("--ctcae", "version", type=_CTCAE, required=True)
 @click.option("--worst-case", is_flag=True, help="Qualifier policy worst_case (default: lab_only).")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the graded rows as CSV (or JSON with --json).")
+@click.option("--evaluator", type=click.Choice(["columnar", "durable"]), default="columnar", show_default=True,
+              help="columnar: the pack compiled to columns, a sample checked by durable-rules, one audit record "
+                   "citing a Parquet file of every row; durable: every row through durable-rules, one record each.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def ctcae_grade_cmd(ctx: click.Context, labs_csv: str, version: str, worst_case: bool, output: str | None,
-                    as_json: bool) -> None:
+                    evaluator: str, as_json: bool) -> None:
     """Grade a CSV lab listing (term or lab_test, value, unit, lln, uln, baseline): one row out per row in."""
     from pathlib import Path
 
-    from engine.adjudicate.safety import grade_listing
-    from engine.record.listing import read_listing
     from engine.audit.store import AuditStore
+    from engine.outputs import check_output_file
     from engine.rules.load import load_registry
 
-    from engine.outputs import check_output_file
     check_output_file(output, "--output")
-    rows = list(read_listing(labs_csv))  # a malformed file fails here, before anything is written
+    from engine.adjudicate.lab_listing import grade_listing_batch, read_frame
+    from engine.record.listing import read_listing
+    # a malformed file fails here, before anything is written
+    frame = read_frame(labs_csv) if evaluator == "columnar" else None
+    rows = list(read_listing(labs_csv)) if evaluator == "durable" else []
     reg = load_registry(ctx.obj["rules_dir"])
     params = {"qualifier_policy": "worst_case"} if worst_case else None
-    with AuditStore.open(ctx.obj["db"]) as store, store.batch() as writer:
-        graded = list(grade_listing(rows, version, registry=reg, params=params, writer=writer,
-                                    actor=ctx.obj["actor"], listing=Path(labs_csv).name))
     from engine.report.safety import listing_text
-    text = listing_text(graded, as_json)
+    if frame is not None:  # docs/performance.md
+        with AuditStore.open(ctx.obj["db"]) as store:
+            batch = grade_listing_batch(labs_csv, version, registry=reg, params=params, store=store,
+                                        actor=ctx.obj["actor"], frame=frame)
+        n, text = batch.frame.height, (listing_text(batch.rows(), True) if as_json else batch.csv_text())
+    else:
+        from engine.adjudicate.safety import grade_listing
+        with AuditStore.open(ctx.obj["db"]) as store, store.batch() as writer:
+            graded = list(grade_listing(rows, version, registry=reg, params=params, writer=writer,
+                                        actor=ctx.obj["actor"], listing=Path(labs_csv).name))
+        n, text = len(graded), listing_text(graded, as_json)
     if output:
         Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-        click.echo(f"{len(graded)} rows graded -> {output}", err=True)
+        click.echo(f"{n} rows graded -> {output}", err=True)
     else:
         click.echo(text.rstrip("\n"))
 

@@ -321,7 +321,7 @@ def _run(args, db):
 
 def test_ctcae_grade_listing_rows_and_audit(tmp_path):
     db = tmp_path / "a.sqlite"
-    r = _run(["ctcae", "grade", str(LISTING), "--ctcae", "4.03", "--json"], db)
+    r = _run(["ctcae", "grade", str(LISTING), "--ctcae", "4.03", "--json", "--evaluator", "durable"], db)
     assert r.exit_code == 0, r.output
     rows = json.loads(r.output)
     assert len(rows) == 12 and rows[0]["visit"] == "C1D8"                    # extra columns kept
