@@ -223,6 +223,20 @@ def test_a_disagreement_with_durable_rules_fails_the_run_and_writes_nothing(regi
     assert not list((tmp_path / "a.sqlite.batches").glob("*.parquet")) if (tmp_path / "a.sqlite.batches").exists() else True
 
 
+def test_impossible_values_are_not_graded_and_have_no_decision(registry, tmp_path):
+    listing = tmp_path / "labs.csv"
+    listing.write_text("subject_id,lab_test,value,unit,lln,uln,baseline\n"
+                       "S1,neutrophils,-1,10^9/L,,,\nS1,alt,100,U/L,50,40,\nS1,alt,1e-300,U/L,,40,\n"
+                       "S2,neutrophils,0.4,10^9/L,1.5,8,\n")
+    with AuditStore.open(tmp_path / "a.sqlite") as store:
+        batch = grade_listing_batch(listing, "5.0", registry=registry, params=None, store=store, actor="t")
+    rows = batch.rows()
+    assert [r["grade"] for r in rows] == ["", "", "", 4]
+    assert ["decision_id" in r for r in rows] == [False, False, False, True]
+    assert graded(batch) == row_path(registry, listing, "5.0")
+    assert batch.audit["evaluator"].to_list() == ["none", "none", "none", "columnar"]
+
+
 def test_a_broken_file_exits_2_and_writes_nothing(tmp_path):
     listing = tmp_path / "labs.csv"
     listing.write_text("lab_test,value\nneutrophils,1,2,3\n")

@@ -70,6 +70,8 @@ class ListingBatch:
         out = []
         for r in self.frame.iter_rows(named=True):
             r["grade"] = "" if r["grade"] is None else r["grade"]
+            if r["decision_id"] is None:
+                del r["decision_id"]
             out.append(r)
         return out
 
@@ -137,7 +139,8 @@ def _fast_frame(path: Path) -> pl.DataFrame | None:
     except Exception:  # polars' refusal: the row path's reader names the defect
         return None
     lines = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
-    if df.width != len(names) or df.height == 0 or df.height != lines - 1:
+    if (df.width != len(names) or df.height == 0 or df.height != lines - 1
+            or body.count(b",") != (len(names) - 1) * lines):  # a short row (a long one polars refuses)
         return None
     df.columns = names
     if df.select(pl.any_horizontal([pl.col(c).is_null() for c in names]).any()).item():
@@ -360,7 +363,8 @@ def grade_listing_batch(path: str | Path, version: str, *, registry: Any, params
     new_name = {c: (f"{c}__out" if c in inputs else c) for c in OUTPUT_COLUMNS}
     out = full.select(*[pl.col(new_name[c]).alias(c) if c in OUTPUT_COLUMNS else pl.col(c) for c in inputs],
                       *[pl.col(c) for c in OUTPUT_COLUMNS if c not in inputs],
-                      pl.lit(decision_id).alias("decision_id"))
+                      # a row the row path did not grade (an impossible value, a bad row) has no decision
+                      pl.when(pl.col("evaluator") == "none").then(None).otherwise(pl.lit(decision_id)).alias("decision_id"))
     # the audit batch: every row, its input cells, what decided it and the values read
     subject = pl.coalesce([pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c)) for c in ("subject_id", "usubjid")
                            if c in inputs] + [pl.lit(listing)])
