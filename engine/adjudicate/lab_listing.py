@@ -51,8 +51,6 @@ SAMPLE_ROWS = 200             # about this many rows re-graded by durable-rules,
 _CONTROL_BYTES = bytes([b for b in range(32) if b not in (10, 13)] + [127])
 _CONTROL_UTF8 = (re.compile(b"\xc2[\x80-\x9f]"), re.compile(b"\xe2\x80[\xaa-\xae]"),
                  re.compile(b"\xe2\x81[\xa6-\xa9]"), re.compile(b"\xef\xbb\xbf"))
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
-_FORMULA_RE = "^[=+\\-@\t\r\n\uff1d\uff0b\uff0d\uff20]"
 
 
 @dataclass
@@ -78,13 +76,11 @@ class ListingBatch:
     def csv_text(self) -> str:
         """The CSV the row path prints (listing_text), written by polars when no cell needs the
         text path's treatment (a cell a spreadsheet would read as a formula)."""
+        from engine.safetext import csv_cell   # the text path's guard, asked about each first character
         df = self.frame
         text = [c for c, t in df.schema.items() if t == pl.Utf8]
-        small = [c for c in ("term", "reason", "source") if c in text]   # few distinct values: checked in Python
-        risky = any(str(v).startswith(_FORMULA_START) for c in small for v in df[c].unique().to_list() if v) or (
-            df.select(pl.any_horizontal([pl.col(c).str.contains(_FORMULA_RE) for c in text if c not in small])
-                      .any()).item() if len(text) > len(small) else False)
-        if risky:
+        firsts = set(pl.concat([df[c].str.slice(0, 1).unique() for c in text]).drop_nulls().to_list()) if text else set()
+        if any(csv_cell(f + "x") != f + "x" for f in firsts if f):  # a cell the guard may change: its path
             from engine.report.safety import listing_text
             return listing_text(self.rows(), False)
         out = df.with_columns(pl.col("grade").cast(pl.Utf8),
