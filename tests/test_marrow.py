@@ -117,7 +117,8 @@ def test_course_mrd_only_recurrence_is_not_an_efs_event_in_the_trial() -> None:
 
 def test_course_pending_relapse_makes_efs_unknown() -> None:
     c = _course("relapse-blood-1-sample", "eln-2022")
-    assert c["relapse_date"] is None and c["relapse_indeterminate"] is True
+    assert c["relapse_date"] is None and set(c["pending"]) == {"pending_relapse"}
+    assert c["pending"]["pending_relapse"]["opened_by"] == "A2"
     assert c["efs"]["event"] is None and c["dfs"]["event"] is None
 
 
@@ -207,16 +208,15 @@ def test_cli_bad_arguments_exit_2(runner: CliRunner, args: list[str]) -> None:
 
 # --- properties -------------------------------------------------------------------------------------
 
-BASE = {"assessment.kind": "marrow", "marrow.present": True, "marrow.adequate": True, "marrow.aplastic": False,
+BASE = {"item.kind": "assessment", "marrow.present": True, "marrow.adequate": True, "marrow.aplastic": False,
         "marrow.auer_rods": False, "blood.blasts_pct": 0, "transfusion.platelet_within_7d": False,
         "transfusion.rbc_dependent": False, "emd.status": "none", "mrd.done": True, "mrd.value_pct": 0.5,
-        "pretreatment.blasts_pct": 40, "prior.remission": False, "prior.mrd_negative_remission": False,
-        "prior.mrd_positive_streak": 0}
+        "pretreatment.blasts_pct": 40, "state.in_remission": False, "state.mrd_negative_remission": False}
 
 
 def _category(profile: str, values: dict) -> str:
     pack = REG.get(PROFILES[profile])
-    declared = {f.name for f in pack.manifest.facts}
+    declared = set(pack.known)
     sheet = FactSheet.of({k: v for k, v in values.items() if k in declared})
     res, _ = evaluate_pack(pack, sheet, None, EVALUATORS["reference"])
     return res.decisions["response"].value["category"]

@@ -85,28 +85,35 @@ class CourseResult:
     final: PackResult
     final_sheet: FactSheet
 
-    def outputs(self) -> dict[str, Any]:
-        """The course outcome: every course decision (its value, or its decided fields with the
-        rest null, plus `indeterminate`: candidates and missing facts) and every state variable
-        marked `output` (its final value)."""
+    def outputs(self, pack: Pack | None = None) -> dict[str, Any]:
+        """The course outcome: every course decision (its value; undecided: its decided fields with
+        the rest null, or null), every state variable marked `output` (its final value, null when
+        unknown), `indeterminate` (per undecided output: candidates and missing facts) and
+        `pending` (questions still open at the end, with what resolves them)."""
         out: dict[str, Any] = {}
+        undecided: dict[str, Any] = {}
         for did, d in self.final.decisions.items():
             dj = d.to_dict()
             if d.status == "decided":
                 out[did] = dj["value"]
                 continue
             shapes = [c for c in dj.get("candidates", []) if isinstance(c, dict)]
-            if shapes:
-                keys = sorted(set().union(*shapes))
-                doc = {k: dj.get("fields", {}).get(k) for k in keys}
-            else:
-                doc = {}
-            doc["indeterminate"] = {"candidates": dj.get("candidates", []), "missing": d.missing}
-            out[did] = doc
+            out[did] = {k: dj.get("fields", {}).get(k) for k in sorted(set().union(*shapes))} if shapes else None
+            undecided[did] = {"candidates": dj.get("candidates", []), "missing": d.missing}
+        if pack is not None:
+            for sv in pack.manifest.course.state:
+                if not sv.output:
+                    continue
+                v = self.state[sv.name]
+                out[sv.name] = None if v.unknown is not None else v.to_json()
+                if v.unknown is not None:
+                    undecided[sv.name] = {"missing": list(v.unknown)}
+        out["pending"] = {k: {"since": to_json(v.value), "opened_by": v.opened_by, "resolves": v.resolves}
+                          for k, v in self.state.items() if v.resolves is not None and v.unknown is None}
+        out["indeterminate"] = undecided
+        if self.unplaced:
+            out["unplaced"] = self.unplaced
         return out
-
-    def state_outputs(self, pack: Pack) -> dict[str, Any]:
-        return {sv.name: self.state[sv.name].to_json() for sv in pack.manifest.course.state if sv.output}
 
 
 def _state_facts(sheet: FactSheet, state: Mapping[str, StateValue], where: str, prefix: str = "state.") -> None:
@@ -317,5 +324,6 @@ def run_course(pack: Pack, sheet: FactSheet, timeline: Timeline | None, params: 
     finally:
         elements.close()
     final = PackResult(pack.identity(), params, {r.id: rules[r.id] for r in course.rules}, rows,
-                       {d.id: decisions[d.id] for d in course.decisions}, evaluator.name)
+                       {d.id: decisions[d.id] for d in course.decisions}, evaluator.name,
+                       row_keys=pack.course_plan.row_keys)
     return CourseResult(pack.identity(), items, unplaced, state, final, final_sheet)

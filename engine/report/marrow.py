@@ -10,6 +10,18 @@ def _flag(v: Any) -> str:
     return {True: "yes", False: "no", None: "?"}[v]
 
 
+def _pending(r: dict[str, Any]) -> str:
+    """Pending questions left open after the item, with what resolves them; resolutions made here."""
+    parts = [f"pending {k.removeprefix('pending_')} since {v['since']}: {v['resolves']}"
+             for k, v in (r.get("pending") or {}).items()]
+    parts += [f"{x['variable'].removeprefix('pending_')} of {x['since']} {x['as']}" for x in r.get("resolved") or []]
+    return "; ".join(parts)
+
+
+def _cat(v: Any) -> str:
+    return "INDETERMINATE" if v is None else str(v)
+
+
 def reason(r: dict[str, Any], titles: dict[str, str] | None = None) -> str:
     """One line: the title of the row that decided each of the pack's tables (its id when it has no
     title), then what is missing or to review."""
@@ -20,6 +32,8 @@ def reason(r: dict[str, Any], titles: dict[str, str] | None = None) -> str:
         parts.append("missing " + ", ".join(r["missing"]))
     if r.get("review"):
         parts.append(str(r["review"]))
+    if _pending(r):
+        parts.append(_pending(r))
     return "; ".join(parts)
 
 
@@ -38,8 +52,9 @@ def print_marrow(doc: dict[str, Any], titles: dict[str, str] | None = None) -> N
     for p, c in (doc.get("course") or {}).items():
         efs, dfs = c["efs"], c["dfs"]
         console.print(
-            f"[bold]{p}[/bold]: after C1 {c['after_cycle_1']['category']}; by end of C2 {c['by_end_of_cycle_2']['category']} "
-            f"(CRc {_flag(c['primary_endpoint_crc'])}); best {c['best_response']['category']}; "
+            f"[bold]{p}[/bold]: after C1 {_cat(c['after_cycle_1']['category'])}; by end of C2 {_cat(c['by_end_of_cycle_2']['category'])} "
+            f"(CRc {_flag(c['primary_endpoint_crc'])}); best {_cat(c['best_response']['category'])}; "
             f"CRc date {c['crc_date'] or '-'}; relapse {c['relapse_date'] or '-'}; "
             f"EFS {('event ' + str(efs['type']) + ' ' + str(efs['date'])) if efs['event'] else ('censored ' + str(efs['date']) if efs['event'] is False else 'unknown')}; "
-            f"DFS {'-' if dfs is None else 'unknown' if dfs['event'] is None else (dfs['type'] or 'censored') + ' ' + str(dfs['date'])}")
+            f"DFS {'-' if dfs is None else 'unknown' if dfs['event'] is None else (dfs['type'] or 'censored') + ' ' + str(dfs['date'])}"
+            + "".join(f"; pending {k.removeprefix('pending_')} since {v['since']}" for k, v in (c.get("pending") or {}).items()))

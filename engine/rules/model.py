@@ -260,7 +260,8 @@ class DecisionRow(Strict):
     id: str | None = Field(default=None, pattern=ID_RE, description="stable row id, unique within the decision")
     title: str = Field(default="", description="one-line reason a physician can read, shown with the outcome")
     when: Condition
-    then: Union[str, bool, int, float, dict[str, OutputValue]]
+    then: Union[str, bool, int, float, dict[str, OutputValue], None] = Field(
+        description="the row's output: a value, a mapping of fields, or null (decidedly no output)")
     note: str = ""
 
 
@@ -464,8 +465,8 @@ class OpenPending(Strict):
 
 
 class ClosePending(Strict):
-    """Close a pending question as confirmed or refuted."""
-    close: Literal["confirmed", "refuted"]
+    """Close a pending question as confirmed, refuted, or superseded (a later event made it moot)."""
+    close: Literal["confirmed", "refuted", "superseded"]
 
 
 Assignment = Union[bool, int, float, str, dt.date, None, OutputOf, AddTo, OpenPending, ClosePending]
@@ -491,11 +492,21 @@ class CourseItems(Strict):
     window: Window | None = None
 
 
+class CourseReport(Strict):
+    """How each folded item is reported: the decision whose `category` (and, for a decided row
+    that still names several, `candidates`: "A|B") is shown, its fields shown as flags, and other
+    decisions reported beside it."""
+    item: str = Field(pattern=ID_RE, description="the per-item decision shown (its `category` field)")
+    flags: list[str] = Field(default=[], description="fields of that decision shown as yes / no / unknown")
+    details: list[str] = Field(default=[], description="other decisions reported with each item")
+
+
 class Course(Strict):
     """The patient's course as data: a fold over the items with named state and transitions, then
     the course's own collections (over `result` events: each folded item with its facts and
     decision outputs), derived facts, rules and decisions, evaluated once after the fold."""
     items: CourseItems
+    report: CourseReport | None = None
     state: list[StateVar] = []
     transitions: list[Transition] = []
     collections: list[Collection] = []

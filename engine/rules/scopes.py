@@ -175,6 +175,19 @@ def check_course_after(pack: Any, known_main: dict[str, FactInfo], declared: dic
     from engine.rules.load import decision_output_names
     m = pack.manifest
     course = m.course
+    if course.report is not None:
+        decs = {d.id: d for d in m.decisions}
+        rep = course.report
+        if rep.item not in decs:
+            fail(f"course report names unknown decision {rep.item!r}", "course", "report", "item",
+                 expected="one of " + ", ".join(decs))
+        fields = set(decision_output_names(m.id, decs[rep.item])) if rep.item in decs else set()
+        for j, f in enumerate(rep.flags):
+            if f"{m.id}.{rep.item}.{f}" not in fields:
+                fail(f"course report flag {f!r} is not a field of decision {rep.item}", "course", "report", "flags", j)
+        for j, d in enumerate(rep.details):
+            if d not in decs:
+                fail(f"course report names unknown decision {d!r}", "course", "report", "details", j)
     state = {sv.name: sv for sv in course.state}
     # a transition may also read `new.<var>`: the value the variable takes after this item
     known_tr = dict(known_main)

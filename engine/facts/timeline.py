@@ -1,0 +1,156 @@
+"""Today's subject record -> the subject's timeline: dated events of named kinds, each field with
+the record field it came from (`file#path`). Structure only: which record part is which event,
+its date, its fields under their documented names (docs/subject-record.md, "The timeline"). What an
+event means - a remission, a relapse, the pretreatment marrow - is decided by the packs that read
+these events through their collections and courses.
+
+Kinds built here:
+- `assessment`: every marrow / blood assessment: on study (`on_study.assessments`) and before it
+  (stand-alone history marrows and the marrows before / after a history cycle), with the same fields;
+- `blood_sample`: the blood of each assessment, and each date listed in `blood_blast_sample_dates`
+  (a sample with blasts present) - one event per date;
+- `cycle`: trial cycles (`cycle.line: study`) and history cycles (`cycle.line: prior`);
+- `remission`, `relapse`, `hsct`, `dli`: the history entries;
+- `death`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from engine.evaluate.events import Event, Timeline
+from engine.evaluate.facts import FactSheet
+from engine.record import SubjectRecord, field_source
+from engine.record.assessments import Assessment
+
+# order hints within one date: a marrow before a cycle precedes it, a marrow after it follows it
+BEFORE, AT, AFTER = -1, 0, 1
+
+
+class _Events:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.events: list[Event] = []
+
+    def add(self, kind: str, date: dt.date, eid: str, fields: dict[str, tuple[Any, str]], order: int = AT) -> Event:
+        """`fields`: name -> (value, record path); unrecorded (None) values are left out."""
+        vals = {k: v for k, (v, _) in fields.items() if v is not None}
+        srcs = {k: field_source(self.path, p) for k, (v, p) in fields.items() if v is not None}
+        e = Event.of(kind, date, eid, vals, srcs, order)
+        self.events.append(e)
+        return e
+
+
+def assessment_fields(a: Any, base: str, line: str) -> dict[str, tuple[Any, str]]:
+    """The fields of one assessment (on study, or an earlier marrow of the same shape); `line` says
+    where it is recorded: `study` (the trial's assessments) or `prior` (the treatment history)."""
+    f: dict[str, tuple[Any, str]] = {
+        "assessment.line": (line, base),
+        "assessment.timepoint": (getattr(a, "timepoint", None), f"{base}.timepoint"),
+        "assessment.cycle": (getattr(a, "cycle", None), f"{base}.cycle"),
+        "marrow.present": (a.marrow is not None, f"{base}.marrow"),
+        "transfusion.platelet_within_7d": (a.platelet_transfusion_within_7d, f"{base}.platelet_transfusion_within_7d"),
+        "transfusion.platelet_last_date": (a.last_platelet_transfusion_date, f"{base}.last_platelet_transfusion_date"),
+        "transfusion.rbc_dependent": (a.rbc_transfusion_dependent, f"{base}.rbc_transfusion_dependent"),
+        "emd.status": (a.extramedullary, f"{base}.extramedullary"),
+    }
+    m = a.marrow
+    if m is not None:
+        mb = f"{base}.marrow"
+        f.update({
+            "marrow.adequate": (m.adequate, f"{mb}.adequate"), "marrow.aplastic": (m.aplastic, f"{mb}.aplastic"),
+            "marrow.blasts_pct": (m.blasts_pct, f"{mb}.blasts_pct"), "marrow.auer_rods": (m.auer_rods, f"{mb}.auer_rods"),
+            "marrow.regenerating": (m.regenerating_flag, f"{mb}.regenerating_flag"),
+            "marrow.spicules": (m.spicules, f"{mb}.spicules"),
+            "marrow.cellularity_pct": (m.cellularity_pct, f"{mb}.cellularity_pct"),
+            "marrow.cells_counted": (m.cells_counted, f"{mb}.cells_counted"),
+        })
+    b = a.blood
+    if b is not None:
+        bb = f"{base}.blood"
+        f.update({
+            "blood.anc": (b.anc_10e9_l, f"{bb}.anc_10e9_l"), "blood.platelets": (b.platelets_10e9_l, f"{bb}.platelets_10e9_l"),
+            "blood.hb": (b.hb_g_dl, f"{bb}.hb_g_dl"), "blood.wbc": (b.wbc_10e9_l, f"{bb}.wbc_10e9_l"),
+            "blood.blasts_pct": (b.blasts_pct, f"{bb}.blasts_pct"),
+        })
+    mrd = a.mrd
+    if mrd is not None:
+        md = f"{base}.mrd"
+        f.update({"mrd.done": (mrd.done, f"{md}.done"), "mrd.value_pct": (mrd.value_pct, f"{md}.value_pct"),
+                  "mrd.method": (mrd.method, f"{md}.method"), "mrd.sensitivity": (mrd.sensitivity, f"{md}.sensitivity")})
+    site = getattr(a, "site_response", None)
+    if site is not None:
+        f["assessment.site_response"] = (site, f"{base}.site_response")
+    return f
+
+
+def _blood_samples(ev: _Events, assessments: list[tuple[Assessment, str, str]]) -> None:
+    """One blood_sample per date: an assessment's blood, plus the dates listed as samples with
+    blasts (merged into the assessment's sample on the same date)."""
+    by_date: dict[dt.date, dict[str, tuple[Any, str]]] = {}
+    ids: dict[dt.date, str] = {}
+    for a, base, aid in assessments:
+        if a.blood is None:
+            continue
+        bb = f"{base}.blood"
+        fields = by_date.setdefault(a.date, {})
+        ids.setdefault(a.date, f"{aid}:blood")
+        for name, value, src in (("blood.blasts_pct", a.blood.blasts_pct, f"{bb}.blasts_pct"),
+                                 ("blood.anc", a.blood.anc_10e9_l, f"{bb}.anc_10e9_l"),
+                                 ("blood.platelets", a.blood.platelets_10e9_l, f"{bb}.platelets_10e9_l")):
+            if value is not None:
+                fields.setdefault(name, (value, src))
+    for a, base, aid in assessments:
+        if a.blood is None:
+            continue
+        for j, d in enumerate(a.blood.blood_blast_sample_dates):
+            fields = by_date.setdefault(d, {})
+            ids.setdefault(d, f"blood sample {d.isoformat()}")
+            fields.setdefault("blood.blasts_present", (True, f"{base}.blood.blood_blast_sample_dates[{j}]"))
+    for d in sorted(by_date):
+        ev.add("blood_sample", d, ids[d], by_date[d])
+
+
+def subject_timeline(record: SubjectRecord, path: str | Path = "<record>") -> Timeline:
+    """Every dated event of the record that a pack may read."""
+    ev = _Events(path)
+    assessments: list[tuple[Assessment, str, str]] = []
+    os_ = record.on_study
+    for i, a in enumerate(os_.assessments if os_ else []):
+        base = f"on_study.assessments[{i}]"
+        fields = assessment_fields(a, base, "study")
+        ev.add("assessment", a.date, a.id, fields)
+        assessments.append((a, base, a.id))
+    for i, c in enumerate(os_.cycles if os_ else []):
+        ev.add("cycle", c.start_date, f"cycle {c.number}", {
+            "cycle.line": ("study", f"on_study.cycles[{i}]"), "cycle.number": (c.number, f"on_study.cycles[{i}].number")})
+    _history_events(record, ev, assessments)
+    _blood_samples(ev, assessments)
+    d = record.death
+    if d is not None:
+        ev.add("death", d.date, "death", {
+            "death.in_aplasia": (d.in_aplasia, "death.in_aplasia"),
+            "death.marrow_within_7d": (d.marrow_within_7d, "death.marrow_within_7d"),
+            "death.persistent_leukemia": (d.persistent_leukemia, "death.persistent_leukemia")})
+    return Timeline(ev.events)
+
+
+def _history_events(record: SubjectRecord, ev: _Events, assessments: list) -> None:
+    """The prior-therapy timeline (filled in by the history part of the record)."""
+    return None
+
+
+def subject_facts(record: SubjectRecord, path: str | Path = "<record>") -> FactSheet:
+    """The subject-level dates the course packs read."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    os_ = record.on_study
+
+    def put(name: str, value: Any, where: str) -> None:
+        if value is not None:
+            values[name], sources[name] = value, field_source(str(path), where)
+    put("subject.first_dose_date", os_.first_dose_date if os_ else None, "on_study.first_dose_date")
+    put("subject.last_dose_date", os_.last_dose_date if os_ else None, "on_study.last_dose_date")
+    put("subject.last_contact_date", record.last_contact_date, "last_contact_date")
+    return FactSheet.of(values, sources)
