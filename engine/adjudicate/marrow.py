@@ -143,11 +143,12 @@ class ProfileRun:
 
 
 def adjudicate_profile(record: SubjectRecord, path: str | Path, profile: str, registry: Registry,
-                       params: Mapping[str, Any] | None, evaluator: Evaluator | None) -> ProfileRun:
+                       params: Mapping[str, Any] | None, evaluator: Evaluator | None,
+                       inputs: tuple[FactSheet, Any] | None = None) -> ProfileRun:
     """The subject's course under one profile: every item in date order, then the course outputs."""
     pack = registry.get(PROFILES[profile])
     resolved = resolve_params(pack, params)
-    sheet, timeline = course_inputs(record, path)
+    sheet, timeline = inputs or course_inputs(record, path)
     check_types(sheet, pack.manifest.facts, file=str(path), subject=record.subject_id)
     _check_events(pack, timeline, path, record.subject_id)
     course = run_course(pack, sheet, timeline, resolved, evaluator)
@@ -169,8 +170,9 @@ def adjudicate_subject(record: SubjectRecord, path: str | Path, registry: Regist
                        profiles: list[str], params: Mapping[str, Mapping[str, Any]] | None = None,
                        evaluator: Evaluator | None = None) -> SubjectMarrow:
     out = SubjectMarrow(record.subject_id, profiles)
+    inputs = course_inputs(record, path)
     for p in profiles:
-        run = adjudicate_profile(record, path, p, registry, (params or {}).get(PROFILES[p]), evaluator)
+        run = adjudicate_profile(record, path, p, registry, (params or {}).get(PROFILES[p]), evaluator, inputs)
         out.runs[p] = run
         out.outcomes[p] = run.outcomes
         out.courses[p] = run.course.outputs(run.pack)

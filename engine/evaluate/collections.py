@@ -50,6 +50,20 @@ class ElementEvaluator:
         self.session = None
         self.cache: dict[tuple, dict[str, Tri]] = {}
         self._enclosing: dict[int, tuple[str, ...]] = {}
+        # a collection's aggregates depend only on the timeline and the enclosing facts it reads
+        # (anchors, conditions): (collection id, timeline, those facts' states) -> the results
+        self.results: dict[tuple, list[tuple[str, Any, Any, Any, Any]]] = {}
+
+    def reads(self, coll: Collection) -> tuple[str, ...]:
+        """The enclosing facts a collection's membership and aggregates depend on (those of every
+        condition over its event kinds: a superset, which is safe for remembering results)."""
+        k = self.plan.stratum_of[coll.id]
+        enc = self._enclosing.get(k)
+        if enc is None:
+            fields = self.plan.element_fields[k]
+            enc = self._enclosing[k] = tuple(sorted({n for ev in self.plan.strata[k] for n in ev.reads if n not in fields}))
+        anchors = tuple(a.fact if isinstance(a, DaysFrom) else a for _, a in coll.window.bounds()) if coll.window else ()
+        return enc + anchors
 
     def close(self) -> None:
         if self.session is not None:
@@ -456,8 +470,16 @@ def compute_collections(colls: list[Collection], order: list[int], sheet: FactSh
         c = colls[i]
         if given and all(a.name in given for a in c.facts):
             continue
+        memo_key = (c.id, id(timeline), tuple(_state_of(sheet, n) for n in elements.reads(c)))
+        memo = elements.results.get(memo_key)
+        if memo is not None:
+            for name, value, roots, unknown_, source in memo:
+                if name in given:
+                    continue
+                _restore(sheet, name, value, roots, unknown_, source)
+            continue
         bounds = window_test(c.window, sheet, params, computed)
-        has_conds = elements.plan is not None and bool(elements.plan.strata[elements.plan.stratum_of[c.id]])
+        has_conds = bool(c.where is not None or any(a.condition is not None for a in c.facts))
         members: list[_Member] = []
         for e in timeline.of(c.events):
             w = in_window(e.date, bounds)
@@ -474,3 +496,24 @@ def compute_collections(colls: list[Collection], order: list[int], sheet: FactSh
             if a.name in given:
                 continue
             aggregate(a, c.id, members, incomplete, sheet, params)
+        elements.results[memo_key] = [(a.name, sheet.values.get(a.name, _ABSENT), sheet.missing_because.get(a.name),
+                                       a.name in sheet.unknown, sheet.sources.get(a.name)) for a in c.facts]
+
+
+def _state_of(sheet: FactSheet, name: str) -> Any:
+    if name in sheet.values:
+        return sheet.values[name]
+    if name in sheet.unknown:
+        return (_UNKNOWN, tuple(sheet.missing_roots(name)))
+    return (_ABSENT, tuple(sheet.missing_roots(name)))
+
+
+def _restore(sheet: FactSheet, name: str, value: Any, roots: Any, unknown_: bool, source: Any) -> None:
+    if value is not _ABSENT:
+        sheet.put(name, value)
+    elif unknown_:
+        sheet.mark_unknown(name, roots)
+    else:
+        sheet.mark_absent(name, roots)
+    if source is not None:
+        sheet.sources[name] = source

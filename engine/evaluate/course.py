@@ -60,6 +60,7 @@ class StateValue:
 @dataclass
 class ItemResult:
     """One folded item: its evaluation, the state after it and what moved each variable."""
+    index: int                                  # its place in the fold
     event: Event
     result: PackResult
     sheet: FactSheet
@@ -273,7 +274,8 @@ def result_event(item: ItemResult) -> Event:
     """A folded item as an event of kind `result`: its facts, its undecided outputs unknown (with
     their candidate values), for the course's collections."""
     s = item.sheet
-    ev = Event(RESULT, item.event.date, item.event.id, dict(s.values), dict(s.sources), item.event.order)
+    ev = Event(RESULT, item.event.date, item.event.id, dict(s.values), dict(s.sources), item.event.order,
+               key=f"{item.index:06d}")
     for n in s.unknown:
         ev.unknown[n] = s.missing_roots(n)
     pid = item.result.pack["id"]
@@ -311,7 +313,7 @@ def run_course(pack: Pack, sheet: FactSheet, timeline: Timeline | None, params: 
             step = _Step(pack, state, e, params)
             result, out_sheet = evaluate_pack(pack, s, params, evaluator, timeline, elements, step)
             state = {var: step.new[var] for var in state}
-            items.append(ItemResult(e, result, out_sheet, state, step.moved, step.resolved))
+            items.append(ItemResult(len(items), e, result, out_sheet, state, step.moved, step.resolved))
             where = f"course state after {e.id}"
         final_sheet = sheet.copy()
         _state_facts(final_sheet, state, where)

@@ -25,6 +25,7 @@ class Event:
     order: int = 0                       # tie-break within a date: lower first
     unknown: dict[str, list[str]] = field(default_factory=dict)
     candidates: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    key: str | None = None               # a stable ordering key when the event has one (a folded item)
 
     @classmethod
     def of(cls, kind: str, date: dt.date, id: str, fields: Mapping[str, Any] | None = None,
@@ -36,6 +37,8 @@ class Event:
     def content_key(self) -> str:
         """Orders events of one kind on one date by what they say, not by where they are listed
         (shuffling a listing never changes an outcome)."""
+        if self.key is not None:
+            return self.key
         return repr(sorted((k, repr(to_json(v))) for k, v in self.fields.items()))
 
     def value(self, name: str) -> Any:
@@ -67,15 +70,25 @@ class Timeline:
             out.setdefault(e.kind, []).append(e)
         return out
 
+    @cached_property
+    def _sorted(self) -> dict[tuple[str, ...], list[Event]]:
+        return {}
+
     def of(self, kinds: Iterable[str]) -> list[Event]:
         """Events of these kinds in date order; ties by the event's order hint, then the order of
-        `kinds`, then content."""
-        kinds = list(kinds)
+        `kinds`, then content. (A timeline is not changed once built: sorted once per kinds.)"""
+        kinds = tuple(kinds)
+        hit = self._sorted.get(kinds)
+        if hit is not None:
+            return hit
         out = [e for k in kinds for e in self._by_kind.get(k, ())]
         if len(kinds) == 1:
-            return sorted(out, key=lambda e: (e.date, e.order, e.content_key, e.id))
-        rank = {k: i for i, k in enumerate(kinds)}
-        return sorted(out, key=lambda e: (e.date, e.order, rank[e.kind], e.content_key, e.id))
+            res = sorted(out, key=lambda e: (e.date, e.order, e.content_key, e.id))
+        else:
+            rank = {k: i for i, k in enumerate(kinds)}
+            res = sorted(out, key=lambda e: (e.date, e.order, rank[e.kind], e.content_key, e.id))
+        self._sorted[kinds] = res
+        return res
 
     def with_events(self, extra: Iterable[Event]) -> "Timeline":
         return Timeline(self.events + list(extra), dict(self.incomplete))

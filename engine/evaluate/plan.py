@@ -157,24 +157,32 @@ def element_conditions(c: Collection) -> list[tuple[str, Any]]:
 
 
 def build_element_plan(pack: "Pack", element_fields: dict[str, frozenset[str]]) -> Plan | None:
-    """One stratum per collection (its `where` and its aggregates' conditions), for every
-    collection of the pack and of its course (None when there is none)."""
+    """The per-element conditions of every collection of the pack and of its course (and the
+    course's item selection), one stratum per set of event kinds: an element is asserted once and
+    every condition over its kind is decided together (None when there is none)."""
     from engine.rules.load import facts_read, rules_referenced
 
     m = pack.manifest
     colls = list(m.collections) + (list(m.course.collections) if m.course else [])
     if not colls and m.course is None:
         return None
+    groups: dict[tuple[str, ...], list[tuple[str, list[tuple[str, Any]]]]] = {}
+    for c in colls:
+        groups.setdefault(tuple(sorted(set(c.events))), []).append((c.id, element_conditions(c)))
+    if m.course is not None:   # the course's item selection is a per-element condition too
+        conds = [(f"{ITEMS}:where", m.course.items.where)] if m.course.items.where else []
+        groups.setdefault(tuple(sorted(set(m.course.items.events))), []).append((ITEMS, conds))
     strata: list[list[Evaluable]] = []
     stratum_of: dict[str, int] = {}
     fields: list[frozenset[str]] = []
-    conds = [(c.id, element_conditions(c)) for c in colls]
-    if m.course is not None:   # the course's item selection is a per-element condition too
-        conds.append((ITEMS, [(f"{ITEMS}:where", m.course.items.where)] if m.course.items.where else []))
-    for cid, cs in conds:
-        evs = [Evaluable(k, cond, None, tuple(facts_read(cond)), tuple(rules_referenced(cond))) for k, cond in cs]
-        stratum_of[cid] = len(strata)
+    for members in groups.values():
+        evs: list[Evaluable] = []
+        names: set[str] = set()
+        for cid, cs in members:
+            stratum_of[cid] = len(strata)
+            evs += [Evaluable(k, cond, None, tuple(facts_read(cond)), tuple(rules_referenced(cond))) for k, cond in cs]
+            names |= element_fields.get(cid, frozenset())
         strata.append(evs)
-        fields.append(element_fields.get(cid, frozenset()))
+        fields.append(frozenset(names))
     return Plan(pack_id=m.id, strata=strata, decisions_after=[[] for _ in strata], scope="elements",
                 stratum_of=stratum_of, element_fields=fields)

@@ -224,9 +224,10 @@ def run_plan(pack: Pack, plan: Plan, scope: str, sheet: FactSheet, params: Mappi
                 else:
                     missing = []
                 results[ev.key] = tri
-                if ev.transition:
+                if ev.transition:   # a transition not met is not traced: its inputs are not built
                     tid = ev.key[len(TRANSITION):]
-                    transitions[tid] = RuleResult(tid, tri.outcome, missing, _inputs(ev, sheet.values, results, as_json))
+                    transitions[tid] = RuleResult(tid, tri.outcome, missing, {} if tri.outcome is Outcome.NOT_MET
+                                                  else _inputs(ev, sheet.values, results, as_json))
                     continue
                 rr = RuleResult(ev.key, tri.outcome, missing, _inputs(ev, sheet.values, results, as_json))
                 (row_results if ev.decision else rule_results)[ev.key] = rr
