@@ -181,7 +181,7 @@ def test_relapse_reports_the_assessments_mrd_status(ev):
     for p in PROFILES:
         o = items(sm, p)["A2"]
         assert o.category in ("RELAPSE", "HEMATOLOGIC_RELAPSE")
-        assert o.details["mrd"]["status"] == "positive" and o.flags["mrd_negative"] is False
+        assert o.details["mrd_status"] == "positive" and o.flags["mrd_negative"] is False
 
 
 # --- audit and explain ------------------------------------------------------------------------------

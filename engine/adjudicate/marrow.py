@@ -108,10 +108,14 @@ def _outcome(profile: str, pack: Pack, it: ItemResult) -> ProfileOutcome:
         cats = list(dict.fromkeys(str(c.get("category")) for c in cands))
         category = cats[0] if len(cats) == 1 else INDETERMINATE
         candidates = cats if len(cats) > 1 else []
-    details = {}
+    details: dict[str, Any] = {}   # other decisions, flattened as `<decision>_<field>` (e.g. mrd_status)
     for did in rep.details:
         d = it.result.decisions[did]
-        details[did] = to_json(d.value) if d.status == "decided" else {"status": "indeterminate", "missing": d.missing}
+        shapes = [c for c in d.candidates if isinstance(c, dict)]
+        if d.status == "decided" and not isinstance(d.value, dict):
+            details[did] = to_json(d.value)
+        for k in sorted(set().union(*shapes)) if shapes else ():
+            details[f"{did}_{k}"] = to_json(d.fields.get(k))
     cycle = it.sheet.values.get("item.cycle")
     item = Item(it.event.id, it.event.date, it.event.kind, int(cycle) if cycle is not None else None)
     return ProfileOutcome(profile, item, category, candidates, fields, cands, list(res.missing), details,
