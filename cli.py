@@ -707,12 +707,19 @@ def ctcae_group() -> None:
 @click.option("--evaluator", type=click.Choice(["columnar", "durable"]), default="columnar", show_default=True,
               help="columnar: the pack compiled to columns, a sample checked by durable-rules, one audit record "
                    "citing a Parquet file of every row; durable: every row through durable-rules, one record each.")
+@click.option("--trial", default=None, help="SDTM LB input: the trial whose SDTM mapping applies (default: the CDISC default).")
+@click.option("--strict", is_flag=True, help="SDTM LB input: refuse the file on any row problem (default: skip the subject).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def ctcae_grade_cmd(ctx: click.Context, labs_csv: str, version: str, worst_case: bool, output: str | None,
-                    evaluator: str, as_json: bool) -> None:
-    """Grade a CSV lab listing (term or lab_test, value, unit, lln, uln, baseline): one row out per row in."""
+                    evaluator: str, trial: str | None, strict: bool, as_json: bool) -> None:
+    """Grade a CSV lab listing (term or lab_test, value, unit, lln, uln, baseline), or an SDTM LB
+    dataset (.xpt, Dataset-JSON, or CSV with LBTESTCD; docs/sdtm.md): one row out per row in."""
     from pathlib import Path
+
+    from engine.sdtm.lb import is_sdtm_lb
+    if is_sdtm_lb(labs_csv):
+        return _grade_sdtm_lb(ctx, labs_csv, version, worst_case, output, trial, strict, as_json)
 
     from engine.audit.store import AuditStore
     from engine.outputs import check_output_file
@@ -743,6 +750,33 @@ def ctcae_grade_cmd(ctx: click.Context, labs_csv: str, version: str, worst_case:
         click.echo(f"{n} rows graded -> {output}", err=True)
     else:
         click.echo(text.rstrip("\n"))
+
+
+def _grade_sdtm_lb(ctx: click.Context, path: str, version: str, worst_case: bool, output: str | None,
+                   trial: str | None, strict: bool, as_json: bool) -> None:
+    from pathlib import Path
+
+    from engine.audit.store import AuditStore
+    from engine.outputs import check_output_file
+    from engine.report.safety import listing_text
+    from engine.sdtm.grading import grade_lb
+    from engine.sdtm.mapping import load_mapping
+
+    check_output_file(output, "--output")
+    mapping = load_mapping(ctx.obj["rules_dir"], trial)
+    reg = registry(ctx)
+    params = {"qualifier_policy": "worst_case"} if worst_case else None
+    with AuditStore.open(ctx.obj["db"]) as store:
+        res = grade_lb(path, version, registry=reg, mapping=mapping, store=store, actor=ctx.obj["actor"],
+                       params=params, strict=strict)
+    text = listing_text(res.rows, False) if not as_json else json.dumps(res.to_dict(), indent=2, default=str) + "\n"
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"{len(res.rows)} rows -> {output}", err=True)
+    else:
+        click.echo(text.rstrip("\n"))
+    if not as_json:
+        click.echo("\n".join(res.report_lines()), err=True)
 
 
 # --- screen: eligibility of one candidate ------------------------------------------------------

@@ -503,7 +503,10 @@ def grade_listing(rows: Iterable[tuple[int, Mapping[str, str]]], version: str = 
                    reason=g.reason, source=g.source)
         if writer is not None:
             subject = row.get("subject_id") or row.get("usubjid") or listing
-            out["decision_id"] = writer.add(_entry(subject, "ctcae-lab", g, actor) | {"item": f"{listing}#row{n}"})
+            entry = _entry(subject, "ctcae-lab", g, actor) | {"item": f"{listing}#row{n}"}
+            if row.get("source_record"):  # where the row came from (an SDTM record: domain, USUBJID, --SEQ)
+                entry["input"]["sources"] = {k: row["source_record"] for k in entry["input"]["facts"]}
+            out["decision_id"] = writer.add(entry)
         yield out
 
 
