@@ -759,16 +759,16 @@ def _grade_sdtm_lb(ctx: click.Context, path: str, version: str, worst_case: bool
     from engine.audit.store import AuditStore
     from engine.outputs import check_output_file
     from engine.report.safety import listing_text
-    from engine.sdtm.grading import grade_lb
+    from engine.sdtm.grading import grade_lb, read_lb
     from engine.sdtm.mapping import load_mapping
 
     check_output_file(output, "--output")
     mapping = load_mapping(ctx.obj["rules_dir"], trial)
     reg = registry(ctx)
     params = {"qualifier_policy": "worst_case"} if worst_case else None
+    lab = read_lb(path, registry=reg, mapping=mapping, strict=strict)  # a refused file opens no store
     with AuditStore.open(ctx.obj["db"]) as store:
-        res = grade_lb(path, version, registry=reg, mapping=mapping, store=store, actor=ctx.obj["actor"],
-                       params=params, strict=strict)
+        res = grade_lb(lab, version, registry=reg, mapping=mapping, store=store, actor=ctx.obj["actor"], params=params)
     text = listing_text(res.rows, False) if not as_json else json.dumps(res.to_dict(), indent=2, default=str) + "\n"
     if output:
         Path(output).write_text(text, encoding="utf-8")

@@ -61,8 +61,11 @@ def read_dtc(raw: str | None, rule: Imputation | None = None) -> ReadDate:
         if not m:
             return ReadDate(None, "invalid", message=f"{s[:40]!r} is not an ISO 8601 date")
         y, mo, d, time = m.group("y"), m.group("m"), m.group("d"), m.group("time")
-    if time and not _TIME.match(time):
-        return ReadDate(None, "invalid", message=f"{s[:40]!r}: the time part {time[:20]!r} is not ISO 8601")
+    if time:
+        t = _TIME.match(time)
+        parts = [int(p) for p in ((t.group(1), t.group(3), t.group(5)) if t else ()) if p and p != "-"]
+        if not t or any(v > lim for v, lim in zip(parts, (23, 59, 59))):
+            return ReadDate(None, "invalid", message=f"{s[:40]!r}: the time part {time[:20]!r} is not an ISO 8601 time")
     year = int(y) if y and y != "-" else None
     month = int(mo) if mo and mo != "-" else None
     day = int(d) if d and d != "-" else None

@@ -44,15 +44,19 @@ class SdtmGrading:
                 "record_id": self.record_id}
 
 
-def grade_lb(path: str | Path, version: str, *, registry: Any, mapping: Mapping, store: Any, actor: str,
-             params: TMapping[str, Any] | None = None, strict: bool = False) -> SdtmGrading:
-    """Grade an SDTM LB file (module docstring)."""
+def read_lb(path: str | Path, *, registry: Any, mapping: Mapping, strict: bool = False) -> LabRows:
+    """Read and check the LB file (before any store is opened: a refused file writes nothing)."""
+    from engine.facts.labmap import lab_map
+    return lab_rows(path, mapping, lab_map(registry).tests, strict=strict)
+
+
+def grade_lb(lab: LabRows, version: str, *, registry: Any, mapping: Mapping, store: Any, actor: str,
+             params: TMapping[str, Any] | None = None) -> SdtmGrading:
+    """Grade the rows `read_lb` gave (module docstring); one transaction."""
     from engine.adjudicate.common import audit_entry
     from engine.adjudicate.safety import grade_listing
-    from engine.facts.labmap import lab_map
 
-    path = Path(path)
-    lab = lab_rows(path, mapping, lab_map(registry).tests, strict=strict)
+    path = Path(lab.dataset.file)
     records = [n for n, _ in lab.listing]
     with store.batch() as writer:
         graded = list(grade_listing(lab.listing, version, registry=registry, params=params, writer=writer,
