@@ -719,7 +719,7 @@ def ctcae_grade_cmd(ctx: click.Context, labs_csv: str, version: str, worst_case:
 
     from engine.sdtm.lb import is_sdtm_lb
     if is_sdtm_lb(labs_csv):
-        return _grade_sdtm_lb(ctx, labs_csv, version, worst_case, output, trial, strict, as_json)
+        return _grade_sdtm_lb(ctx, labs_csv, version, worst_case, output, trial, strict, evaluator, as_json)
 
     from engine.audit.store import AuditStore
     from engine.outputs import check_output_file
@@ -753,7 +753,7 @@ def ctcae_grade_cmd(ctx: click.Context, labs_csv: str, version: str, worst_case:
 
 
 def _grade_sdtm_lb(ctx: click.Context, path: str, version: str, worst_case: bool, output: str | None,
-                   trial: str | None, strict: bool, as_json: bool) -> None:
+                   trial: str | None, strict: bool, evaluator: str, as_json: bool) -> None:
     from pathlib import Path
 
     from engine.audit.store import AuditStore
@@ -768,7 +768,8 @@ def _grade_sdtm_lb(ctx: click.Context, path: str, version: str, worst_case: bool
     params = {"qualifier_policy": "worst_case"} if worst_case else None
     lab = read_lb(path, registry=reg, mapping=mapping, strict=strict)  # a refused file opens no store
     with AuditStore.open(ctx.obj["db"]) as store:
-        res = grade_lb(lab, version, registry=reg, mapping=mapping, store=store, actor=ctx.obj["actor"], params=params)
+        res = grade_lb(lab, version, registry=reg, mapping=mapping, store=store, actor=ctx.obj["actor"], params=params,
+                       evaluator=evaluator)
     text = listing_text(res.rows, False) if not as_json else json.dumps(res.to_dict(), indent=2, default=str) + "\n"
     if output:
         Path(output).write_text(text, encoding="utf-8")

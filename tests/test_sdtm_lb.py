@@ -100,19 +100,36 @@ def test_baseline_from_lbblfl(pilot) -> None:
     assert {r["baseline"] for r in creat} == {"167.95999999999998"}  # the LBBLFL = Y row's LBSTRESN, exactly
 
 
-def test_every_graded_row_is_audited_with_its_sdtm_source(pilot) -> None:
+def test_the_batch_record_cites_the_sdtm_file_mapping_and_every_row_source(pilot) -> None:
     _, db, rows = pilot
     graded = [r for r in rows if r["decision_id"]]
+    assert len({r["decision_id"] for r in graded}) == 1  # the columnar batch: one record for the file
     with AuditStore.open(db, create=False) as store:
         rec = store.get(graded[0]["decision_id"])
-        sources = set(rec.input["sources"].values())
-        assert sources == {f"LB {graded[0]['usubjid']} LBSEQ {graded[0]['seq']}"}
-        sdtm = [r for r in store.iter(use_case="sdtm-lb")]
-        assert len(sdtm) == 1
-        ident = sdtm[0].input["mapping"]
-        assert ident["id"] == "sdtm-default" and len(ident["files"][0]["sha256"]) == 64
-        assert sdtm[0].outcome["rows"] == 1384 and sdtm[0].outcome["per_code"]["BUN"]["to_grade"] == 0
-        assert store.verify().ok
+        assert rec.use_case == "ctcae-listing"
+        src = rec.input["source"]
+        assert src["file"] == "lb.csv" and len(src["sha256"]) == 64 and src["records"] == 1384
+        assert src["mapping"]["id"] == "sdtm-default" and len(src["mapping"]["files"][0]["sha256"]) == 64
+        assert src["per_code"]["BUN"]["to_grade"] == 0 and src["per_code"]["ALT"]["to_grade"] == 43
+        from engine.audit.batches import read_batch
+        df = read_batch(store, rec.outcome["batch"])
+        first = df.row(0, named=True)
+        assert first["input.source_record"] == f"LB {first['input.usubjid']} LBSEQ {first['input.seq']}"
+        assert df.height == len(graded) and store.verify().ok
+
+
+def test_durable_evaluator_audits_each_row_with_its_sdtm_source(tmp_path: Path) -> None:
+    body = ("X,LB,S1,7,PLAT,HEMATOLOGY,50,GI/L,150,400,,V1,2021-01-01,1\n"
+            "X,LB,S1,8,BUN,CHEMISTRY,9,mmol/L,2,8,,V1,2021-01-01,1\n")
+    res, db = grade(tmp_path, HEADER + body, "--evaluator", "durable")
+    assert res.exit_code == 0, res.output
+    rows = rows_of(res)
+    with AuditStore.open(db, create=False) as store:
+        rec = store.get(rows[0]["decision_id"])
+        assert rec.use_case == "ctcae-lab" and set(rec.input["sources"].values()) == {"LB S1 LBSEQ 7"}
+        (sdtm,) = list(store.iter(use_case="sdtm-lb"))
+        assert sdtm.input["mapping"]["id"] == "sdtm-default" and sdtm.outcome["to_grade"] == 1
+    assert rows[1]["decision_id"] == "" and rows[1]["reason"].startswith("LBTESTCD BUN:")
 
 
 def test_both_sides_of_a_threshold_through_sdtm(tmp_path: Path) -> None:
@@ -166,7 +183,9 @@ def test_a_bad_row_skips_its_subject_and_says_so(tmp_path: Path) -> None:
     assert "note: " in err and "partial date '2021-01'" in err
     assert "skipped subjects: S1, S2" in err
     with AuditStore.open(db, create=False) as store:
-        assert {r.subject_id for r in store.iter(use_case="ctcae-lab")} == {"S3"}
+        (rec,) = list(store.iter(use_case="ctcae-listing"))
+        from engine.audit.batches import read_batch
+        assert read_batch(store, rec.outcome["batch"])["subject"].to_list() == ["S3"]  # only S3 graded
 
 
 def test_strict_refuses_and_writes_nothing(tmp_path: Path) -> None:

@@ -314,10 +314,12 @@ def _sample(graded: pl.DataFrame, size: int) -> list[int]:
 
 def grade_listing_batch(path: str | Path, version: str, *, registry: Any, params: Mapping[str, Any] | None,
                         store: Any, actor: str, sample: int = SAMPLE_ROWS,
-                        frame: pl.DataFrame | None = None) -> ListingBatch:
+                        frame: pl.DataFrame | None = None, source: Mapping[str, Any] | None = None) -> ListingBatch:
     """Grade a listing as one audited batch (module docstring); EvaluationError if durable-rules
     disagrees with the columns on any checked row (nothing is written then). `frame`: the listing
-    as read_frame read it (a caller reads first, so a broken file opens no store)."""
+    as read_frame read it (a caller reads first, so a broken file opens no store). `source`: where
+    the rows came from when the file is not itself a listing (an SDTM dataset read through its
+    mapping: engine/sdtm/grading.py), recorded in the batch record's input."""
     from engine.adjudicate.safety import _pack_id
     path = Path(path)
     listing = path.name
@@ -382,6 +384,8 @@ def grade_listing_batch(path: str | Path, version: str, *, registry: Any, params
     batch = write_batch(store, audit, decision_id)
     outcome["batch"] = batch
     snapshot = {"listing": listing, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "rows": out.height}
+    if source:
+        snapshot["source"] = dict(source)
     entry = {"decision_id": decision_id, "subject_id": listing, "use_case": USE_CASE, "item": listing,
              "input": snapshot, "packs": [pack.identity()], "parameters": {pack.id: dict(resolved)},
              "trace": [], "outcome": outcome, "actor": actor}

@@ -2,10 +2,13 @@
 rows it maps through the one grader every listing uses, and say per test code why the rest is not
 graded. One row out per LB record, in record order.
 
-Audit: every graded row is a decision of the grader (its input cites `LB <USUBJID> LBSEQ <n>` as
-the source of each fact), and one `sdtm-lb` record names the file (sha256), the mapping in force
-(its files' hashes), the per-code counts and the problem report. All in one transaction: nothing
-is written when anything fails.
+Audit: by default the columnar batch of `ctcae grade` (engine/adjudicate/lab_listing.py): one
+record citing a Parquet file of every row (its input cells include `source_record`, `LB <USUBJID>
+LBSEQ <n>`), whose input also names the SDTM file (sha256), the mapping in force (its files'
+hashes), the per-code counts and the problem report. With `--evaluator durable`: one decision per
+graded row (its input cites `LB <USUBJID> LBSEQ <n>` as the source of each fact) and one `sdtm-lb`
+record with the same source description. Either way one transaction: nothing is written when
+anything fails.
 """
 from __future__ import annotations
 
@@ -51,27 +54,45 @@ def read_lb(path: str | Path, *, registry: Any, mapping: Mapping, strict: bool =
 
 
 def grade_lb(lab: LabRows, version: str, *, registry: Any, mapping: Mapping, store: Any, actor: str,
-             params: TMapping[str, Any] | None = None) -> SdtmGrading:
-    """Grade the rows `read_lb` gave (module docstring); one transaction."""
+             params: TMapping[str, Any] | None = None, evaluator: str = "columnar") -> SdtmGrading:
+    """Grade the rows `read_lb` gave (module docstring). `columnar`: the columnar batch (one audit
+    record citing a Parquet file of every row, a sample checked by durable-rules; docs/performance.md);
+    `durable`: every row through durable-rules, one record each, plus the `sdtm-lb` record."""
+    path = Path(lab.dataset.file)
+    source = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+              "format": lab.dataset.format, "records": len(lab.dataset), "mapping": mapping.identity(),
+              "per_code": lab.per_code, "problems": lab.report.to_dict(), "skipped_subjects": lab.skipped_subjects}
+    if evaluator == "columnar" and lab.listing:
+        graded, record_id = _columnar(lab, path, version, registry, params, store, actor, source)
+    else:
+        graded, record_id = _durable(lab, path, version, registry, params, store, actor, source)
+    by_record = dict(zip((n for n, _ in lab.listing), graded))
+    rows = [by_record[n] if n in by_record else lab.not_graded[n] for n in lab.dataset.records]
+    return SdtmGrading([{k: r.get(k, "") for k in COLUMNS} for r in rows], lab, record_id)
+
+
+def _columnar(lab: LabRows, path: Path, version: str, registry: Any, params: Any, store: Any, actor: str,
+              source: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    import polars as pl
+
+    from engine.adjudicate.lab_listing import grade_listing_batch
+    names = list(lab.listing[0][1])
+    frame = pl.DataFrame({**{c: pl.Series(c, [r[c] for _, r in lab.listing], dtype=pl.Utf8) for c in names},
+                          "__n": pl.Series("__n", [n for n, _ in lab.listing], dtype=pl.Int64)})
+    batch = grade_listing_batch(path, version, registry=registry, params=params, store=store, actor=actor,
+                                frame=frame, source=source)
+    return batch.rows(), batch.decision_id
+
+
+def _durable(lab: LabRows, path: Path, version: str, registry: Any, params: Any, store: Any, actor: str,
+             source: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     from engine.adjudicate.common import audit_entry
     from engine.adjudicate.safety import grade_listing
-
-    path = Path(lab.dataset.file)
-    records = [n for n, _ in lab.listing]
     with store.batch() as writer:
         graded = list(grade_listing(lab.listing, version, registry=registry, params=params, writer=writer,
                                     actor=actor, listing=path.name))
-        by_record = dict(zip(records, graded))
-        rows = [by_record[n] if n in by_record else lab.not_graded[n] for n in lab.dataset.records]
-        rows = [{k: r.get(k, "") for k in COLUMNS} for r in rows]
-        entry = audit_entry(
-            subject_id=path.name, use_case=USE_CASE, item=path.name,
-            snapshot={"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                      "format": lab.dataset.format, "records": len(lab.dataset), "mapping": mapping.identity()},
-            results=[], actor=actor,
-            outcome={"ctcae": version, "rows": len(rows), "to_grade": len(lab.listing),
-                     "graded": sum(1 for r in rows if r["gradable"] in (True, "True")),
-                     "per_code": lab.per_code, "problems": lab.report.to_dict(),
-                     "skipped_subjects": lab.skipped_subjects})
+        entry = audit_entry(subject_id=path.name, use_case=USE_CASE, item=path.name, snapshot=source, results=[],
+                            actor=actor, outcome={"ctcae": version, "rows": len(lab.dataset), "to_grade": len(lab.listing),
+                                                  "graded": sum(1 for r in graded if r.get("gradable") is True)})
         record_id = writer.add(entry)
-    return SdtmGrading(rows, lab, record_id)
+    return graded, record_id
