@@ -213,12 +213,11 @@ def test_a_disagreement_with_durable_rules_fails_the_run_and_writes_nothing(regi
         return df.with_columns(pl.when(pl.col("__n") == n).then(4).otherwise(pl.col("grade")).alias("grade"))
 
     monkeypatch.setattr(lab_listing, "_graded_columns", wrong)
-    monkeypatch.setattr(lab_listing, "SAMPLE_ROWS", 10_000)  # the check sees every row here
     db = tmp_path / "a.sqlite"
     with AuditStore.open(db) as store:
         with pytest.raises(EvaluationError, match="differs from durable-rules"):
             grade_listing_batch(small, "4.03", registry=registry, params=None, store=store, actor="t",
-                                sample=10_000)
+                                sample=299)   # 300 rows: every one checked
     assert sqlite3.connect(db).execute("select count(*) from decisions").fetchone()[0] == 0
     assert not list((tmp_path / "a.sqlite.batches").glob("*.parquet")) if (tmp_path / "a.sqlite.batches").exists() else True
 
@@ -229,7 +228,7 @@ def test_impossible_values_are_not_graded_and_have_no_decision(registry, tmp_pat
                        "S1,neutrophils,-1,10^9/L,,,\nS1,alt,100,U/L,50,40,\nS1,alt,1e-300,U/L,,40,\n"
                        "S2,neutrophils,0.4,10^9/L,1.5,8,\n")
     with AuditStore.open(tmp_path / "a.sqlite") as store:
-        batch = grade_listing_batch(listing, "5.0", registry=registry, params=None, store=store, actor="t")
+        batch = grade_listing_batch(listing, "5.0", registry=registry, params=None, store=store, actor="t", sample=2)
     rows = batch.rows()
     assert [r["grade"] for r in rows] == ["", "", "", 4]
     assert ["decision_id" in r for r in rows] == [False, False, False, True]
@@ -249,5 +248,14 @@ def test_a_broken_file_exits_2_and_writes_nothing(tmp_path):
 def test_the_fixture_listing_grades_as_before(registry, tmp_path):
     listing = ROOT / "fixtures" / "safety" / "labs-listing.csv"
     with AuditStore.open(tmp_path / "a.sqlite") as store:
+        batch = grade_listing_batch(listing, "4.03", registry=registry, params=None, store=store, actor="t", sample=5)
+    assert batch.columnar_rows > 0
+    assert graded(batch) == row_path(registry, listing)
+
+
+def test_a_listing_no_larger_than_the_sample_is_graded_by_durable_rules(registry, tmp_path):
+    listing = ROOT / "fixtures" / "safety" / "labs-listing.csv"
+    with AuditStore.open(tmp_path / "a.sqlite") as store:
         batch = grade_listing_batch(listing, "4.03", registry=registry, params=None, store=store, actor="t")
+    assert batch.columnar_rows == 0 and set(batch.audit["evaluator"]) <= {"durable", "none"}
     assert graded(batch) == row_path(registry, listing)

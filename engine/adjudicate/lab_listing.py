@@ -14,6 +14,7 @@ The flow, and why each step is safe:
    column, and every row a listing check could question (a negative number, ULN 0, LLN above ULN).
 3. Grade. The pack's `grade` table compiled to columns (the same YAML, the same plan) gives each
    row its deciding table row; `ENGINE` rows (an earlier row unknown) go to the row path too.
+   A listing no larger than the check's sample is graded by the row path entirely.
 4. Check. A sample of the column-graded rows (every Nth row, and the first row decided by each
    table row for each term: every branch taken) is graded again by the row path through
    durable-rules, the engine of record; any difference fails the run before anything is written.
@@ -330,6 +331,8 @@ def grade_listing_batch(path: str | Path, version: str, *, registry: Any, params
     from engine.evaluate.durable_adapter import DurableEvaluator
     edge = _Edge(SafetyGrader(version, registry, DurableEvaluator(), params))
     try:
+        if frame.height <= sample:  # the check would grade every row again: durable-rules grades them once
+            raise NotCompilable("a listing no larger than the check's sample")
         compiled = compile_decision(pack, "grade", resolved)
         graded = _graded_columns(frame, compiled, edge)
     except NotCompilable:
