@@ -218,7 +218,8 @@ def test_override_changes_the_summary_and_survives_a_rerun(first_run, tmp_path, 
     rows = {c["item"]: c for c in rerun["diff"] if c["subject_id"] == subject}
     assert rows["A1/trial"]["status"].startswith("machine") and "disagrees with the committee" in rows["A1/trial"]["status"]
     assert rows["A1/trial"]["committee"]["outcome"] == "NR" and "category" in rows["A1/trial"]["committee"]["disagrees_on"]
-    assert "by_end_of_cycle_2.crc" in rows["course/trial"]["committee"]["disagrees_on"]
+    # the re-run's course folded over the committee's A1 (NR): on the landmark it now agrees
+    assert "by_end_of_cycle_2.crc" not in rows["course/trial"]["committee"]["disagrees_on"]
 
 
 def _outcome(db: Path, subject: str, item: str) -> str:
@@ -272,3 +273,51 @@ def test_csv_cells_that_would_run_as_formulas_are_neutralised():
                 "rules": [], "committee": None, "old_run": "a", "new_run": "b", "old_decision_id": "x",
                 "new_decision_id": "y"}], buf)
     assert "'=HYPERLINK(1)" in buf.getvalue()
+
+
+def test_a_rerun_folds_the_course_over_the_committees_marrow_decision(first_run, tmp_path, cohort_dir):
+    """The decision in force is what the course uses: after the committee decides a CRc subject's
+    only CRc marrow was NR (and nothing about the course), a re-run's course is not CRc, and says
+    which committee decision it folded over; the machine's own A1 decision stays CR."""
+    db, doc = _copy_db(first_run, tmp_path)
+    subject = next(sid for sid in ("VAH-001", "VAH-002")
+                   if json.loads(_outcome(db, sid, "course/trial"))["by_end_of_cycle_2"]["crc"] is True
+                   and _items(db, sid) == ["A1"])
+    k0, n0 = _crc(doc["summary"])
+    r = adj(db, "audit", "override", _decision(db, subject, "A1/trial"), "--outcome", '{"category": "NR"}',
+            "--reviewer", "Dr A", "--role", "chair", "--reason", "30 % blasts on recount", "--json")
+    assert r.exit_code == 0, r.output
+    override = json.loads(r.output)["decision_id"]
+    s = json.loads(adj(db, "cohort", "summary", doc["run"]["run_id"], "--json").output)
+    assert any(x["subject_id"] == subject for x in s["stale_courses"])       # the old course is flagged
+    rr = adj(db, "cohort", str(cohort_dir), "--profiles", "trial", "--workers", "1", "--json")
+    assert rr.exit_code == 0, rr.output
+    rerun = json.loads(rr.output)
+    with AuditStore.open(db) as st:
+        course = next(x for x in st.iter_rows(subject_id=subject, item="course/trial", run_id=rerun["run"]["run_id"]))
+        a1 = next(x for x in st.iter_rows(subject_id=subject, item="A1/trial", run_id=rerun["run"]["run_id"]))
+    assert json.loads(course["outcome"])["by_end_of_cycle_2"]["crc"] is False
+    assert json.loads(course["input"])["committee"] == {"A1": override}
+    assert json.loads(a1["outcome"])["category"] != "NR"                     # the machine's own view stays
+    assert _crc(rerun["summary"]) == (k0 - 1, n0) and not rerun["summary"]["stale_courses"]
+
+
+def _items(db: Path, subject: str) -> list[str]:
+    with AuditStore.open(db) as s:
+        return sorted({r["item"].split("/")[0] for r in s.iter_rows(subject_id=subject, use_case="marrow")
+                       if not r["item"].startswith(("course", "death"))})
+
+
+def test_the_marrow_command_folds_over_the_committees_decision(first_run, tmp_path, cohort_dir):
+    db, _ = _copy_db(first_run, tmp_path)
+    subject = next(sid for sid in ("VAH-001", "VAH-002")
+                   if json.loads(_outcome(db, sid, "course/trial"))["by_end_of_cycle_2"]["crc"] is True
+                   and _items(db, sid) == ["A1"])
+    assert adj(db, "audit", "override", _decision(db, subject, "A1/trial"), "--outcome", '{"category": "NR"}',
+               "--reviewer", "Dr A", "--role", "chair", "--reason", "recount").exit_code == 0
+    r = adj(db, "marrow", str(cohort_dir / f"{subject}.yaml"), "--profile", "trial", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    a1 = next(a for a in doc["assessments"] if a["assessment_id"] == "A1")
+    assert a1["profiles"]["trial"]["category"] != "NR"                          # the machine's decision
+    assert doc["course"]["trial"]["by_end_of_cycle_2"]["crc"] is False         # the course: the committee's

@@ -57,11 +57,15 @@ _W: dict[str, Any] = {}
 
 
 def _init_worker(rules_dir: str | None, profiles: tuple[str, ...], params: dict[str, dict[str, Any]],
-                 actor: str, reason: str | None, run_id: str, done: frozenset[str], ctcae: str = "4.03") -> None:
-    """Load the registry once per process; durable rulesets register lazily in this process."""
+                 actor: str, reason: str | None, run_id: str, done: frozenset[str], ctcae: str = "4.03",
+                 committee: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Load the registry once per process; durable rulesets register lazily in this process.
+    `committee`: subject -> item -> the committee's decision in force on a marrow (the course
+    folds over it instead of the machine's)."""
     from engine.rules.load import load_registry
     _W.update(registry=load_registry(rules_dir), profiles=profiles, params=params, actor=actor,
-              reason=reason, run_id=run_id, done=done, evaluator=None, ctcae=ctcae, grader=None)
+              reason=reason, run_id=run_id, done=done, evaluator=None, ctcae=ctcae, grader=None,
+              committee=committee or {})
 
 
 def _init_pool_worker(*init: Any) -> None:
@@ -82,7 +86,8 @@ def _entries(record: Any, path: str) -> list[dict[str, Any]]:
     if _W.get("grader") is None:  # one grader per process: its cache spans subjects
         _W["grader"] = safety.SafetyGrader(_W["ctcae"], reg, ev, params.get(safety.VERSIONS[_W["ctcae"]]))
     return (screening.cohort_entries(record, path, reg, params, ev, actor)
-            + marrow.cohort_entries(record, path, reg, params, ev, actor, _W["profiles"])
+            + marrow.cohort_entries(record, path, reg, params, ev, actor, _W["profiles"],
+                                    _W["committee"].get(record.subject_id))
             + safety.cohort_entries(record, path, reg, params, ev, actor, _W["ctcae"], _W["grader"])
             + follow_up.cohort_entries(record, path, reg, params, ev, actor))
 
@@ -292,7 +297,8 @@ def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, pro
                                                  "ctcae": ctcae,
                                                  "packs": [p.identity() for p in registry.packs.values()],
                                                  "reason": reason, "subjects": total}, actor, reason))
-    init = (rules_dir, tuple(profiles), params, actor, reason, run_id, done, ctcae)
+    from engine.adjudicate.committee import Overrides, marrow_decisions
+    init = (rules_dir, tuple(profiles), params, actor, reason, run_id, done, ctcae, marrow_decisions(Overrides(store)))
     stream = _stream(work_items(paths), total, init, workers)
     bar = _progress(total, progress)
     pending: list[Any] = []   # prepared audit entries of whole subjects

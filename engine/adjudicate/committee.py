@@ -62,12 +62,28 @@ class Output:
         return f"{self.pack}.{self.decision}" + (f".{self.field}" if self.field else "")
 
     def values(self) -> list[Any]:
+        """The literal values the field takes (a value copied from a fact is not listed: see `copied`)."""
         out: list[Any] = []
         for o in self.outputs:
             v = o.get(self.field) if self.field and isinstance(o, dict) else (None if self.field else o)
-            if (self.field is None or (isinstance(o, dict) and self.field in o)) and v not in out:
+            if (self.field is None or (isinstance(o, dict) and self.field in o)) and not _copied(v) and v not in out:
                 out.append(v)
         return out
+
+    def copied(self) -> list[str]:
+        """Facts some output copies into this field (`{fact: ...}`): the field may take their values."""
+        return list(dict.fromkeys(v.fact for o in self.outputs for v in [_value_of(o, self.field)] if _copied(v)))
+
+
+def _copied(v: Any) -> bool:
+    """An output value copied from a fact when the row decides (`{fact: ...}` in the pack)."""
+    from engine.rules.model import OutputOf
+    return isinstance(v, OutputOf)
+
+
+def _fits(output: Any, field: str | None, value: Any) -> bool:
+    v = _value_of(output, field)
+    return _copied(v) or (_json_kind(v) == _json_kind(value) and v == value)
 
 
 def pack_outputs(pack: Any) -> dict[str, Output]:
@@ -174,10 +190,12 @@ def committee_outcome(record: Any, given: Mapping[str, Any], registry: Any) -> t
             raise InputError(f"{path!r} is not an output of {', '.join(f'{p.id} {p.version}' for p in packs)} "
                              "recorded in this decision", field="--outcome",
                              expected="one of " + ", ".join(decided))
-        allowed = out.values()
-        if not any(_json_kind(value) == _json_kind(a) and value == a for a in allowed):
+        allowed, copied = out.values(), out.copied()
+        if not any(_json_kind(value) == _json_kind(a) and value == a for a in allowed) and not (
+                copied and _json_kind(value) in ("null", "boolean", "number", "string")):
             raise InputError(f"{path} = {value!r} is not an output {out.name} can produce", field="--outcome",
-                             expected="one of " + ", ".join(map(repr, allowed)))
+                             expected="one of " + ", ".join(map(repr, allowed))
+                             + (f", or a value of {', '.join(copied)}" if copied else ""))
         matched[path] = out
     # jointly: one output of each table must carry every value given for that table
     by_table: dict[tuple[str, str], list[str]] = {}
@@ -185,11 +203,11 @@ def committee_outcome(record: Any, given: Mapping[str, Any], registry: Any) -> t
         by_table.setdefault((out.pack, out.decision), []).append(path)
     for (pid, did), paths in by_table.items():
         out0 = matched[paths[0]]
-        fits = [o for o in out0.outputs if all(_value_of(o, matched[p].field) == want[p] for p in paths)]
+        fits = [o for o in out0.outputs if all(_fits(o, matched[p].field, want[p]) for p in paths)]
         if not fits:
             given_txt = ", ".join(f"{p}={want[p]!r}" for p in paths)
             first = [o for o in out0.outputs if _value_of(o, out0.field) == want[paths[0]]]
-            shown = [{matched[p].field: _value_of(o, matched[p].field) for p in paths} for o in first]
+            shown = [{matched[p].field: _shown(_value_of(o, matched[p].field)) for p in paths} for o in first]
             uniq = [x for i, x in enumerate(shown) if x not in shown[:i]]
             raise InputError(f"no output of {pid} {did} has {given_txt}", field="--outcome",
                              expected="what its rows produce: " + "; ".join(_output_text(o) for o in uniq))
@@ -204,6 +222,8 @@ def committee_outcome(record: Any, given: Mapping[str, Any], registry: Any) -> t
                 v = _value_of(f, o.field)
                 if v not in vals:
                     vals.append(v)
+            if any(_copied(v) for v in vals):   # copied from a fact: the machine's value stands
+                continue
             new = vals[0] if len(vals) == 1 else (old if old in vals else None)
             if new != old:
                 _set(outcome, path, new)
@@ -223,6 +243,10 @@ def _value_of(output: Any, field: str | None) -> Any:
     if field is None:
         return output
     return output.get(field) if isinstance(output, dict) else None
+
+
+def _shown(v: Any) -> Any:
+    return f"(the value of {v.fact})" if _copied(v) else v
 
 
 def _output_text(o: Any) -> str:
@@ -307,6 +331,52 @@ class Overrides:
 
     def subjects(self) -> set[str]:
         return {k[0] for k in self.in_force}
+
+
+def marrow_decisions(overrides: "Overrides") -> dict[str, dict[str, dict[str, Any]]]:
+    """subject -> item (`<item id>/<profile>`) -> {given, decision_id} of every committee decision in
+    force on a per-item response decision (not a course): what a re-run's course folds over."""
+    import json
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (sid, uc, item), row in overrides.in_force.items():
+        if uc != "marrow" or not item or item.startswith("course/"):
+            continue
+        inp = json.loads(row["input"]) if isinstance(row["input"], str) else row["input"]
+        given = ((inp or {}).get("committee") or {}).get("given")
+        if given is None:   # an override recorded before the committee's fields were kept: its outcome
+            given = {k: v for k, v in json.loads(row["outcome"]).items() if k not in UNDECIDED_KEYS}
+        out.setdefault(sid, {})[item] = {"given": given, "decision_id": row["decision_id"]}
+    return out
+
+
+def fixed_outputs(pack: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-item decision outputs the committee's fields fix, as facts `<pack>.<decision>[.<field>]`:
+    the fields it gave and every field that all the outputs consistent with them share (NR ->
+    crc false, rank ...). Fields the pack does not produce are ignored (they are bookkeeping)."""
+    catalogue = {k: v for k, v in pack_outputs(pack).items() if k not in UNDECIDED_KEYS}
+    groups: dict[str, list[tuple[Output, Any]]] = {}
+    for path, value in leaves(given).items():
+        out = catalogue.get(path.rsplit(".", 1)[-1])
+        if out is not None:
+            groups.setdefault(out.decision, []).append((out, value))
+    facts: dict[str, Any] = {}
+    for did, pairs in groups.items():
+        outputs = pairs[0][0].outputs
+        fits = [o for o in outputs if all(_fits(o, out.field, v) for out, v in pairs)]
+        if not fits:
+            continue
+        fields = sorted({k for o in fits if isinstance(o, dict) for k in o}) or [None]
+        for f in fields:
+            vals = []
+            for o in fits:
+                v = _value_of(o, f)
+                if v not in vals:
+                    vals.append(v)
+            if len(vals) == 1 and not _copied(vals[0]):
+                facts[f"{pack.id}.{did}" + (f".{f}" if f else "")] = vals[0]
+        for out, v in pairs:   # what the committee said, said explicitly
+            facts[f"{pack.id}.{did}" + (f".{out.field}" if out.field else "")] = v
+    return facts
 
 
 def in_force_row(row: Mapping[str, Any], overrides: Overrides) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -144,19 +144,38 @@ class ProfileRun:
     pack: Pack
     course: CourseResult
     outcomes: list[ProfileOutcome]
+    committee: dict[str, str] = field(default_factory=dict)   # item id -> committee decision folded over
+
+
+def committee_fixed(pack: Pack, profile: str, committee: Mapping[str, Any] | None) -> dict[str, tuple[dict, str]]:
+    """item id -> (the per-item outputs the committee fixed, its decision id), for this profile."""
+    from engine.adjudicate.committee import fixed_outputs
+    out: dict[str, tuple[dict, str]] = {}
+    for key, c in (committee or {}).items():
+        item, _, p = key.rpartition("/")
+        if p == profile and item:
+            facts = fixed_outputs(pack, c["given"])
+            if facts:
+                out[item] = (facts, c["decision_id"])
+    return out
 
 
 def adjudicate_profile(record: SubjectRecord, path: str | Path, profile: str, registry: Registry,
                        params: Mapping[str, Any] | None, evaluator: Evaluator | None,
-                       inputs: tuple[FactSheet, Any] | None = None) -> ProfileRun:
-    """The subject's course under one profile: every item in date order, then the course outputs."""
+                       inputs: tuple[FactSheet, Any] | None = None,
+                       committee: Mapping[str, Any] | None = None) -> ProfileRun:
+    """The subject's course under one profile: every item in date order, then the course outputs.
+    `committee`: item key (`<item id>/<profile>`) -> the committee's decision in force; the course
+    folds over the committee's outputs for those items (engine.adjudicate.committee.fixed_outputs)."""
     pack = registry.get(PROFILES[profile])
     resolved = resolve_params(pack, params)
     sheet, timeline = inputs or course_inputs(record, path)
     check_types(sheet, pack.manifest.facts, file=str(path), subject=record.subject_id)
     _check_events(pack, timeline, path, record.subject_id)
-    course = run_course(pack, sheet, timeline, resolved, evaluator)
-    return ProfileRun(profile, pack, course, [_outcome(profile, pack, it) for it in course.items])
+    fixed = committee_fixed(pack, profile, committee)
+    course = run_course(pack, sheet, timeline, resolved, evaluator, {k: v for k, (v, _) in fixed.items()})
+    return ProfileRun(profile, pack, course, [_outcome(profile, pack, it) for it in course.items],
+                      {k: d for k, (_, d) in fixed.items()})
 
 
 # --- the use case: adjudicate, audit, report -------------------------------------------------
@@ -172,11 +191,13 @@ class SubjectMarrow:
 
 def adjudicate_subject(record: SubjectRecord, path: str | Path, registry: Registry,
                        profiles: list[str], params: Mapping[str, Mapping[str, Any]] | None = None,
-                       evaluator: Evaluator | None = None) -> SubjectMarrow:
+                       evaluator: Evaluator | None = None,
+                       committee: Mapping[str, Any] | None = None) -> SubjectMarrow:
     out = SubjectMarrow(record.subject_id, profiles)
     inputs = course_inputs(record, path)
     for p in profiles:
-        run = adjudicate_profile(record, path, p, registry, (params or {}).get(PROFILES[p]), evaluator, inputs)
+        run = adjudicate_profile(record, path, p, registry, (params or {}).get(PROFILES[p]), evaluator, inputs,
+                                 committee)
         out.runs[p] = run
         out.outcomes[p] = run.outcomes
         out.courses[p] = run.course.outputs(run.pack)
@@ -199,6 +220,8 @@ def _course_snapshot(run: ProfileRun) -> dict[str, Any]:
         items.append(row)
     snap = input_snapshot(run.course.final_sheet)
     snap["items"] = items
+    if run.committee:   # the course folded over the committee's decision on these items
+        snap["committee"] = dict(run.committee)
     return snap
 
 
@@ -228,11 +251,13 @@ def audit_entries(sm: SubjectMarrow, assessment: str | None, actor: str) -> list
 
 def cohort_entries(record: SubjectRecord, path: str | Path, registry: Registry,
                    params: Mapping[str, Mapping[str, Any]], evaluator: Evaluator | None, actor: str,
-                   profiles: Iterable[str] = tuple(PROFILES)) -> list[dict[str, Any]]:
-    """Audit entries of every on-study item under each profile plus the course (no store)."""
+                   profiles: Iterable[str] = tuple(PROFILES),
+                   committee: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Audit entries of every on-study item under each profile plus the course (no store);
+    `committee`: the subject's committee decisions in force on marrows (the course folds over them)."""
     if record.on_study is None or not record.on_study.assessments:
         return []
-    sm = adjudicate_subject(record, path, registry, list(profiles), params, evaluator)
+    sm = adjudicate_subject(record, path, registry, list(profiles), params, evaluator, committee)
     return [e for _, e in audit_entries(sm, None, actor)]
 
 
@@ -280,7 +305,10 @@ def run_marrow(subject_file: str | Path, registry: Registry, profile: str, asses
     profiles = list(PROFILES) if profile == "all" else [profile]
     if profile not in PROFILES and profile != "all":
         raise InputError(f"unknown profile {profile!r}", field="--profile", expected=", ".join(PROFILES) + " or all")
-    sm = adjudicate_subject(record, subject_file, registry, profiles, params, evaluator)
+    with AuditStore.open(db) as store:   # the committee's decisions in force on this subject's marrows
+        from engine.adjudicate.committee import Overrides, marrow_decisions
+        committee = marrow_decisions(Overrides(store)).get(record.subject_id)
+    sm = adjudicate_subject(record, subject_file, registry, profiles, params, evaluator, committee)
     ids = list(dict.fromkeys(o.item.id for p in profiles for o in sm.outcomes[p]))
     if assessment is not None and assessment not in ids:
         raise InputError(f"no on-study assessment {assessment!r}", file=str(subject_file), subject=record.subject_id,

@@ -249,13 +249,24 @@ class _Step:
     """One item's state update, published as `new.<var>` as soon as the transitions that set the
     variable are evaluated (a transition may read another variable's new value)."""
 
-    def __init__(self, pack: Pack, state: Mapping[str, StateValue], e: Event, params: Mapping[str, Any]) -> None:
+    def __init__(self, pack: Pack, state: Mapping[str, StateValue], e: Event, params: Mapping[str, Any],
+                 fixed: Mapping[str, Any] | None = None) -> None:
         self.pack, self.old, self.e, self.params = pack, state, e, params
+        self.fixed = fixed or {}
         self.new: dict[str, StateValue] = {}
         self.moved: dict[str, str] = {}
         self.resolved: list[dict[str, Any]] = []
 
     def __call__(self, k: int, transitions: Mapping[str, Any], sheet: FactSheet) -> None:
+        if self.fixed:   # the committee's decision on this item: its outputs replace the machine's
+            for name, value in self.fixed.items():   # before any later stratum (transitions) reads them
+                sheet.unknown.discard(name)
+                sheet.missing_because.pop(name, None)
+                if value is None:
+                    sheet.mark_absent(name, [name])
+                else:
+                    sheet.values[name] = normalize(value)
+                    sheet.sources[name] = f"committee decision on {self.e.id}"
         for var in self.pack.plan.new_after.get(k, ()):
             value, moved, resolved = next_value(self.pack, var, self.old[var], transitions, sheet, self.e, self.params)
             self.new[var] = value
@@ -294,8 +305,11 @@ def result_event(item: ItemResult) -> Event:
 
 
 def run_course(pack: Pack, sheet: FactSheet, timeline: Timeline | None, params: Mapping[str, Any] | None = None,
-               evaluator: Evaluator | None = None) -> CourseResult:
-    """Fold the pack's course over the timeline; the subject's facts are `sheet`."""
+               evaluator: Evaluator | None = None,
+               fixed: Mapping[str, Mapping[str, Any]] | None = None) -> CourseResult:
+    """Fold the pack's course over the timeline; the subject's facts are `sheet`. `fixed`: item id ->
+    per-item decision outputs (`<pack>.<decision>[.<field>]` -> value) that the committee decided:
+    the state and the course outputs fold over them; the item's own result stays the machine's."""
     if pack.manifest.course is None:
         raise EvaluationError(f"pack {pack.id} has no course")
     evaluator = evaluator or default_evaluator()
@@ -310,7 +324,7 @@ def run_course(pack: Pack, sheet: FactSheet, timeline: Timeline | None, params: 
         where = "course state: initial"
         for e in events:
             s = item_sheet(sheet, e, state, where)
-            step = _Step(pack, state, e, params)
+            step = _Step(pack, state, e, params, (fixed or {}).get(e.id))
             result, out_sheet = evaluate_pack(pack, s, params, evaluator, timeline, elements, step)
             state = {var: step.new[var] for var in state}
             items.append(ItemResult(len(items), e, result, out_sheet, state, step.moved, step.resolved))

@@ -252,7 +252,9 @@ def _stale_course(sid: str, profile: str, course: dict[str, Any], rows: list[dic
                   in_force: dict[tuple, dict[str, Any]]) -> list[dict[str, Any]]:
     """A machine course built on an assessment the committee has since decided otherwise."""
     out = []
-    seen = json.loads(course["input"]).get("assessments") or {}
+    inp = json.loads(course["input"])
+    seen = inp.get("assessments") or {i["item"]: i.get("category") for i in inp.get("items") or [] if "item" in i}
+    folded = inp.get("committee") or {}   # items whose committee decision the course folded over
     for r in rows:
         o = in_force.get(key_of(r))
         item = r["item"] or ""
@@ -260,6 +262,8 @@ def _stale_course(sid: str, profile: str, course: dict[str, Any], rows: list[dic
             continue
         aid = item[: -len(profile) - 1]
         decided = short(json.loads(o["outcome"]))
+        if folded.get(aid) == o["decision_id"]:
+            continue
         if aid in seen and seen[aid] != decided:
             out.append({"subject_id": sid, "profile": profile, "assessment": aid, "course_read": seen[aid],
                         "committee": decided, "course_decision_id": course["decision_id"],
