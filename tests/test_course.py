@@ -276,7 +276,7 @@ def test_both_evaluators_agree_on_the_course_of_every_vignette():
 
 # --- the course modules hold no clinical knowledge -------------------------------------------------
 
-COURSE_MODULES = ["engine/adjudicate/marrow.py", "engine/facts/marrow.py"]   # + engine/facts/screening.py (history, next milestone)
+COURSE_MODULES = ["engine/adjudicate/marrow.py", "engine/facts/marrow.py", "engine/facts/screening.py"]
 # words a pack also happens to use that are the engine's own vocabulary: INDETERMINATE (an undecided
 # decision, docs/rule-language.md), and plain English identifiers (a decision named `flags`, a
 # collection named `results`, an MRD status `unknown`)

@@ -96,7 +96,9 @@ def screen(record: SubjectRecord, registry: Registry, params: Mapping[str, Mappi
     packs = {pid: registry.get(pid) for pid in PACKS}
     for pack in packs.values():
         _check(sheet, pack.manifest.facts, str(source_file), record.subject_id)
-    chain, _ = evaluate_chain(registry, ELIGIBILITY_PACK, sheet, params, evaluator)
+    from engine.facts.timeline import subject_timeline   # the history the disease-status course folds over
+    timeline = subject_timeline(record, source_file)
+    chain, _ = evaluate_chain(registry, ELIGIBILITY_PACK, sheet, params, evaluator, timeline)
     risk, _ = evaluate_pack(packs[RISK_PACK], sheet, params.get(RISK_PACK), evaluator)
     status_res, elig = chain[STATUS_PACK], chain[ELIGIBILITY_PACK]
     rules = {r.id: r for r in packs[ELIGIBILITY_PACK].manifest.rules}
@@ -142,6 +144,7 @@ def screen(record: SubjectRecord, registry: Registry, params: Mapping[str, Mappi
         parameters={r.pack["id"]: r.parameters for r in results},
         operational_parameters={k: v for k, v in op.items() if v}, evaluator=elig.evaluator)
     snapshot = input_snapshot(base)
+    snapshot["events"] = timeline.snapshot(k.kind for k in packs[STATUS_PACK].manifest.events)
     outcome = {"verdict": verdict, "decided_by": decided_by, "missing": missing,
                "criteria": {c.id: c.outcome for c in criteria},
                "disease_status": result.disease_status, "eln_risk": {k: result.eln_risk.get(k) for k in ("eln2017", "eln2022")},

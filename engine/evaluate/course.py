@@ -39,11 +39,13 @@ RESULT = "result"
 @dataclass(frozen=True)
 class StateValue:
     """One state variable's value: set (`value`), unset (`value` None), or unknown (`unknown`
-    names the facts that would decide it). A pending variable also says what resolves it."""
+    names the facts that would decide it). A pending variable also says what resolves it. An unset
+    value copied from a fact that was not recorded remembers it (`absent`: what to record)."""
     value: Any = None
     unknown: tuple[str, ...] | None = None
     resolves: str | None = None
     opened_by: str | None = None
+    absent: tuple[str, ...] | None = None
 
     @property
     def is_unknown(self) -> bool:
@@ -126,7 +128,7 @@ def _state_facts(sheet: FactSheet, state: Mapping[str, StateValue], where: str, 
             sheet.values[name] = sv.value
             sheet.sources[name] = where
         else:
-            sheet.mark_absent(name)
+            sheet.mark_absent(name, list(sv.absent) if sv.absent else None)
 
 
 def _initial(pack: Pack) -> dict[str, StateValue]:
@@ -179,7 +181,9 @@ def _assign(value: Any, old: StateValue, out_sheet: FactSheet, e: Event, params:
             return StateValue(out_sheet.values[n])
         if n in out_sheet.unknown:
             return StateValue(unknown=tuple(out_sheet.missing_roots(n)))
-        return StateValue()
+        # not recorded: name it on the item (an event field as `<event id>:<field>`)
+        roots = out_sheet.missing_because.get(n) or ([f"{e.id}:{n}"] if n not in ("item.date", "item.id", "item.kind") else [n])
+        return StateValue(absent=tuple(roots))
     if isinstance(value, AddTo):
         if old.unknown is not None:
             return old
@@ -196,7 +200,7 @@ def _assign(value: Any, old: StateValue, out_sheet: FactSheet, e: Event, params:
 
 def _same(a: StateValue, b: StateValue) -> bool:
     return (a.unknown is None and b.unknown is None and type(a.value) is type(b.value)
-            and a.value == b.value and a.resolves == b.resolves)
+            and a.value == b.value and a.resolves == b.resolves and a.absent == b.absent)
 
 
 def next_value(pack: Pack, var: str, old: StateValue, transitions: Mapping[str, Any], sheet: FactSheet,

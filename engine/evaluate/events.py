@@ -90,5 +90,12 @@ class Timeline:
         self._sorted[kinds] = res
         return res
 
+    def snapshot(self, kinds: Iterable[str]) -> list[dict[str, Any]]:
+        """The events of these kinds as the audit trail keeps them: kind, date, id, fields (JSON
+        forms) and the record field each came from."""
+        return [{"kind": e.kind, "date": e.date.isoformat(), "id": e.id,
+                 "fields": {k: to_json(v) for k, v in sorted(e.fields.items())},
+                 "sources": dict(sorted(e.sources.items()))} for e in self.of(kinds)]
+
     def with_events(self, extra: Iterable[Event]) -> "Timeline":
         return Timeline(self.events + list(extra), dict(self.incomplete))

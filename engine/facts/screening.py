@@ -1,17 +1,10 @@
 """Subject record -> the fact sheet of a screening (disease-status, vah-eligibility, eln-risk).
 
-Python only flattens and summarises the *structure* of the record: counts of cycles before the
-first CRc, whether a CRc ever happened, the blasts around the first cycle, which transplants
-came before the latest relapse, dates. Every clinical threshold and definition (refractory,
-relapse evidence, steroid equivalence, organ limits, risk groups) lives in the YAML packs.
-
-Structural conventions (documented in docs/screening.md):
-- a CRc is a remission entry (CR, CRi or CRh: the trial's CRi is inclusive, so CRh is within
-  CRc) or a prior cycle whose marrow_after.response is CR, CRi or CRh;
-- a relapse is counted only after a CRc (A13: relapses counted after each CRc); an MRD-only
-  recurrence is never counted (A8); a relapse entry without a preceding CRc is ignored;
-- the therapy before a relapse = transplants since the previous counted relapse (or since the
-  start of the history); an autologous HSCT is chemotherapy (A13).
+Python only flattens the record. The prior-therapy timeline is not summarised here: it is handed to
+the disease-status pack as the subject's timeline (engine/facts/timeline.py), whose course counts
+cycles before the first CRc and relapses after each CRc and judges each earlier marrow. Every
+clinical threshold and definition (refractory, relapse evidence, steroid equivalence, organ limits,
+risk groups) lives in the YAML packs.
 """
 from __future__ import annotations
 
@@ -23,9 +16,6 @@ from typing import Any
 from engine.evaluate.facts import FactSheet
 from engine.record import SubjectRecord, cockcroft_gault, creatinine_mg_dl, field_source
 from engine.record.genetics import fusion_slug
-from engine.record.history import Cycle, Dli, Hsct, Relapse, Remission, entry_date
-
-CRC_KINDS = ("CR", "CRi", "CRh")
 GENES = ("npm1", "flt3_itd", "flt3_tkd", "cebpa", "runx1", "asxl1", "tp53", "bcor", "ezh2",
          "sf3b1", "srsf2", "stag2", "u2af1", "zrsr2", "idh1", "idh2", "kit")
 
@@ -41,6 +31,7 @@ class _Builder:
     path: str
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    missing: dict[str, list[str]] = field(default_factory=dict)   # absent facts -> what would record them
 
     def put(self, name: str, value: Any, src: str) -> None:
         if value is None:
@@ -56,7 +47,9 @@ def screening_facts(record: SubjectRecord, path: str | Path = "<record>") -> Fac
     _history(record, b)
     _screening(record, b)
     _genetics(record, b)
-    return FactSheet.of(b.values, b.sources)
+    sheet = FactSheet.of(b.values, b.sources)
+    sheet.missing_because.update(b.missing)
+    return sheet
 
 
 # --- parts ----------------------------------------------------------------------------------
@@ -87,85 +80,13 @@ def _demographics(r: SubjectRecord, b: _Builder) -> None:
 
 
 def _history(r: SubjectRecord, b: _Builder) -> None:
-    """Structural summary of the prior-therapy timeline (dates order it; ties keep file order)."""
-    order = sorted(range(len(r.treatment_history)), key=lambda i: (entry_date(r.treatment_history[i]), i))
-    src = "treatment_history"
-    crc_seen = in_crc = crc_after_latest = False
-    cycles_pre = intensive_pre = nonintensive_pre = unknown_intensity_pre = 0
-    relapses = mrd_only = allo_total = allo_window = auto_window = ven_cycles = 0
-    first_cycle: tuple[int, Cycle] | None = None
-    latest: tuple[int, Relapse] | None = None
-    latest_allo_window = latest_auto_window = latest_allo_number = 0
-
-    def crc() -> None:
-        nonlocal crc_seen, in_crc, crc_after_latest
-        crc_seen = in_crc = True
-        if relapses:
-            crc_after_latest = True
-
-    for i in order:
-        e = r.treatment_history[i]
-        if isinstance(e, Cycle):
-            if e.venetoclax_based:
-                ven_cycles += 1
-            if first_cycle is None:
-                first_cycle = (i, e)
-            if not crc_seen:
-                cycles_pre += 1
-                if e.intensity == "intensive":
-                    intensive_pre += 1
-                elif e.intensity == "non_intensive":
-                    nonintensive_pre += 1
-                else:
-                    unknown_intensity_pre += 1
-            if e.marrow_after and e.marrow_after.response in CRC_KINDS:
-                crc()
-        elif isinstance(e, Remission):
-            if e.kind in CRC_KINDS:
-                crc()
-        elif isinstance(e, Hsct):
-            if e.kind == "allogeneic":
-                allo_total += 1
-                allo_window += 1
-            else:
-                auto_window += 1
-        elif isinstance(e, Relapse):
-            if e.mrd_only:
-                mrd_only += 1
-            elif in_crc:
-                relapses += 1
-                latest = (i, e)
-                latest_allo_window, latest_auto_window, latest_allo_number = allo_window, auto_window, allo_total
-                in_crc = crc_after_latest = False
-                allo_window = auto_window = 0
-        elif isinstance(e, Dli):
-            pass
-    b.put("history.crc_ever", crc_seen, src)
-    b.put("history.cycles_before_first_crc", cycles_pre, src)
-    if unknown_intensity_pre == 0:
-        b.put("history.intensive_cycles_before_first_crc", intensive_pre, src + "[*].intensity")
-        b.put("history.nonintensive_cycles_before_first_crc", nonintensive_pre, src + "[*].intensity")
-    b.put("history.venetoclax_cycles", ven_cycles, src + "[*].venetoclax_based")
-    b.put("history.allo_hsct_count", allo_total, src)
-    b.put("history.relapse_count", relapses, src)
-    b.put("history.mrd_only_recurrences", mrd_only, src)
-    if first_cycle is not None:
-        i, c = first_cycle
-        b.put("history.first_cycle_date", c.start_date, f"{src}[{i}].start_date")
-        if c.marrow_before:
-            b.put("history.first_cycle.blasts_before_pct", c.marrow_before.blasts_pct, f"{src}[{i}].marrow_before.blasts_pct")
-        if c.marrow_after:
-            b.put("history.first_cycle.blasts_after_pct", c.marrow_after.blasts_pct, f"{src}[{i}].marrow_after.blasts_pct")
-    if latest is not None:
-        i, e = latest
-        b.put("history.crc_after_latest_relapse", crc_after_latest, src)
-        b.put("history.latest_relapse.date", e.date, f"{src}[{i}].date")
-        for site in ("marrow", "blood", "extramedullary"):
-            b.put(f"history.latest_relapse.{site}", site in e.sites, f"{src}[{i}].sites")
-        b.put("history.latest_relapse.bm_blasts_pct", e.bm_blasts_pct, f"{src}[{i}].bm_blasts_pct")
-        b.put("history.latest_relapse.allo_hsct_before", latest_allo_window, src)
-        b.put("history.latest_relapse.auto_hsct_before", latest_auto_window, src)
-        b.put("history.latest_relapse.allo_hsct_number", latest_allo_number, src)
+    """Whether a treatment history is recorded: the history itself is the subject's timeline
+    (engine/facts/timeline.py), which the disease-status pack folds over; an empty or absent history
+    is missing data (`history.recorded` unknown, naming `treatment_history`)."""
+    if r.treatment_history:
+        b.put("history.recorded", True, "treatment_history")
+    else:
+        b.missing["history.recorded"] = ["treatment_history"]
 
 
 def _screening(r: SubjectRecord, b: _Builder) -> None:

@@ -23,6 +23,7 @@ from engine.evaluate.events import Event, Timeline
 from engine.evaluate.facts import FactSheet
 from engine.record import SubjectRecord, field_source
 from engine.record.assessments import Assessment
+from engine.record.history import Cycle, Dli, HistoryMarrow, Hsct, Relapse, Remission
 
 # order hints within one date: a marrow before a cycle precedes it, a marrow after it follows it
 BEFORE, AT, AFTER = -1, 0, 1
@@ -137,8 +138,62 @@ def subject_timeline(record: SubjectRecord, path: str | Path = "<record>") -> Ti
 
 
 def _history_events(record: SubjectRecord, ev: _Events, assessments: list) -> None:
-    """The prior-therapy timeline (filled in by the history part of the record)."""
-    return None
+    """The prior-therapy timeline: cycles, the marrows before and after them, stand-alone marrows,
+    remissions, relapses, transplants and DLI, each under its own kind."""
+    for i, e in enumerate(record.treatment_history):
+        base = f"treatment_history[{i}]"
+        if isinstance(e, Cycle):
+            ev.add("cycle", e.start_date, e.id or base, {
+                "cycle.line": ("prior", base), "cycle.intensity": (e.intensity, f"{base}.intensity"),
+                "cycle.phase": (e.phase, f"{base}.phase"), "cycle.regimen": (e.regimen, f"{base}.regimen"),
+                "cycle.venetoclax_based": (e.venetoclax_based, f"{base}.venetoclax_based"),
+                "cycle.hma_based": (e.hma_based, f"{base}.hma_based")})
+            for part, order in (("marrow_before", BEFORE), ("marrow_after", AFTER)):
+                m = getattr(e, part)
+                if m is None:
+                    continue
+                mb = f"{base}.{part}"
+                # undated: placed on the cycle's start, before or after it
+                _earlier_marrow(ev, assessments, m, m.date or e.start_date, f"{e.id or base}:{part}", mb, order)
+        elif isinstance(e, HistoryMarrow):
+            _earlier_marrow(ev, assessments, e, e.date, e.id or base, base, AT)
+        elif isinstance(e, Remission):
+            ev.add("remission", e.date, base, {"remission.kind": (e.kind, f"{base}.kind"),
+                                               "remission.mrd_negative": (e.mrd_negative, f"{base}.mrd_negative")})
+        elif isinstance(e, Relapse):
+            ev.add("relapse", e.date, base, {
+                "relapse.marrow": ("marrow" in e.sites, f"{base}.sites"),
+                "relapse.blood": ("blood" in e.sites, f"{base}.sites"),
+                "relapse.extramedullary": ("extramedullary" in e.sites, f"{base}.sites"),
+                "relapse.bm_blasts_pct": (e.bm_blasts_pct, f"{base}.bm_blasts_pct"),
+                "relapse.mrd_only": (e.mrd_only, f"{base}.mrd_only")})
+        elif isinstance(e, Hsct):
+            ev.add("hsct", e.date, base, {"hsct.kind": (e.kind, f"{base}.kind"), "hsct.number": (e.number, f"{base}.number"),
+                                          "hsct.disease_status": (e.disease_status_at_hsct, f"{base}.disease_status_at_hsct")})
+        elif isinstance(e, Dli):
+            ev.add("dli", e.date, base, {})
+
+
+def _earlier_marrow(ev: _Events, assessments: list, m: Any, date: dt.date, eid: str, base: str, order: int) -> None:
+    fields = assessment_fields(m, base, "prior")
+    fields["marrow.present"] = (True, base)      # an earlier marrow entry is a marrow
+    if m.blasts_pct is not None:                  # the shorthand names its own field
+        fields["marrow.blasts_pct"] = (m.blasts_pct, f"{base}.blasts_pct")
+    if m.mrd_pct is not None:
+        fields["mrd.value_pct"] = (m.mrd_pct, f"{base}.mrd_pct")
+        fields["mrd.done"] = (True, f"{base}.mrd_pct")
+    if m.response is not None:
+        fields["assessment.site_response"] = (m.response, f"{base}.response")
+    ev.add("assessment", date, eid, fields, order)
+    if m.blood is not None:
+        assessments.append((_Dated(m, date), base, eid))
+
+
+class _Dated:
+    """An earlier marrow seen with a date (undated ones take their cycle's)."""
+
+    def __init__(self, m: Any, date: dt.date) -> None:
+        self.blood, self.date = m.blood, date
 
 
 def subject_facts(record: SubjectRecord, path: str | Path = "<record>") -> FactSheet:

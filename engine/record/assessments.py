@@ -117,15 +117,10 @@ class Mrd(RecordModel):
         return self
 
 
-class Assessment(RecordModel):
-    """One on-study marrow assessment with the blood counts and transfusion facts beside it."""
+class AssessmentFacts(RecordModel):
+    """What a marrow / blood assessment records, on study or before it (the same facts, so the
+    packs judge an earlier marrow as they judge an on-study one)."""
 
-    id: str = Field(max_length=64, description="Identifier of the assessment (unique).")
-    date: dt.date = Field(description="Date of the marrow (ISO date).")
-    cycle: int | None = Field(None, ge=1, le=50, description="Cycle the assessment belongs to.")
-    timepoint: str | None = Field(None, max_length=32, pattern=r"^[A-Za-z0-9_]+$", description=(
-        "Protocol timepoint, e.g. baseline (the pretreatment marrow, dated on or before the "
-        "first dose), C1D28, post_C2, unscheduled."))
     marrow: Marrow | None = Field(None, description="Marrow morphology; null = no marrow.")
     blood: Blood | None = Field(None, description="Blood counts at the assessment.")
     platelet_transfusion_within_7d: bool | None = Field(None, description=(
@@ -137,6 +132,17 @@ class Assessment(RecordModel):
     extramedullary: Literal["none", "persistent", "new"] | None = Field(None, description=(
         "Extramedullary disease: none|persistent|new."))
     mrd: Mrd | None = Field(None, description="MRD: {done, method, value_pct (%), sensitivity}.")
+
+
+class Assessment(AssessmentFacts):
+    """One on-study marrow assessment with the blood counts and transfusion facts beside it."""
+
+    id: str = Field(max_length=64, description="Identifier of the assessment (unique).")
+    date: dt.date = Field(description="Date of the marrow (ISO date).")
+    cycle: int | None = Field(None, ge=1, le=50, description="Cycle the assessment belongs to.")
+    timepoint: str | None = Field(None, max_length=32, pattern=r"^[A-Za-z0-9_]+$", description=(
+        "Protocol timepoint, e.g. baseline (the pretreatment marrow, dated on or before the "
+        "first dose), C1D28, post_C2, unscheduled."))
 
     @model_validator(mode="after")
     def _transfusion_not_after(self) -> "Assessment":

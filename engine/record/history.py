@@ -1,7 +1,10 @@
 """Treatment history before the trial: a dated timeline of typed entries.
 
-Each entry has a `type` (cycle, remission, relapse, hsct, dli). The site's recorded responses
-are kept as recorded; disease status (refractory / relapsed) is derived later by rule packs.
+Each entry has a `type` (cycle, remission, relapse, hsct, dli, marrow). An earlier marrow (before
+or after a cycle, or stand-alone, e.g. after a transplant) records the same facts as an on-study
+assessment (marrow, blood, MRD, extramedullary disease, transfusion); the site's response label
+is kept beside them as a fallback. Disease status (refractory / relapsed) is derived by the
+disease-status pack, which judges each earlier marrow from its facts.
 """
 from __future__ import annotations
 
@@ -10,26 +13,50 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
+from engine.record.assessments import AssessmentFacts, Marrow, Mrd
 from engine.record.base import FieldError, RecordModel
 from engine.record.units import Percent
 
 SiteResponse = Literal["CR", "CRi", "CRh", "MLFS", "PR", "NR", "SD", "PD", "NOT_EVALUABLE"]
 
 
-class MarrowBefore(RecordModel):
-    """Bone marrow before a cycle (the pretreatment blast count for the fall in blasts)."""
+class EarlierMarrow(AssessmentFacts):
+    """An earlier marrow: the facts of an on-study assessment, the site's response label, and the
+    shorthands of the first record format (`blasts_pct` = `marrow.blasts_pct`, `mrd_pct` = `mrd:
+    {done: true, value_pct}`), which are read into the full shape."""
 
     date: dt.date | None = Field(None, description="Date of the marrow (ISO date).")
-    blasts_pct: Percent | None = Field(None, description="Bone marrow blasts (%).")
-
-
-class MarrowAfter(MarrowBefore):
-    """Bone marrow after a cycle, with the site's recorded response."""
-
+    blasts_pct: Percent | None = Field(None, description="Bone marrow blasts (%); shorthand of marrow.blasts_pct.")
     response: SiteResponse | None = Field(None, description=(
-        "Response as recorded by the site: CR|CRi|CRh|MLFS|PR|NR|SD|PD|NOT_EVALUABLE."))
+        "Response as recorded by the site: CR|CRi|CRh|MLFS|PR|NR|SD|PD|NOT_EVALUABLE (kept as a "
+        "fallback: the disease-status pack judges the marrow from its facts when they are recorded)."))
     mrd_pct: Percent | None = Field(None, description=(
-        "Measurable residual disease (%, flow cytometry unless stated); null = not done."))
+        "Measurable residual disease (%, flow cytometry unless stated); shorthand of "
+        "mrd: {done: true, value_pct}."))
+
+    @model_validator(mode="after")
+    def _shorthands(self) -> "EarlierMarrow":
+        if self.blasts_pct is not None:
+            if self.marrow is not None and self.marrow.blasts_pct is not None and self.marrow.blasts_pct != self.blasts_pct:
+                raise FieldError("blasts_pct", f"blasts_pct {self.blasts_pct} differs from marrow.blasts_pct "
+                                 f"{self.marrow.blasts_pct}", expected="one of them, or equal values")
+            m = self.marrow or Marrow()
+            object.__setattr__(self, "marrow", m.model_copy(update={"blasts_pct": self.blasts_pct}))
+        if self.mrd_pct is not None:
+            if self.mrd is not None and self.mrd.value_pct is not None and self.mrd.value_pct != self.mrd_pct:
+                raise FieldError("mrd_pct", f"mrd_pct {self.mrd_pct} differs from mrd.value_pct {self.mrd.value_pct}",
+                                 expected="one of them, or equal values")
+            m = self.mrd or Mrd()
+            object.__setattr__(self, "mrd", m.model_copy(update={"done": True, "value_pct": self.mrd_pct}))
+        return self
+
+
+class MarrowBefore(EarlierMarrow):
+    """Bone marrow before a cycle (the pretreatment blast count for the fall in blasts)."""
+
+
+class MarrowAfter(EarlierMarrow):
+    """Bone marrow after a cycle, with the site's recorded response."""
 
 
 class Cycle(RecordModel):
@@ -103,11 +130,20 @@ class Dli(RecordModel):
     date: dt.date = Field(description="Date of the infusion (ISO date).")
 
 
-HistoryEntry = Annotated[Union[Cycle, Remission, Relapse, Hsct, Dli],
+class HistoryMarrow(EarlierMarrow):
+    """A stand-alone earlier marrow (e.g. after a transplant, a regenerating marrow, an MRD-only
+    sample): the facts of an on-study assessment."""
+
+    type: Literal["marrow"] = Field(description="Entry type discriminator: marrow.")
+    date: dt.date = Field(description="Date of the marrow (ISO date).")
+    id: str | None = Field(None, max_length=64, description="Identifier of the marrow.")
+
+
+HistoryEntry = Annotated[Union[Cycle, Remission, Relapse, Hsct, Dli, HistoryMarrow],
                          Field(discriminator="type")]
-HISTORY_TYPES = ("cycle", "remission", "relapse", "hsct", "dli")
+HISTORY_TYPES = ("cycle", "remission", "relapse", "hsct", "dli", "marrow")
 
 
-def entry_date(entry: Cycle | Remission | Relapse | Hsct | Dli) -> dt.date:
+def entry_date(entry: Cycle | Remission | Relapse | Hsct | Dli | HistoryMarrow) -> dt.date:
     """The date an entry is placed at on the timeline (a cycle's start date)."""
     return entry.start_date if isinstance(entry, Cycle) else entry.date
