@@ -91,6 +91,31 @@ one line (the same JSON reading as `load_subject` on a `.json` file: duplicate k
 `adjudicator cohort` accepts tables, or folders holding them; `fixtures/cohort/generate.py
 --format jsonl` writes one.
 
+## The timeline: what the packs' collections and courses read
+
+The record is also read as a timeline of dated events (`engine/facts/timeline.py`); a pack declares
+the kinds and fields it reads (docs/rule-language.md). Each field cites the record field it came
+from. Kinds and fields:
+
+| kind | from | fields |
+|---|---|---|
+| `assessment` | each `on_study.assessments[i]` (`assessment.line: study`); each earlier marrow of the treatment history: a cycle's `marrow_before` / `marrow_after` (dated, else placed on the cycle's start, before / after it) and a stand-alone `marrow` entry (`assessment.line: prior`) | `assessment.line`, `assessment.timepoint`, `assessment.cycle`, `assessment.site_response` (the site's label of an earlier marrow: a fallback), `marrow.present`, `marrow.adequate`, `marrow.aplastic`, `marrow.blasts_pct`, `marrow.auer_rods`, `marrow.regenerating`, `marrow.spicules`, `marrow.cellularity_pct`, `marrow.cells_counted`, `blood.anc`, `blood.platelets`, `blood.hb`, `blood.wbc`, `blood.blasts_pct`, `transfusion.platelet_within_7d`, `transfusion.platelet_last_date`, `transfusion.rbc_dependent`, `emd.status`, `mrd.done`, `mrd.value_pct`, `mrd.method`, `mrd.sensitivity` |
+| `blood_sample` | the blood of each assessment, and each date in `blood.blood_blast_sample_dates` (one sample per date) | `blood.blasts_pct`, `blood.anc`, `blood.platelets`, `blood.blasts_present` (listed as a sample with blasts) |
+| `cycle` | `on_study.cycles[i]` (`cycle.line: study`), history `cycle` entries (`cycle.line: prior`) | `cycle.line`, `cycle.number`, `cycle.intensity`, `cycle.phase`, `cycle.regimen`, `cycle.venetoclax_based`, `cycle.hma_based` |
+| `remission` | history `remission` entries | `remission.kind`, `remission.mrd_negative` |
+| `relapse` | history `relapse` entries | `relapse.marrow`, `relapse.blood`, `relapse.extramedullary` (from `sites`), `relapse.bm_blasts_pct`, `relapse.mrd_only` |
+| `hsct`, `dli` | history entries | `hsct.kind`, `hsct.number`, `hsct.disease_status` |
+| `death` | `death` | `death.in_aplasia`, `death.marrow_within_7d`, `death.persistent_leukemia` |
+
+Every event also has `event.date`, `event.id` (the assessment id, or the record path such as
+`treatment_history[3]`; a field that is not recorded is named `<event id>:<field>` in missing
+facts) and `event.kind`. **Earlier marrows** take the same facts as on-study assessments (`marrow`,
+`blood`, `mrd`, `extramedullary`, transfusion facts); the first record format's shorthands are
+still read: `blasts_pct` is `marrow.blasts_pct`, `mrd_pct` is `mrd: {done: true, value_pct}`, and
+`response` is the site's label, kept as a fallback (the disease-status pack judges the marrow
+from its facts when they are recorded). An empty or absent `treatment_history` is missing data
+(disease status INDETERMINATE, naming `treatment_history`).
+
 ## Fields
 
 Generated from the models by `scripts/gen_subject_record_doc.py`; do not edit below by hand.
