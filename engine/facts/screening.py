@@ -81,9 +81,10 @@ def _demographics(r: SubjectRecord, b: _Builder) -> None:
 
 def _history(r: SubjectRecord, b: _Builder) -> None:
     """Whether a treatment history is recorded: the history itself is the subject's timeline
-    (engine/facts/timeline.py), which the disease-status pack folds over; an empty or absent history
-    is missing data (`history.recorded` unknown, naming `treatment_history`)."""
-    if r.treatment_history:
+    (engine/facts/timeline.py), which the disease-status pack folds over. A record without the
+    `treatment_history` key did not collect it: missing data (`history.recorded` unknown, naming
+    `treatment_history`); an explicit list - `[]` included: no prior therapy - is a record."""
+    if "treatment_history" in r.model_fields_set:
         b.put("history.recorded", True, "treatment_history")
     else:
         b.missing["history.recorded"] = ["treatment_history"]
