@@ -220,3 +220,25 @@ def test_the_three_profiles_disagree_on_the_boundary_subjects(tmp_path):
     assert len(set(crc.values())) == 3, crc            # designed: trial 7, ELN 2022 5, ELN 2017 3
     assert orr["eln-2017"] > crc["eln-2017"]           # the exactly-50 % falls are ELN PR, trial NR
     assert crc["trial"] > crc["eln-2017"]              # MLFS (ELN) vs the trial's inclusive CRi
+
+
+def test_cohort_summary_counts_graded_labs_with_adverse_events(tmp_path):
+    """The cohort summary's grade >= 3 table is the one `ae-summary --run` prints: the worst grade per
+    subject and term from adverse-event records AND graded labs, saying which source reached it
+    (neutropenia graded from an ANC lab counts, though no adverse-event record names it)."""
+    d = _subset(tmp_path, 8)
+    db = tmp_path / "a.sqlite"
+    r = _run(["cohort", str(d), "--profiles", "trial", "--workers", "1", "--json"], db)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    table = doc["summary"]["adverse_events_grade3plus"]
+    r2 = _run(["ae-summary", "--run", doc["run"]["run_id"], "--json"], db)
+    assert r2.returncode == 0, r2.stderr
+    ae = json.loads(r2.stdout)
+    expected = {row["term"]: row for row in ae["table"] if row["grade_3_plus_n"]}
+    assert set(table) == set(expected) and table
+    for term, d3 in table.items():
+        assert d3["subjects"]["k"] == expected[term]["grade_3_plus_n"]
+        assert d3["subjects"]["n"] == ae["subjects"]
+        assert d3["source"] == expected[term]["grade_3_plus_by_source"]
+    assert any(d3["source"]["lab"] + d3["source"]["both"] > 0 for d3 in table.values()), table

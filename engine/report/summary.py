@@ -145,8 +145,6 @@ def summarize(store: Any, run_id: str, *, overrides: Overrides | None = None) ->
     committee: list[dict[str, Any]] = []
     stale: list[dict[str, Any]] = []
     tally = _Tally()
-    ae: Counter[str] = Counter()
-    ae_subjects: dict[str, set] = defaultdict(set)
     enrolled_ids: list[str] = []
     for sid, rows in subject_rows(store, run_id):
         in_force: dict[tuple, dict[str, Any]] = {}
@@ -201,19 +199,12 @@ def summarize(store: Any, run_id: str, *, overrides: Overrides | None = None) ->
                                          + (f"; {o.get('efs', {}).get('note')}" if (o.get("efs") or {}).get("note") else "")})
             if key_of(r) not in in_force:
                 stale += _stale_course(sid, profile, r, rows, in_force)
-        for r in rows:
-            if r["use_case"] == "ae":
-                o = outcome[key_of(r)]
-                grade, term = o.get("grade"), o.get("term")
-                if isinstance(grade, int) and grade >= 3 and term:
-                    ae[term] += 1
-                    ae_subjects[term].add(sid)
     order = protocol_order(decided_lists)
     enrolled = len(enrolled_ids)
     response = {}
     for profile in sorted(tally.n, key=lambda p: (p != "trial", p)):  # the trial's own profile first
         response[profile] = {g: tally.doc(profile, g) for g in tally.n[profile]}
-    n_ae = enrolled or screened
+    ae = _adverse_events(store, run_id, overrides)
     seq, head = store.head()
     return {
         "run_id": run_id,
@@ -229,9 +220,21 @@ def summarize(store: Any, run_id: str, *, overrides: Overrides | None = None) ->
         "denominators": leaves,
         "committee": committee,
         "stale_courses": stale,
-        "adverse_events_grade3plus": {t: {"events": ae[t], "subjects": proportion(len(ae_subjects[t]), n_ae)}
-                                      for t in sorted(ae, key=lambda t: (-ae[t], t))},
+        "adverse_events_grade3plus": {r["term"]: {"label": r["label"],
+                                                  "subjects": proportion(r["grade_3_plus_n"], ae["subjects"]),
+                                                  "source": r["grade_3_plus_by_source"]}
+                                      for r in sorted(ae["table"], key=lambda r: -r["grade_3_plus_n"])
+                                      if r["grade_3_plus_n"]},
     }
+
+
+def _adverse_events(store: Any, run_id: str, overrides: Overrides) -> dict[str, Any]:
+    """The AE incidence table of the enrolled subjects, read from the trail (decisions in force):
+    the one table `ae-summary --run` and the report print, from adverse-event records AND graded labs
+    (worst grade per subject and term, with the source that reached it)."""
+    from engine.adjudicate.safety import summarize as summarize_ae
+    from engine.report.trail import iter_subjects
+    return summarize_ae([t.safety_doc() for t in iter_subjects(store, run_id, overrides) if t.enrolled])
 
 
 def headline(outcome: Any, committee_row: dict[str, Any]) -> Any:
@@ -335,13 +338,14 @@ def render(summary: dict[str, Any], console: Any = None) -> None:
                 t.add_row(g, str(d["n"]), crc[0], crc[1], crc[2], orr[0], orr[1])
             console.print(t)
     if summary["adverse_events_grade3plus"]:
-        t = Table(title="Adverse events of grade >= 3 (CTCAE, subjects with the event)")
+        t = Table(title="Treatment-emergent adverse events of grade >= 3 (CTCAE; worst grade per subject "
+                        "from adverse-event records and graded labs)")
         t.add_column("term")
-        t.add_column("events", justify="right")
-        for c in ("subjects", "%", "95% CI Wilson"):
+        for c in ("subjects", "%", "95% CI Wilson", "from events / labs / both"):
             t.add_column(c, justify="right")
         for term, d in summary["adverse_events_grade3plus"].items():
-            t.add_row(term, str(d["events"]), *_fmt(d["subjects"])[:3])
+            by = d["source"]
+            t.add_row(d["label"], *_fmt(d["subjects"])[:3], f"{by['event']} / {by['lab']} / {by['both']}")
         console.print(t)
     if summary["denominators"] or el["indeterminate"]:
         t = Table(title="Who leaves a denominator, or sits in it undecided")
@@ -389,8 +393,9 @@ def write_csv(summary: dict[str, Any], folder: str | Path) -> list[Path]:
                            *(v.get("wilson") or ["", ""]), *(v.get("exact") or ["", ""])]
                           for profile, groups in summary["response"].items() for g, d in groups.items()
                           for tp in ("after_cycle_1", "by_end_of_cycle_2") for m, v in d[tp].items()]),
-        "adverse_events.csv": (["term", "events", "subjects", "n", "pct"],
-                               [[t, d["events"], d["subjects"]["k"], d["subjects"]["n"], d["subjects"]["pct"]]
+        "adverse_events.csv": (["term", "adverse_event", "subjects", "n", "pct", "from_events", "from_labs", "from_both"],
+                               [[t, d["label"], d["subjects"]["k"], d["subjects"]["n"], d["subjects"]["pct"],
+                                 d["source"]["event"], d["source"]["lab"], d["source"]["both"]]
                                 for t, d in summary["adverse_events_grade3plus"].items()]),
         "denominators.csv": (["subject_id", "profile", "denominator", "reason"],
                              [[d["subject_id"], d["profile"], d["denominator"], d["reason"]]
