@@ -780,6 +780,53 @@ def _grade_sdtm_lb(ctx: click.Context, path: str, version: str, worst_case: bool
         click.echo("\n".join(res.report_lines()), err=True)
 
 
+# --- export: ADaM datasets of a run ------------------------------------------------------------
+@main.group("export")
+def export_group() -> None:
+    """Export a run's decisions as analysis datasets."""
+
+
+@export_group.command("adam")
+@click.argument("run_id", required=False)
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="The folder to write into.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xpt", "parquet"]), default="csv", show_default=True)
+@click.option("--trial", default=None, help="The trial whose export file applies (default: the only one).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def export_adam_cmd(ctx: click.Context, run_id: str | None, out_dir: str, fmt: str, trial: str | None,
+                    as_json: bool) -> None:
+    """ADSL, ADRS, ADTTE, ADAE and ADLB of RUN_ID (default: the latest completed run) from the verified
+    trail, the committee's decisions in force, every row with its audit decision id; metadata.json
+    lists the variables, labels and derivations (docs/sdtm.md)."""
+    from engine.audit.store import AuditStore
+    from engine.export.adam import export_adam
+    from engine.export.spec import default_trial, load_spec
+    from engine.outputs import check_output_dir
+    from engine.report.runs import resolve_run
+    from engine.sdtm.mapping import lab_params, load_mapping
+
+    check_output_dir(out_dir, "--output")
+    trial = trial or default_trial(ctx.obj["rules_dir"])
+    spec = load_spec(ctx.obj["rules_dir"], trial)
+    codes = lab_params(load_mapping(ctx.obj["rules_dir"], trial if trial in _mapped(ctx) else None))
+    reg = registry(ctx)
+    with AuditStore.open(ctx.obj["db"], create=False, read_only=True) as store:
+        run = resolve_run(store, run_id)
+        res = export_adam(store, run, reg, spec, out_dir, fmt, codes)
+    if as_json:
+        return emit_json({"run_id": res.run_id, "files": {k: str(v) for k, v in res.files.items()}, "rows": res.rows,
+                          "metadata": str(res.metadata)})
+    click.echo(f"ADaM datasets of run {res.run_id} ({fmt}) -> {res.folder}")
+    for name, path in res.files.items():
+        click.echo(f"  {name:<6} {res.rows[name]:>6} rows  {path.name}")
+    click.echo(f"  metadata.json (variables, labels, derivations; built from the trail up to seq {res.chain_head['seq']})")
+
+
+def _mapped(ctx: click.Context) -> list[str]:
+    from engine.sdtm.mapping import known_trials
+    return known_trials(ctx.obj["rules_dir"])
+
+
 # --- screen: eligibility of one candidate ------------------------------------------------------
 @main.command("screen")
 @click.argument("subject_file", type=click.Path(dir_okay=False))

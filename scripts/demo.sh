@@ -59,7 +59,8 @@ $ADJ cohort runs | tail -n 12
 $ADJ audit verify
 
 echo
-echo "== 6. the committee report of the first run =="
+echo "== 6. the committee report and the ADaM datasets of the first run =="
 $ADJ report "$RUN1" -o "$OUT/report.html"
-echo "CSV summaries: $OUT/summary-1, $OUT/summary-2; diff: $OUT/diff-mrd-0.1.csv"
+$ADJ export adam "$RUN1" -o "$OUT/adam"    # ADaM datasets of the same run, each row with its decision id
+echo "CSV summaries: $OUT/summary-1, $OUT/summary-2; diff: $OUT/diff-mrd-0.1.csv; ADaM: $OUT/adam"
 echo "committee report: $(cd "$OUT" && pwd)/report.html"

@@ -51,6 +51,7 @@ class LabTest(_Model):
     """One LBTESTCD (optionally only when other variables hold given values) and the lab test of
     the lab-terms pack it is graded as; `test: null` with a `reason` says why it is not graded."""
     code: str = Field(pattern=_VAR)
+    label: str | None = Field(None, description="The test's name (LBTEST), for ADLB's PARAM.")
     when: dict[str, tuple[str, ...]] = Field(default_factory=dict, description=(
         "Only rows whose variables hold one of these values (e.g. LBSPEC: [BLOOD])."))
     test: str | None = Field(None, description="A lab test of the lab-terms pack (lab.test values).")
@@ -239,3 +240,13 @@ def _merge(files: list[MappingFile], hashes: list[str]) -> Mapping:
     top = files[-1]
     return Mapping(top.id, top.version, tuple((f.id, f.version, h) for f, h in zip(files, hashes)),
                    datasets, imputation, lab, terminology, record)
+
+
+def lab_params(mapping: Mapping) -> dict[str, tuple[str, str]]:
+    """lab test -> (the first SDTM test code the mapping grades as it, its label): ADLB's PARAMCD
+    and PARAM."""
+    out: dict[str, tuple[str, str]] = {}
+    for e in mapping.lab.tests:
+        if e.test:
+            out.setdefault(e.test, (e.code, e.label or e.code))
+    return out

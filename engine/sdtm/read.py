@@ -162,7 +162,8 @@ def _read_xpt(path: Path) -> Dataset:
     with open_regular(path, "a SAS transport (XPT) file"):
         pass
     try:
-        data, meta = pyreadstat.read_xport(str(path), output_format="dict")
+        # dates stay numbers (SAS day counts): SDTM dates are ISO 8601 text; a numeric date is read as written
+        data, meta = pyreadstat.read_xport(str(path), output_format="dict", disable_datetime_conversion=True)
     except Exception as exc:  # pyreadstat's ReadstatError and friends: a damaged file
         raise InputError(f"cannot read as SAS transport (XPT): {exc}", file=str(path),
                          expected="a SAS XPORT v5 or v8 file") from None

@@ -26,7 +26,7 @@ SUFFIX = {"xpt": ".xpt", "json": ".json", "ndjson": ".ndjson", "csv": ".csv", "p
 class Column:
     name: str
     label: str
-    type: str = "text"          # text | number | integer
+    type: str = "text"          # text | number | integer | date
 
 
 def write_dataset(path: str | Path, name: str, label: str, columns: list[Column], rows: Iterable[dict[str, Any]],
@@ -48,9 +48,14 @@ def write_dataset(path: str | Path, name: str, label: str, columns: list[Column]
     return path
 
 
+SAS_EPOCH = dt.date(1960, 1, 1)
+
+
 def _value(v: Any, col: Column) -> Any:
     if v is None or v == "":
         return None
+    if col.type == "date":
+        return v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v)[:10])
     if col.type in ("number", "integer"):
         return v if isinstance(v, Decimal) else Decimal(str(v))
     if isinstance(v, bool):
@@ -74,10 +79,13 @@ def _xpt(path: Path, name: str, label: str, columns: list[Column], rows: list[di
     data = {}
     for c in columns:
         vals = [_value(r.get(c.name), c) for r in rows]
+        if c.type == "date":   # SAS dates: days since 1960-01-01, shown with DATE9.
+            vals = [(v - SAS_EPOCH).days if v is not None else None for v in vals]
         data[c.name] = (pl.Series(c.name, [float(v) if v is not None else None for v in vals], dtype=pl.Float64)
                         if c.type != "text" else pl.Series(c.name, [v if v is not None else "" for v in vals], dtype=pl.Utf8))
     pyreadstat.write_xport(pl.DataFrame(data), str(path), file_label=label[:40], table_name=name[:8],
-                           column_labels=[c.label[:40] for c in columns], file_format_version=5)
+                           column_labels=[c.label[:40] for c in columns], file_format_version=5,
+                           variable_format={c.name: "DATE9" for c in columns if c.type == "date"})
 
 
 def _doc(name: str, label: str, columns: list[Column], n: int) -> dict[str, Any]:
@@ -86,7 +94,7 @@ def _doc(name: str, label: str, columns: list[Column], n: int) -> dict[str, Any]
             "sourceSystem": {"name": "trial adjudicator", "version": _version()},
             "itemGroupOID": f"IG.{name}", "records": n, "name": name, "label": label,
             "columns": [{"itemOID": f"IT.{name}.{c.name}", "name": c.name, "label": c.label,
-                         "dataType": {"text": "string", "number": "decimal", "integer": "integer"}[c.type],
+                         "dataType": {"text": "string", "number": "decimal", "integer": "integer", "date": "date"}[c.type],
                          **({"keySequence": 1} if c.name == "USUBJID" else {})} for c in columns]}
 
 
@@ -96,6 +104,8 @@ def _row_values(r: dict[str, Any], columns: list[Column]) -> list[Any]:
         v = _value(r.get(c.name), c)
         if isinstance(v, Decimal):
             v = int(v) if c.type == "integer" else _plain(v)
+        elif isinstance(v, dt.date):
+            v = v.isoformat()
         out.append(v)
     return out
 
@@ -119,7 +129,8 @@ def _csv(path: Path, name: str, label: str, columns: list[Column], rows: list[di
         w = csv_writer(fh, lineterminator="\n")
         w.writerow([c.name for c in columns])
         for r in rows:
-            w.writerow(["" if v is None else (_plain(v) if isinstance(v, Decimal) else v)
+            w.writerow(["" if v is None else (_plain(v) if isinstance(v, Decimal) else
+                                             v.isoformat() if isinstance(v, dt.date) else v)
                         for v in (_value(r.get(c.name), c) for c in columns)])
 
 
@@ -128,7 +139,9 @@ def _parquet(path: Path, name: str, label: str, columns: list[Column], rows: lis
     data = {}
     for c in columns:
         vals = [_value(r.get(c.name), c) for r in rows]
-        if c.type == "integer":
+        if c.type == "date":
+            data[c.name] = pl.Series(c.name, vals, dtype=pl.Date)
+        elif c.type == "integer":
             data[c.name] = pl.Series(c.name, [int(v) if v is not None else None for v in vals], dtype=pl.Int64)
         elif c.type == "number":
             data[c.name] = pl.Series(c.name, [float(v) if v is not None else None for v in vals], dtype=pl.Float64)
