@@ -206,3 +206,16 @@ def test_supp_qualifiers_merge_into_their_records(tmp_path: Path) -> None:
     assert lb.columns["LBSITE"] == [None, None, "CENTRAL"]
     msgs = rep.lines()
     assert len(msgs) == 2 and "names no LB record" in msgs[0] and "has the name of a LB variable" in msgs[1]
+
+
+def test_help_imports_no_data_frame_library() -> None:
+    """Cold start (issue 15): the SDTM and ADaM commands import pyreadstat, polars and pandas
+    only when they run."""
+    import subprocess
+    import sys
+    code = ("import sys, cli\nfrom click.testing import CliRunner\n"
+            "for args in (['--help'], ['ctcae', 'grade', '--help'], ['export', 'adam', '--help']):\n"
+            "    assert CliRunner().invoke(cli.main, args).exit_code == 0\n"
+            "print(sorted(m for m in ('pyreadstat', 'polars', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
