@@ -780,6 +780,49 @@ def _grade_sdtm_lb(ctx: click.Context, path: str, version: str, worst_case: bool
         click.echo("\n".join(res.report_lines()), err=True)
 
 
+# --- import: subject records from SDTM -------------------------------------------------------------
+@main.group("import")
+def import_group() -> None:
+    """Import subject records from a trial's data exports."""
+
+
+@import_group.command("sdtm")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--trial", default=None, help="The trial whose SDTM mapping applies (default: the only one with record rules).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The JSON Lines subject table to write.")
+@click.option("--strict", is_flag=True, help="Refuse the import on any problem (default: skip the subjects concerned).")
+@click.option("--json", "as_json", is_flag=True, help="Print the problem report as JSON.")
+@click.pass_context
+def import_sdtm_cmd(ctx: click.Context, folder: str, trial: str | None, output: str, strict: bool, as_json: bool) -> None:
+    """Read a folder of SDTM datasets (.xpt, Dataset-JSON, .csv; SUPP-- merged) into subject records
+    (one per DM subject) written as a JSON Lines table that `cohort`, `screen` ... read; every value
+    keeps its source (domain, USUBJID, --SEQ, variable), which the audit cites (docs/sdtm.md)."""
+    from engine.outputs import check_output_file
+    from engine.sdtm.mapping import known_trials, load_mapping
+    from engine.sdtm.subjects import import_sdtm, write_table
+
+    check_output_file(output, "--output")
+    if trial is None:
+        trials = known_trials(ctx.obj["rules_dir"])
+        if len(trials) != 1:
+            raise InputError("which trial's SDTM mapping?", field="--trial", expected=", ".join(trials) or "a trial mapping")
+        trial = trials[0]
+    res = import_sdtm(folder, load_mapping(ctx.obj["rules_dir"], trial), strict=strict)
+    write_table(res.records, output)
+    if as_json:
+        return emit_json({"subjects": len(res.records), "output": output, "datasets": res.datasets,
+                          "problems": res.report.to_dict()})
+    click.echo(f"{len(res.records)} subjects from {folder} ({', '.join(f'{k} {v}' for k, v in res.datasets.items())}) "
+               f"-> {output}")
+    if len(res.report):
+        click.echo(f"problems: {res.report.summary()}" + (f"; skipped subjects: {', '.join(res.skipped)}" if res.skipped else ""),
+                   err=True)
+        for line in res.report.lines()[:50]:
+            click.echo(f"  {line}", err=True)
+        if len(res.report) > 50:
+            click.echo(f"  ... {len(res.report) - 50} more (--json lists them all)", err=True)
+
+
 # --- export: ADaM datasets of a run ------------------------------------------------------------
 @main.group("export")
 def export_group() -> None:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import stat
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,9 +132,12 @@ def _validate(data: Any, origin: str, node: Any) -> SubjectRecord:
                          subject=subject if loc != ("subject_id",) else None, field=_dotted(loc) or None,
                          expected="printable text (no control characters)")
     try:
-        return SubjectRecord.model_validate(data)
+        record = SubjectRecord.model_validate(data)
     except ValidationError as exc:
         raise _to_input_error(exc, origin, subject, node) from None
+    if record.sources:   # an imported record: its facts cite where each value came from (field_source)
+        _PROVENANCE[_canonical(origin, os.getcwd())] = record
+    return record
 
 
 def load_subjects(folder: str | Path) -> Iterator[tuple[Path, SubjectRecord | InputError]]:
@@ -160,14 +164,40 @@ def load_subjects(folder: str | Path) -> Iterator[tuple[Path, SubjectRecord | In
         yield path, record
 
 
+# records that carry their own provenance (`sources`, e.g. an SDTM import), by origin, while alive
+_PROVENANCE: "weakref.WeakValueDictionary[str, SubjectRecord]" = weakref.WeakValueDictionary()
+
+
 def field_source(path: str | Path, dotted_field: str) -> str:
     """Provenance of a value: `<file>#<dotted field>`, e.g. `S001.yaml#screening.labs.bilirubin`.
 
     The file is named one way however it was spelled (`./a/S1.yaml`, `a//S1.yaml`, an absolute
     path, a symlink): relative to the working folder when inside it, else absolute, so that the
     audited input and its hash do not depend on the spelling. A table line `t.jsonl:17` keeps
-    its line."""
-    return f"{_canonical(str(path), os.getcwd())}#{dotted_field}"
+    its line. A record that says where its values came from (`sources`: an SDTM import) is cited
+    by that: `LB VAH-002 LBSEQ 17 LBORRES`."""
+    where = _canonical(str(path), os.getcwd())
+    record = _PROVENANCE.get(where)
+    if record is not None and record.sources:
+        hit = _recorded_source(record.sources, dotted_field)
+        if hit:
+            return hit
+    return f"{where}#{dotted_field}"
+
+
+def _recorded_source(sources: dict[str, str], dotted_field: str) -> str | None:
+    """The source of a field, of the object holding it, or (for an object) of the records its
+    fields came from."""
+    field = dotted_field
+    while field:
+        if field in sources:
+            return sources[field]
+        cut = max(field.rfind("."), field.rfind("["))
+        field = field[:cut] if cut > 0 else ""
+    below = [v for k, v in sources.items() if k.startswith((dotted_field + ".", dotted_field + "["))]
+    if below:   # an object: the records it was built from (without the variable)
+        return ", ".join(dict.fromkeys(v.rsplit(" ", 1)[0] for v in below))
+    return None
 
 
 @functools.lru_cache(maxsize=256)
