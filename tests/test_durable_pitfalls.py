@@ -14,6 +14,12 @@ from engine.evaluate.facts import FactSheet
 from engine.evaluate.run import evaluate_pack
 from engine.rules.load import pack_from_data
 
+@pytest.fixture(autouse=True)
+def every_fact_asserted(monkeypatch):
+    """The pitfalls are about what durable-rules does with each assert: no remembered outcomes."""
+    monkeypatch.setattr(durable_adapter, "_MEMO_MAX", 0)
+
+
 FACTS = [{"name": "a", "type": "number"}, {"name": "b", "type": "number"}, {"name": "s", "type": "string"}]
 
 
@@ -197,3 +203,33 @@ def test_one_live_session_per_ruleset_keeps_no_facts():
         assert run(p, {"a": i % 3, "b": i % 5})["T"] == ("met" if i % 3 and i % 5 < 3 else "not_met")
     assert compiled.live == live
     assert json.loads(durable_adapter._dre.get_facts(compiled.handle, live)) == []
+
+
+def test_a_fact_seen_before_is_answered_from_what_durable_rules_gave(monkeypatch):
+    """The memo: the same stratum fact is asserted once per process, a different one is asserted,
+    and the outcomes (met, not met, unknown) are those durable-rules gave."""
+    monkeypatch.setattr(durable_adapter, "_MEMO_MAX", 4096)
+    p = pack({"R": {"fact": "a", "gte": 1}, "T": {"all": [{"rule": "R"}, {"fact": "b", "lt": 3}]}}, pid="memo")
+    sent: list = []
+    durable_adapter.capture_asserts(sent)
+    try:
+        first = [run(p, {"a": 2, "b": 1}), run(p, {"a": 0, "b": 1}), run(p, {"b": 1})]
+        n = len(sent)
+        again = [run(p, {"a": 2, "b": 1}), run(p, {"a": 0, "b": 1}), run(p, {"b": 1})]
+        assert len(sent) == n                     # nothing asserted the second time
+        run(p, {"a": 2, "b": 4})
+        assert len(sent) > n                      # a value changed: asserted
+    finally:
+        durable_adapter.capture_asserts(None)
+    assert first == again == [{"R": "met", "T": "met"}, {"R": "not_met", "T": "not_met"},
+                              {"R": "unknown", "T": "unknown"}]
+    assert run(p, {"a": 2, "b": 4}) == {"R": "met", "T": "not_met"}
+
+
+def test_the_memo_is_bounded(monkeypatch):
+    monkeypatch.setattr(durable_adapter, "_MEMO_MAX", 8)
+    p = pack({"R": {"fact": "a", "gte": 50}}, pid="memo-bound")
+    for i in range(100):
+        assert run(p, {"a": i}) == {"R": "met" if i >= 50 else "not_met"}
+    compiled = DurableEvaluator().session(p.plan, p.identity(), {}, "").c
+    assert 0 < len(compiled.memo) <= 8
