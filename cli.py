@@ -258,6 +258,36 @@ def audit_verify(ctx: click.Context, checkpoints: tuple[str, ...], keyring: str 
         click.echo(report.message())
 
 
+@audit.command("explain")
+@click.argument("decision_id")
+@click.option("--evaluator", type=click.Choice(["durable", "reference"]), default="durable", show_default=True,
+              help="Which evaluator recomputes the rules (durable-rules is the engine of record).")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+@click.pass_context
+def audit_explain(ctx: click.Context, decision_id: str, evaluator: str, as_json: bool) -> None:
+    """Every rule's outcome in DECISION (an id or a unique prefix) and the values it read,
+    recomputed from the record's facts with the pinned pack; exit 3 when the recomputation
+    disagrees with the record."""
+    from engine.adjudicate.committee import resolve_id
+    from engine.audit.explain import explain, explain_lines
+    from engine.safetext import printable
+
+    ev = None
+    if evaluator == "reference":
+        from engine.evaluate.reference import ReferenceEvaluator
+        ev = ReferenceEvaluator()
+    with _audit_store(ctx, read_only=True) as store:
+        record = store.get(resolve_id(store, decision_id))
+        e = explain(record, registry(ctx), store=store, evaluator=ev)
+    if as_json:
+        emit_json(e.to_dict())
+    else:
+        click.echo("\n".join(printable(line) for line in explain_lines(e)))
+    if e.disagreements:
+        raise AuditIntegrityError(f"decision {e.decision_id}: the recomputation disagrees with the record "
+                                  f"({len(e.disagreements)} rule outcome(s))")
+
+
 @audit.command("checkpoint")
 @click.option("--key", type=click.Path(dir_okay=False),
               help="Checkpoint signing key (default: $ADJUDICATOR_CHECKPOINT_KEY or "

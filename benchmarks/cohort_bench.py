@@ -72,12 +72,20 @@ def bench(n: int, workers: int, profile: bool, fmt: str = "jsonl") -> None:
             if prof:
                 prof.disable()
             dt_s = time.perf_counter() - t0
+            row = store._db.execute(  # the JSON the records hold (compact format: issue 15 item 3)
+                "SELECT sum(length(input)), sum(length(trace)), sum(length(outcome)) + sum(length(packs)) "
+                "+ sum(length(parameters)) FROM decisions WHERE subject_id NOT LIKE '\\_\\_%' ESCAPE '\\'").fetchone()
+        store_mb = (Path(tmp) / "audit.sqlite").stat().st_size / 1e6
+        per = max(res.subjects, 1)
         parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"N={n} ({fmt}): generate {gen_s:.1f}s; adjudicate {dt_s:.1f}s with {workers} workers = "
               f"{res.subjects / dt_s:.1f} subjects/s, {res.decisions / dt_s:.0f} decisions/s "
               f"({res.decisions} decisions, {res.decisions / max(res.subjects, 1):.1f}/subject, {len(res.failed)} failed); "
               f"peak RSS parent {parent:.0f} MB, largest child {child:.0f} MB", flush=True)
+        print(f"  audit: store {store_mb:.0f} MB = {store_mb * 1000 / per:.1f} KB/subject; JSON per subject: input "
+              f"{(row[0] or 0) / per / 1024:.1f} KB, trace {(row[1] or 0) / per / 1024:.1f} KB, outcome + packs + "
+              f"parameters {(row[2] or 0) / per / 1024:.1f} KB", flush=True)
         if prof:
             pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
         if not profile:

@@ -197,10 +197,11 @@ def test_course_audit_holds_state_after_each_item_and_what_moved_it():
     assert rows["A3"]["moved_by"]["relapse_date"] == "T-FIRST-RELAPSE-CONFIRMS-PENDING"
     assert rows["A3"]["resolved"][0]["as"] == "confirmed"
     assert course["outcome"]["relapse_date"] == "2022-05-10"
-    assert any(t["rule"].startswith("efs#") for t in course["trace"])
+    from engine.audit.compact import sources_of, trace_rows
+    assert any(t["rule"].startswith("efs#") for t in trace_rows(course["trace"]))
     a3 = entries[("A3", "trial")]
     assert a3["input"]["facts"]["state.pending_relapse"] == "2022-05-10"
-    assert a3["input"]["sources"]["state.pending_relapse"] == "course state after A2"
+    assert sources_of(a3["input"])["state.pending_relapse"] == "course state after A2"
 
 
 def test_rules_explain_renders_the_course():

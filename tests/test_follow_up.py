@@ -41,7 +41,11 @@ def test_death_is_an_os_event_with_the_days_from_day_1(registry, evaluator):
     kinds = [e["kind"] for e in entry["input"]["timeline"]]
     assert kinds[0] in ("assessment", "first_dose") and "hsct" in kinds and kinds[-1] == "last_contact"
     assert kinds.index("hsct") < kinds.index("death")
-    assert entry["input"]["sources"]["follow_up.death_date"].endswith(f"{sid}.yaml#death.date")
+    from engine.audit.compact import sources_of
+    assert sources_of(entry["input"])["follow_up.death_date"].endswith(f"{sid}.yaml#death.date")
+    # the file is named once per record, each fact by its field
+    [(file, fields)] = entry["input"]["source_files"].items()
+    assert file.endswith(f"{sid}.yaml") and fields["follow_up.death_date"] == "death.date"
 
 
 def test_alive_is_censored_at_the_last_contact_and_missing_is_not_censored(tmp_path, registry, evaluator):

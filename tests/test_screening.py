@@ -144,7 +144,14 @@ def test_screen_and_record_appends_one_audit_record(registry, tmp_path):
     assert rec.use_case == "screen" and rec.item == "eligibility" and rec.subject_id == "C007"
     assert rec.outcome["verdict"] == "INELIGIBLE" and rec.outcome["decided_by"] == ["INC-02"]
     assert {p["id"] for p in rec.packs} == set(PACKS)
-    assert any(t["rule"] == "INC-02" and t["outcome"] == "not_met" for t in rec.trace)
+    from engine.audit.compact import trace_rows
+    from engine.audit.explain import explain
+    assert any(t["rule"] == "INC-02" and t["outcome"] == "not_met" for t in trace_rows(rec.trace))
+    # the values INC-02 read are not stored: explain recomputes them from the record's facts
+    e = explain(rec, registry)
+    assert e.recomputed and e.agrees and not e.disagreements
+    inc02 = next(t for t in e.trace if t["rule"] == "INC-02")
+    assert inc02["outcome"] == "not_met" and inc02["inputs"] == {"subject.ecog": 3}
 
 
 def _cli(tmp_path, *args):

@@ -120,7 +120,8 @@ def test_table_adjudicates_like_yaml_files(tmp_path: Path) -> None:
     assert results["table"][0] == results["yaml"][0] and len(results["table"][0]) > 4 * len(SUBJECTS)
     with AuditStore.open(results["table"][1]) as s:  # facts cite the table line
         rec = next(s.iter(run_id=results["table"][2], subject_id="VAH-003", use_case="marrow"))
-    cited = {src for src in rec.input["sources"].values() if "#" in src}  # not "adjudicated: ..."
+    from engine.audit.compact import sources_of
+    cited = {src for src in sources_of(rec.input).values() if "#" in src}  # not "adjudicated: ..."
     assert len(cited) > 5 and all(src.startswith(f"{table.as_posix()}:3#") for src in cited), cited
 
 

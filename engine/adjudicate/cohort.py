@@ -63,9 +63,17 @@ def _init_worker(rules_dir: str | None, profiles: tuple[str, ...], params: dict[
     `committee`: subject -> item -> the committee's decision in force on a marrow (the course
     folds over it instead of the machine's)."""
     from engine.rules.load import load_registry
-    _W.update(registry=load_registry(rules_dir), profiles=profiles, params=params, actor=actor,
+    registry = load_registry(rules_dir)
+    _W.update(registry=registry, profiles=profiles, params=params, actor=actor,
               reason=reason, run_id=run_id, done=done, evaluator=None, ctcae=ctcae, grader=None,
-              committee=committee or {})
+              committee=committee or {}, in_force=parameters_in_force(registry, params))
+
+
+def parameters_in_force(registry: Any, params: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every pack's parameters in a run (its defaults, overridden by the run's --param): recorded
+    once, in the run's start record; a record of the run keeps only what differs."""
+    from engine.evaluate.run import resolve_params
+    return {pid: dict(resolve_params(p, params.get(pid))) for pid, p in registry.packs.items()}
 
 
 def _init_pool_worker(*init: Any) -> None:
@@ -95,6 +103,7 @@ def _entries(record: Any, path: str) -> list[dict[str, Any]]:
 def adjudicate_item(item: WorkItem) -> tuple[str, str | None, list[Any] | None, str | None]:
     """(origin, subject id, entries, error): one subject (a file, or a table line whose origin
     `table:line` is also the path its facts cite), every use case, in a worker process."""
+    from engine.audit.compact import run_parameters
     from engine.audit.store import prepare
     from engine.record import load_subject, parse_subject_json
     origin = item if isinstance(item, str) else item[0]
@@ -108,8 +117,10 @@ def adjudicate_item(item: WorkItem) -> tuple[str, str | None, list[Any] | None, 
         if record.subject_id in _W["done"]:
             return origin, record.subject_id, None, None
         entries = _entries(record, origin)
+        in_force = _W["in_force"]
         for e in entries:
             e["run_id"], e["reason"] = _W["run_id"], _W["reason"]
+            e["parameters"] = run_parameters(e["parameters"], in_force)   # the run's are in its start record
         prepared = [prepare(e) for e in entries]  # encoded here, in parallel; the writer only chains
     except AdjudicatorError as exc:
         return origin, None, None, str(exc)
@@ -296,6 +307,7 @@ def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, pro
             w.add(_bookkeeping("start", run_id, {"path": sources, "profiles": list(profiles), "params": params,
                                                  "ctcae": ctcae,
                                                  "packs": [p.identity() for p in registry.packs.values()],
+                                                 "parameters": parameters_in_force(registry, params),
                                                  "reason": reason, "subjects": total}, actor, reason))
     from engine.adjudicate.committee import Overrides, marrow_decisions
     init = (rules_dir, tuple(profiles), params, actor, reason, run_id, done, ctcae, marrow_decisions(Overrides(store)))

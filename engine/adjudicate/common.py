@@ -22,18 +22,21 @@ def audit_entry(*, subject_id: str, use_case: str, item: str | None, snapshot: M
                 results: Iterable[PackResult], outcome: Mapping[str, Any], actor: str,
                 reason: str | None = None, run_id: str | None = None) -> dict[str, Any]:
     """One audit record (a plain dict the audit store's batch writer accepts; the store encodes
-    the input canonically and hashes it, once)."""
+    the input canonically and hashes it, once), in the compact format (engine.audit.compact): the
+    facts the packs ended with and the rules' outcomes; `audit explain` recomputes the rest."""
+    from engine.audit.compact import compact_parts
     results = list(results)
+    inp, trace = compact_parts(results, snapshot)
     return {
         "subject_id": subject_id,
         "use_case": use_case,
         "item": item,
         "run_id": run_id,
-        "input": dict(snapshot),
+        "input": inp,
         "packs": [r.pack for r in results],
         "parameters": {r.pack["id"]: r.parameters for r in results},
         "engine_version": __version__,
-        "trace": [t for r in results for t in r.trace()],
+        "trace": trace,
         "outcome": dict(outcome),
         "actor": actor,
         "reason": reason,

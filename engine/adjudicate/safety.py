@@ -107,7 +107,8 @@ class SafetyGrader:
             out["row"] = full.row_keys["grade"][dec.rows_met[0]] if dec.rows_met else "grade#default"
             # keep only what the audit record needs (identity, parameters, the decision), not the
             # ~120 row results: a 10,000-row listing must not hold them all
-            res = PackResult(full.pack, full.parameters, full.rules, {}, {"grade": dec}, full.evaluator)
+            res = PackResult(full.pack, full.parameters, full.rules, {}, {"grade": dec}, full.evaluator,
+                             row_keys=full.row_keys, sheet=full.sheet, definition=full.definition)
             if len(self._cache) < 20_000:
                 self._cache[key] = (res, out)
             hit = (res, out)
@@ -505,7 +506,9 @@ def grade_listing(rows: Iterable[tuple[int, Mapping[str, str]]], version: str = 
             subject = row.get("subject_id") or row.get("usubjid") or listing
             entry = _entry(subject, "ctcae-lab", g, actor) | {"item": f"{listing}#row{n}"}
             if row.get("source_record"):  # where the row came from (an SDTM record: domain, USUBJID, --SEQ)
-                entry["input"]["sources"] = {k: row["source_record"] for k in entry["input"]["facts"]}
+                from engine.audit.compact import compact_sources
+                inp = {k: v for k, v in entry["input"].items() if k not in ("sources", "source_files")}
+                entry["input"] = inp | compact_sources({k: row["source_record"] for k in inp["facts"]})
             out["decision_id"] = writer.add(entry)
         yield out
 

@@ -143,17 +143,31 @@ class BatchWriter:
         self._clock_s, self._clock_prefix = -1, ""
         self._last_time = last_time
         self.kept: list[dict[str, Any]] | None = [] if keep else None
+        self._packs_seen: set[str] = set()          # `packs` texts already noted
+        self._pack_shas: set[str] | None = None     # packs the store holds a copy of (engine.audit.packs)
 
     def add(self, entry: "NewDecision | dict[str, Any] | Prepared") -> str:
         """Queue one decision (a model, a plain dict with NewDecision's keys, or one already
         `prepare`d); returns its id."""
-        row = self._chain(entry if type(entry) is Prepared else prepare(entry))
+        p = entry if type(entry) is Prepared else prepare(entry)
+        if p.packs not in self._packs_seen:   # a pack not seen in this batch: keep a copy in the trail
+            self._note_packs(p.packs)
+        row = self._chain(p)
         self._rows.append(row)
         if self.kept is not None:
             self.kept.append(dict(zip(FIELDS, row)))
         if len(self._rows) >= self._flush_every:
             self.flush()
         return row[1]
+
+    def _note_packs(self, packs: str) -> None:
+        from .packs import note_packs, stored_shas
+        self._packs_seen.add(packs)
+        if packs == "[]":
+            return
+        if self._pack_shas is None:
+            self._pack_shas = stored_shas(self._db)
+        note_packs(self._db, packs, self._pack_shas)
 
     def flush(self) -> None:
         """Write queued rows (still inside the transaction)."""
@@ -648,6 +662,10 @@ class AuditStore:
             return bad(expected_seq, None, f"the chain ends at seq {expected_seq - 1} but the store's "
                                            f"head is seq {head_seq}: records were removed from the end "
                                            "or the head was altered")
+        from .packs import check_copies
+        problem = check_copies(self._db)
+        if problem:
+            return bad(0, None, problem)
         results = [ckpt.check(c, self, expected_seq - 1, seen_hash, ring) for c in checkpoints]
         report = VerifyReport(ok=True, checked=checked, signed_overrides=signed, checkpoints=results,
                               schema_version=version, store_id=self.store_id)
@@ -714,6 +732,11 @@ class AuditStore:
                         dst.executemany(_INSERT, batch)
                         batch = []
                 dst.executemany(_INSERT, batch)
+                if "packs" in self._db.tables():   # the trail's copies of its packs (engine.audit.packs)
+                    from .packs import PACKS_TABLE
+                    dst.execute(PACKS_TABLE)
+                    dst.executemany("INSERT INTO packs (sha256, id, version, text) VALUES (?, ?, ?, ?)",
+                                    self._db.execute("SELECT sha256, id, version, text FROM packs").fetchall())
             finally:
                 _rollback(self._db)
             dst.execute("COMMIT")

@@ -249,6 +249,18 @@ def next_value(pack: Pack, var: str, old: StateValue, transitions: Mapping[str, 
     return value, decided_by, resolved
 
 
+def fix_outputs(sheet: FactSheet, fixed: Mapping[str, Any], item_id: str) -> None:
+    """Set the outputs the committee decided on an item over the machine's (after each stratum)."""
+    for name, value in fixed.items():
+        sheet.unknown.discard(name)
+        sheet.missing_because.pop(name, None)
+        if value is None:
+            sheet.mark_absent(name, [name])
+        else:
+            sheet.values[name] = normalize(value)
+            sheet.sources[name] = f"committee decision on {item_id}"
+
+
 class _Step:
     """One item's state update, published as `new.<var>` as soon as the transitions that set the
     variable are evaluated (a transition may read another variable's new value)."""
@@ -263,14 +275,7 @@ class _Step:
 
     def __call__(self, k: int, transitions: Mapping[str, Any], sheet: FactSheet) -> None:
         if self.fixed:   # the committee's decision on this item: its outputs replace the machine's
-            for name, value in self.fixed.items():   # before any later stratum (transitions) reads them
-                sheet.unknown.discard(name)
-                sheet.missing_because.pop(name, None)
-                if value is None:
-                    sheet.mark_absent(name, [name])
-                else:
-                    sheet.values[name] = normalize(value)
-                    sheet.sources[name] = f"committee decision on {self.e.id}"
+            fix_outputs(sheet, self.fixed, self.e.id)   # before any later stratum (transitions) reads them
         for var in self.pack.plan.new_after.get(k, ()):
             value, moved, resolved = next_value(self.pack, var, self.old[var], transitions, sheet, self.e, self.params)
             self.new[var] = value
@@ -330,6 +335,7 @@ def run_course(pack: Pack, sheet: FactSheet, timeline: Timeline | None, params: 
             s = item_sheet(sheet, e, state, where)
             step = _Step(pack, state, e, params, (fixed or {}).get(e.id))
             result, out_sheet = evaluate_pack(pack, s, params, evaluator, timeline, elements, step)
+            result.fixed = step.fixed or None   # kept in the audit record: `audit explain` sets them again
             state = {var: step.new[var] for var in state}
             items.append(ItemResult(len(items), e, result, out_sheet, state, step.moved, step.resolved))
             where = f"course state after {e.id}"
@@ -345,5 +351,6 @@ def run_course(pack: Pack, sheet: FactSheet, timeline: Timeline | None, params: 
         elements.close()
     final = PackResult(pack.identity(), params, {r.id: rules[r.id] for r in course.rules}, rows,
                        {d.id: decisions[d.id] for d in course.decisions}, evaluator.name,
-                       row_keys=pack.course_plan.row_keys)
+                       row_keys=pack.course_plan.row_keys, sheet=final_sheet, scope="course",
+                       definition=pack)
     return CourseResult(pack.identity(), items, unplaced, state, final, final_sheet)

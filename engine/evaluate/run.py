@@ -58,11 +58,17 @@ class PackResult:
     evaluator: str
     transitions: dict[str, RuleResult] = field(default_factory=dict)   # course transitions, by id
     row_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # decision id -> row keys
+    # the sheet the pack ended with (facts read, collections' aggregates, derived facts, outputs):
+    # what a compact audit record keeps so that `audit explain` can evaluate the pack again
+    sheet: FactSheet | None = field(default=None, repr=False)
+    scope: str = "main"                                                # "course": the course's outputs
+    definition: Any = field(default=None, repr=False)                  # the Pack evaluated
+    fixed: dict[str, Any] | None = None    # outputs the committee decided, set over the pack's (a course item)
 
-    def trace(self) -> list[dict[str, Any]]:
-        """Every rule's outcome with the values it read, plus the decision-table rows that
-        decided (met) or held a decision open (unknown), and the course transitions that moved
-        or could have moved state, as recorded in the audit trail."""
+    def traced(self) -> list[RuleResult]:
+        """What the audit trail records, in order: every rule, the decision-table rows that
+        decided (met) or held a decision open (unknown), and the course transitions that moved or
+        could have moved state."""
         rows = list(self.rules.values())
         for d in self.decisions.values():
             keys = self.row_keys.get(d.id, ())
@@ -71,9 +77,14 @@ class PackResult:
                 if r is not None:
                     rows.append(r)
         rows += [r for r in self.transitions.values() if r.outcome is not Outcome.NOT_MET]
+        return rows
+
+    def trace(self) -> list[dict[str, Any]]:
+        """`traced()` with the values each rule read and the facts an unknown one misses (what
+        `audit explain` shows; a compact audit record keeps only the outcomes)."""
         pid = self.pack["id"]
         out = []
-        for r in rows:  # RuleResult.to_dict with the pack first, built once (runs ~200x per subject)
+        for r in self.traced():  # RuleResult.to_dict with the pack first, built once
             t = {"pack": pid, "rule": r.id, "outcome": OUTCOME_TEXT[r.outcome], "inputs": r.inputs}
             if r.missing:
                 t["missing"] = r.missing
@@ -184,7 +195,7 @@ def evaluate_pack(pack: Pack, sheet: FactSheet, params: Mapping[str, Any] | None
     ordered = {r: rules[r] for r in pack.rule_ids}
     ordered_dec = {d: decisions[d] for d in pack.decision_ids}
     return PackResult(pack.identity(), params, ordered, rows, ordered_dec, evaluator.name, transitions,
-                      pack.plan.row_keys), sheet
+                      pack.plan.row_keys, sheet, definition=pack), sheet
 
 
 def computed_facts(pack: Pack, scope: str = "main") -> set[str]:

@@ -70,4 +70,9 @@ def record_lines(r: Any, overrides: Overrides, by_id: Mapping[str, Any]) -> list
         lines.append(f"actor      {r.actor}" + (f"   reason {r.reason}" if r.reason else ""))
     lines.append("packs      " + (", ".join(f"{p['id']} {p['version']} ({p['sha256'][:12]})" for p in r.packs or [])
                                   or "-"))
+    from engine.audit.compact import trace_rows
+    n = len(trace_rows(r.trace))
+    if n:
+        lines.append(f"rules      {n} outcomes recorded; every rule with the values it read: "
+                     f"adjudicator audit explain {r.decision_id[:12]}")
     return lines

@@ -24,7 +24,8 @@ AGREES = "machine now agrees with the committee"
 
 
 def _trace_map(trace_json: str) -> dict[str, str]:
-    return {f"{t.get('pack')}:{t.get('rule')}": t.get("outcome") for t in json.loads(trace_json or "[]")}
+    from engine.audit.compact import trace_rows
+    return {f"{t.get('pack')}:{t.get('rule')}": t.get("outcome") for t in trace_rows(json.loads(trace_json or "[]"))}
 
 
 def _earlier(store: Any, row: dict[str, Any], run_a: str | None) -> dict[str, Any] | None:

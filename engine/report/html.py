@@ -416,7 +416,7 @@ def _packet(t: SubjectTrail, profiles: list[str], titles: Titles, seq: int, head
 def _screen_part(d: Decision, titles: Titles) -> str:
     o = d.outcome
     crit = o.get("criteria") or {}
-    trace = {t["rule"]: t for t in d.trace}
+    trace = {t["rule"]: t for t in d.explained_trace(titles.registry)}   # values read: recomputed
     order = titles.rule_order(d.packs, crit)
     rows = []
     for cid in order:

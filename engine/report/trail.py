@@ -15,6 +15,7 @@ class Decision:
     """One decision of the run: the machine's record and, when one is in force, the committee's."""
     row: dict[str, Any]                       # the machine's record (JSON columns as text)
     committee: dict[str, Any] | None = None   # the committee's record in force, if any
+    store: Any = field(default=None, repr=False)   # the trail it was read from (run parameters, pack copies)
 
     @property
     def outcome(self) -> Any:
@@ -31,7 +32,16 @@ class Decision:
 
     @property
     def trace(self) -> list[dict[str, Any]]:
-        return json.loads(self.row["trace"] or "[]")
+        """The recorded rule outcomes [{pack, rule, outcome}] (either record format; the values
+        read are `explained_trace`'s)."""
+        from engine.audit.compact import trace_rows
+        return trace_rows(json.loads(self.row["trace"] or "[]"))
+
+    def explained_trace(self, registry: Any, store: Any = None) -> list[dict[str, Any]]:
+        """Every rule's outcome with the values it read and what an unknown one misses
+        (engine.audit.explain: recomputed from the record's facts with the pinned pack)."""
+        from engine.audit.explain import explain
+        return explain(self.row, registry, store=store if store is not None else self.store).trace
 
     @property
     def input(self) -> Any:
@@ -89,7 +99,7 @@ def iter_subjects(store: Any, run_id: str, overrides: Overrides | None = None) -
         for r in rows:
             if r["supersedes"] is not None:
                 continue
-            d = Decision(r, overrides.get(key_of(r)))
+            d = Decision(r, overrides.get(key_of(r)), store)
             uc, item = r["use_case"], r["item"] or ""
             if uc == "screen":
                 t.screen = d

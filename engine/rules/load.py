@@ -81,6 +81,19 @@ class Pack:
     def decision_ids(self) -> tuple[str, ...]:
         return tuple(d.id for d in self.manifest.decisions)
 
+    @cached_property
+    def readable(self) -> tuple[frozenset[str], tuple[str, ...]]:
+        """(fact names, prefixes of its dependencies' outputs) that the pack can read: a fact
+        outside both cannot change any of its outcomes."""
+        names = set(self.known) | set(self.timeline.get("course_known", {}))
+        if self.manifest.course is not None:   # a transition reads new.<var>
+            names |= {"new." + sv.name for sv in self.manifest.course.state}
+        return frozenset(names), tuple(d.pack + "." for d in self.manifest.depends_on)
+
+    def can_read(self, name: str) -> bool:
+        names, prefixes = self.readable
+        return name in names or (bool(prefixes) and name.startswith(prefixes))
+
     def line_of(self, *path: Any) -> int | None:
         """Best line for a key path (the longest prefix the YAML knows)."""
         for n in range(len(path), -1, -1):
@@ -159,7 +172,18 @@ def load_pack(folder: str | Path) -> Pack:
     pack = Pack(manifest=manifest, path=folder, sha256=hashlib.sha256(raw).hexdigest(), lines=lines)
     check_references(pack)
     check_parameters(pack)
+    _PACK_FILES[pack.sha256] = pack_file
     return pack
+
+
+# sha256 -> the pack file it was read from, for every pack this process loaded: the audit store
+# keeps a copy of each pack its records cite (engine.audit.packs)
+_PACK_FILES: dict[str, Path] = {}
+
+
+def pack_file_of(sha256: str) -> Path | None:
+    """The file this process loaded the pack with this sha256 from (None: not loaded from a file)."""
+    return _PACK_FILES.get(sha256)
 
 
 def load_tests(pack: Pack) -> list[PackTest]:
@@ -214,6 +238,8 @@ def load_registry(rules_dir: str | Path | None = None) -> Registry:
     key = cache.registry_key(root, folders, PACK_FILE)
     cached = cache.load(key)
     if cached is not None:
+        for p in cached.packs.values():
+            _PACK_FILES[p.sha256] = p.path / PACK_FILE
         return cached
     packs = {}
     for folder in folders:
