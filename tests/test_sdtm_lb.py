@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from cli import main
 from engine.audit import AuditStore
+from engine.audit.compact import sources_of
 from engine.sdtm.read import read_dataset
 from engine.sdtm.write import Column, write_dataset
 
@@ -126,7 +127,7 @@ def test_durable_evaluator_audits_each_row_with_its_sdtm_source(tmp_path: Path) 
     rows = rows_of(res)
     with AuditStore.open(db, create=False) as store:
         rec = store.get(rows[0]["decision_id"])
-        assert rec.use_case == "ctcae-lab" and set(rec.input["sources"].values()) == {"LB S1 LBSEQ 7"}
+        assert rec.use_case == "ctcae-lab" and set(sources_of(rec.input).values()) == {"LB S1 LBSEQ 7"}
         (sdtm,) = list(store.iter(use_case="sdtm-lb"))
         assert sdtm.input["mapping"]["id"] == "sdtm-default" and sdtm.outcome["to_grade"] == 1
     assert rows[1]["decision_id"] == "" and rows[1]["reason"].startswith("LBTESTCD BUN:")
