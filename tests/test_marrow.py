@@ -50,6 +50,8 @@ def test_vignette(vid: str, evaluator: str) -> None:
             assert o.candidates == e["candidates"][p]
         if "flags" in e:
             assert o.flags == e["flags"][p]
+        if "review" in e:   # the pack's review flags for the committee (issue 11 item 7)
+            assert o.review == e["review"].get(p, []), f"{vid} {p}: {o.review}"
         if o.category == "INDETERMINATE":
             assert o.candidates, "an INDETERMINATE result lists its candidates"
 
@@ -208,9 +210,9 @@ def test_cli_bad_arguments_exit_2(runner: CliRunner, args: list[str]) -> None:
 
 # --- properties -------------------------------------------------------------------------------------
 
-BASE = {"item.kind": "assessment", "marrow.present": True, "marrow.adequate": True, "marrow.aplastic": False,
+BASE = {"item.kind": "assessment", "blood.wbc": 5, "marrow.present": True, "marrow.adequate": True, "marrow.aplastic": False,
         "marrow.auer_rods": False, "blood.blasts_pct": 0, "transfusion.platelet_within_7d": False,
-        "transfusion.rbc_dependent": False, "emd.status": "none", "mrd.done": True, "mrd.value_pct": 0.5,
+        "transfusion.rbc_dependent": False, "emd.status": "none", "mrd.done": True, "mrd.value_pct": 0.5, "mrd.method": "flow", "mrd.sensitivity": 0.0001,
         "pretreatment.blasts_pct": 40, "state.in_remission": False, "state.mrd_negative_remission": False}
 
 

@@ -59,6 +59,7 @@ class ProfileOutcome:
     sheet: FactSheet
     folded: ItemResult
     flag_names: list[str]
+    review: list[str] = field(default_factory=list)
     decision_id: str | None = None
 
     @property
@@ -82,8 +83,8 @@ class ProfileOutcome:
             d["pending"] = self.pending
         if self.folded.resolved:
             d["resolved"] = self.folded.resolved
-        if self.fields.get("review"):
-            d["review"] = self.fields["review"]
+        if self.review:
+            d["review"] = self.review
         return d
 
 
@@ -116,10 +117,15 @@ def _outcome(profile: str, pack: Pack, it: ItemResult) -> ProfileOutcome:
             details[did] = to_json(d.value)
         for k in sorted(set().union(*shapes)) if shapes else ():
             details[f"{did}_{k}"] = to_json(d.fields.get(k))
+    review: list[str] = []   # the pack's review flags: met rows' messages, unknown rows as possible
+    for did in rep.review:
+        d = it.result.decisions[did]
+        review += [str(m) for m in d.value or []]
+        review += [f"possibly: {m}" for m in (d.candidates if d.status != "decided" else [])]
     cycle = it.sheet.values.get("item.cycle")
     item = Item(it.event.id, it.event.date, it.event.kind, int(cycle) if cycle is not None else None)
     return ProfileOutcome(profile, item, category, candidates, fields, cands, list(res.missing), details,
-                          it.result, it.sheet, it, list(rep.flags))
+                          it.result, it.sheet, it, list(rep.flags), review)
 
 
 def _check_events(pack: Pack, timeline: Any, path: str | Path, subject: str) -> None:
@@ -238,6 +244,8 @@ def audit_entries(sm: SubjectMarrow, assessment: str | None, actor: str) -> list
                 outcome["pending"] = o.pending
             if o.folded.resolved:
                 outcome["resolved"] = o.folded.resolved
+            if o.review:
+                outcome["review"] = o.review
             entries.append(((o.item.id, p), audit_entry(
                 subject_id=sm.subject_id, use_case="marrow", item=f"{o.item.id}/{p}",
                 snapshot=input_snapshot(o.sheet), results=[o.result], outcome=outcome, actor=actor)))

@@ -31,7 +31,7 @@ def reason(r: dict[str, Any], titles: dict[str, str] | None = None) -> str:
     if r.get("missing"):
         parts.append("missing " + ", ".join(r["missing"]))
     if r.get("review"):
-        parts.append(str(r["review"]))
+        parts.append("review: " + "; ".join(r["review"]))
     if _pending(r):
         parts.append(_pending(r))
     return "; ".join(parts)

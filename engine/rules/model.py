@@ -499,6 +499,9 @@ class CourseReport(Strict):
     item: str = Field(pattern=ID_RE, description="the per-item decision shown (its `category` field)")
     flags: list[str] = Field(default=[], description="fields of that decision shown as yes / no / unknown")
     details: list[str] = Field(default=[], description="other decisions reported with each item")
+    review: list[str] = Field(default=[], description=(
+        "`collect` decisions whose rows are review flags for the committee: each row's output is the "
+        "message; the messages of the met rows are shown with the item (an unknown row as 'possibly: ...')"))
 
 
 class Course(Strict):

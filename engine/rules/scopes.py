@@ -188,6 +188,12 @@ def check_course_after(pack: Any, known_main: dict[str, FactInfo], declared: dic
         for j, d in enumerate(rep.details):
             if d not in decs:
                 fail(f"course report names unknown decision {d!r}", "course", "report", "details", j)
+        for j, d in enumerate(rep.review):
+            if d not in decs:
+                fail(f"course report names unknown decision {d!r}", "course", "report", "review", j)
+            elif decs[d].hit_policy.value != "collect" or not all(isinstance(r.then, str) for r in decs[d].rows):
+                fail(f"review decision {d!r} must be a 'collect' table whose rows output a message (text)",
+                     "course", "report", "review", j)
     state = {sv.name: sv for sv in course.state}
     # a transition may also read `new.<var>`: the value the variable takes after this item
     known_tr = dict(known_main)
