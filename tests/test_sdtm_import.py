@@ -246,3 +246,94 @@ def test_writing_a_record_field_no_rule_covers_is_refused(tmp_path, mapping):
     with pytest.raises(InputError, match="no rule of the SDTM mapping vah writes"):
         write_sdtm([rec], mapping, tmp_path / "x", "json")
     assert not (tmp_path / "x").exists()
+
+
+# --- every case of item 2, both ways: the default skips the subject and says so, --strict refuses,
+# and nothing is half-written (a table already at -o is left as it was) ------------------------
+
+def _spoil(folder: Path, name: str, usubjid: str, var: str, value: str, *, where: dict[str, str] | None = None,
+           seq_of_previous: bool = False) -> str:
+    """Set `var` of the first `name` row of `usubjid` (matching `where`) to `value`; its --SEQ back."""
+    import csv
+    f = folder / f"{name}.csv"
+    with f.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+        cols = list(rows[0])
+    seq = next(c for c in cols if c.endswith("SEQ"))
+    mine = [r for r in rows if r["USUBJID"] == usubjid and all(r[k] == v for k, v in (where or {}).items())]
+    assert len(mine) >= 2, (name, usubjid, where)
+    mine[1][var] = mine[0][seq] if seq_of_previous else value
+    with f.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, cols)
+        w.writeheader()
+        w.writerows(rows)
+    return mine[1][seq]
+
+
+def _not_in_dm(folder: Path) -> tuple[str, str]:
+    ae = (folder / "ae.csv").read_text().splitlines()
+    (folder / "ae.csv").write_text("\n".join(ae + [ae[1].replace("VAH-001", "VAH-999")]) + "\n")
+    return "VAH-999", "variable USUBJID: subject VAH-999 is in AE but not in DM"
+
+
+def _required_value_empty(folder: Path) -> tuple[str, str]:
+    seq = _spoil(folder, "ae", "VAH-001", "AETERM", "")
+    return "VAH-001", f"USUBJID VAH-001, AESEQ {seq}, variable AETERM"
+
+
+def _unknown_test_code(folder: Path) -> tuple[str, str]:
+    seq = _spoil(folder, "lb", "VAH-001", "LBTESTCD", "BLASTX", where={"LBTESTCD": "BLAST"})
+    return "VAH-001", f"USUBJID VAH-001, LBSEQ {seq}"
+
+
+def _unknown_unit(folder: Path) -> tuple[str, str]:
+    seq = _spoil(folder, "lb", "VAH-002", "LBORRESU", "cells/uL", where={"LBTESTCD": "NEUT"})
+    return "VAH-002", f"USUBJID VAH-002, LBSEQ {seq}, variable LBORRESU: unit 'cells/uL' for LBTESTCD NEUT"
+
+
+def _duplicate_seq(folder: Path) -> tuple[str, str]:
+    _spoil(folder, "ae", "VAH-002", "AESEQ", "", seq_of_previous=True)
+    return "VAH-002", "USUBJID VAH-002, AESEQ 1, variable AESEQ: duplicate AESEQ"
+
+
+def _partial_date(folder: Path) -> tuple[str, str]:
+    import csv
+    with (folder / "ae.csv").open(newline="") as fh:
+        onset = next(r["AESTDTC"] for r in csv.DictReader(fh) if r["USUBJID"] == "VAH-001")
+    seq = _spoil(folder, "ae", "VAH-001", "AESTDTC", onset[:7])
+    return "VAH-001", f"AESEQ {seq}, variable AESTDTC: partial date '{onset[:7]}' (day unknown) left unknown"
+
+
+BAD = {"subject not in DM": _not_in_dm, "required value empty": _required_value_empty,
+       "unknown test code": _unknown_test_code, "unknown unit": _unknown_unit, "duplicate --SEQ": _duplicate_seq,
+       "partial date": _partial_date}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_each_bad_input_case_default_skips_and_says_so_strict_refuses(sdtm_csv, tmp_path, case):
+    subject, needle = BAD[case](sdtm_csv)
+    r, out = _import(sdtm_csv, tmp_path)
+    assert r.exit_code == 0, r.output
+    file = "lb.csv" if "LBSEQ" in needle else "ae.csv"
+    assert needle in r.stderr and f"{file}:" in r.stderr                 # file:record, USUBJID, --SEQ, variable
+    assert f"skipped subjects: {subject}" in r.stderr
+    kept = [json.loads(x)["subject_id"] for x in out.read_text().splitlines()]
+    assert subject not in kept and kept == sorted({"VAH-001", "VAH-002"} - {subject})
+    before = out.read_bytes()
+    r, _ = _import(sdtm_csv, tmp_path, "--strict")
+    assert r.exit_code == 2 and "refused (--strict)" in r.stderr and needle.split(", variable")[0] in r.stderr
+    assert "Traceback" not in r.output and out.read_bytes() == before        # nothing half-written
+    assert not list(tmp_path.glob(".s.jsonl*"))
+
+
+def test_a_missing_variable_refuses_in_both_modes_and_writes_nothing(sdtm_csv, tmp_path):
+    out = tmp_path / "s.jsonl"
+    out.write_text("earlier table\n")
+    text = (sdtm_csv / "ae.csv").read_text().splitlines()
+    i = text[0].split(",").index("AETERM")
+    (sdtm_csv / "ae.csv").write_text("\n".join(",".join(c for j, c in enumerate(l.split(",")) if j != i)
+                                               for l in text) + "\n")
+    for extra in ((), ("--strict",)):
+        r, _ = _import(sdtm_csv, tmp_path, *extra)
+        assert r.exit_code == 2 and "dataset AE lacks the variable AETERM" in r.stderr, r.output
+        assert "Traceback" not in r.output and out.read_text() == "earlier table\n"
