@@ -337,3 +337,36 @@ def test_a_missing_variable_refuses_in_both_modes_and_writes_nothing(sdtm_csv, t
         r, _ = _import(sdtm_csv, tmp_path, *extra)
         assert r.exit_code == 2 and "dataset AE lacks the variable AETERM" in r.stderr, r.output
         assert "Traceback" not in r.output and out.read_text() == "earlier table\n"
+
+
+def test_skipped_subjects_are_not_written_when_usubjid_is_not_subjid(tmp_path):
+    """Real SDTM: USUBJID 01-701-1015, SUBJID 1015. The CDISC pilot slice is not a VAH trial: every
+    subject has records no rule of the VAH mapping reads, so every subject is skipped, and none is
+    written (the skip is by USUBJID, the record's subject id)."""
+    r, out = _import(ROOT / "fixtures" / "sdtm" / "pilot", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "skipped subjects: 01-701-1015, 01-701-1239, 01-703-1100, 01-703-1182, 01-705-1186" in r.stderr
+    assert "no rule of the SDTM mapping reads this" in r.stderr
+    assert out.read_text() == "" and r.stdout.startswith("0 subjects from")
+
+
+def test_the_record_subject_is_the_usubjid(tmp_path, mapping):
+    """subject_id is read from USUBJID (what the audit, the problem report and ADaM's USUBJID key on),
+    SUBJID is written beside it."""
+    rec = load_subject(COHORT / "vah96" / "VAH-001.yaml")
+    write_sdtm([rec], mapping, tmp_path / "sdtm", "csv")
+    import csv
+    for f in (tmp_path / "sdtm").glob("*.csv"):      # a sponsor's USUBJID: study-site-subject
+        with f.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        for r in rows:
+            r["USUBJID"] = "NCT04424147-01-VAH-001"
+        with f.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    got = import_sdtm(tmp_path / "sdtm", mapping)
+    assert not got.report.errors(), got.report.lines()[:5]
+    assert [r.subject_id for r in got.records] == ["NCT04424147-01-VAH-001"]
+    assert got.records[0].sources["subject_id"] == "DM NCT04424147-01-VAH-001 USUBJID"
+    assert "VAH-001" in (tmp_path / "sdtm" / "dm.csv").read_text().splitlines()[1].split(",")   # SUBJID as written

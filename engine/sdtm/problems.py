@@ -83,7 +83,8 @@ class ProblemReport:
         return len(self.problems)
 
     def lines(self) -> list[str]:
-        return [p.line() for p in self.problems]
+        """Errors first (they decide what is skipped or refused), then notes; each in file order."""
+        return [p.line() for p in self.errors() + self.notes()]
 
     def summary(self) -> str:
         """One line: how many errors and notes, in how many subjects."""

@@ -109,7 +109,7 @@ def import_sdtm(folder: str | Path, mapping: Mapping, *, strict: bool = False) -
                 report.add(ds.where(i), str(u), None, "USUBJID", f"subject {u} is in {name} but not in DM",
                            expected="every subject in DM")
     built = read_records(parents, rules, mapping.terminology, report)
-    records = []
+    records: list[tuple[str, Any]] = []
     for usubjid in sorted(built):
         b = built[usubjid]
         if usubjid not in dm:
@@ -120,10 +120,10 @@ def import_sdtm(folder: str | Path, mapping: Mapping, *, strict: bool = False) -
             where = _source_of(b.sources, exc.field or "")
             report.add(where or str(folder), usubjid, None, exc.field, exc.detail, exc.expected)
             continue
-        records.append(rec)
+        records.append((usubjid, rec))
     report.refuse_if_strict(strict, f"SDTM import of {folder}")
-    failed = report.failed_subjects()
-    kept = [r for r in records if r.subject_id not in failed]
+    failed = report.failed_subjects()      # by USUBJID, as the report names them
+    kept = [r for u, r in records if u not in failed]
     return Imported(kept, report, {n: len(d) for n, d in datasets.items()},
                     sorted(failed & (dm | set(built))))
 
