@@ -126,6 +126,9 @@ def subject_timeline(record: SubjectRecord, path: str | Path = "<record>") -> Ti
     for i, c in enumerate(os_.cycles if os_ else []):
         ev.add("cycle", c.start_date, f"cycle {c.number}", {
             "cycle.line": ("study", f"on_study.cycles[{i}]"), "cycle.number": (c.number, f"on_study.cycles[{i}].number")})
+    for i, t in enumerate((os_.transfusions if os_ else None) or []):
+        ev.add("transfusion", t.date, f"transfusion {i + 1}",
+               {"transfusion.product": (t.product, f"on_study.transfusions[{i}].product")})
     _history_events(record, ev, assessments)
     _blood_samples(ev, assessments)
     d = record.death
@@ -134,7 +137,9 @@ def subject_timeline(record: SubjectRecord, path: str | Path = "<record>") -> Ti
             "death.in_aplasia": (d.in_aplasia, "death.in_aplasia"),
             "death.marrow_within_7d": (d.marrow_within_7d, "death.marrow_within_7d"),
             "death.persistent_leukemia": (d.persistent_leukemia, "death.persistent_leukemia")})
-    return Timeline(ev.events)
+    # a listing the record does not hold was not collected: quantifiers over it stay unknown
+    incomplete = {"transfusion": "on_study.transfusions"} if os_ is None or os_.transfusions is None else {}
+    return Timeline(ev.events, incomplete)
 
 
 def _history_events(record: SubjectRecord, ev: _Events, assessments: list) -> None:
@@ -208,4 +213,6 @@ def subject_facts(record: SubjectRecord, path: str | Path = "<record>") -> FactS
     put("subject.first_dose_date", os_.first_dose_date if os_ else None, "on_study.first_dose_date")
     put("subject.last_dose_date", os_.last_dose_date if os_ else None, "on_study.last_dose_date")
     put("subject.last_contact_date", record.last_contact_date, "last_contact_date")
+    put("subject.transfusions_recorded", True if os_ is not None and os_.transfusions is not None else None,
+        "on_study.transfusions")
     return FactSheet.of(values, sources)

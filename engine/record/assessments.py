@@ -153,6 +153,14 @@ class Assessment(AssessmentFacts):
         return self
 
 
+class Transfusion(RecordModel):
+    """One transfusion (a dated record: packs count them in windows before an assessment)."""
+
+    date: dt.date = Field(description="Date of the transfusion (ISO date).")
+    product: Literal["rbc", "platelets"] = Field(description="Blood product: rbc|platelets.")
+    units: int | None = Field(None, ge=1, le=50, description="Units given (optional).")
+
+
 class OnStudy(RecordModel):
     """Treatment on the trial."""
 
@@ -164,6 +172,9 @@ class OnStudy(RecordModel):
     cycles: list[OnStudyCycle] = Field(default_factory=list, description="Trial cycles.")
     assessments: list[Assessment] = Field(default_factory=list, description=(
         "Marrow assessments on study."))
+    transfusions: list[Transfusion] | None = Field(None, description=(
+        "Transfusions from screening on, dated: [{date, product: rbc|platelets, units}]. Absent = not "
+        "collected (a pack's count over them stays unknown); [] = none given."))
 
     @model_validator(mode="after")
     def _consistent(self) -> "OnStudy":
