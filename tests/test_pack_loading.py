@@ -114,3 +114,15 @@ def test_repository_packs_all_load(registry):
     assert "example-organ-function" in registry.packs
     for p in registry.packs.values():
         assert len(p.sha256) == 64
+
+
+def test_a_test_giving_text_for_a_number_fact_is_refused_with_file_and_key(tmp_path):
+    """YAML reads `1e-05` (no dot) as text: `rules test` said 'internal error' (a traceback) before."""
+    from packtools import write_pack
+    folder = write_pack(tmp_path, "p", {"facts": FACTS, "rules": [rule("R1", {"fact": "a", "gte": 1})]},
+                        tests=[{"name": "t", "given": {"a": "1e-05"}, "expect": {"rules": {"R1": "not_met"}}}])
+    from engine.rules.load import load_tests
+    with pytest.raises(PackError) as e:
+        load_tests(load_pack(folder))
+    msg = str(e.value)
+    assert "tests.yaml" in msg and "tests.0.given.a" in msg and "'1e-05'" in msg and "number" in msg

@@ -409,9 +409,14 @@ def check_test_references(pack: Pack, tests: list[PackTest]) -> None:
         for did in t.expect.decisions:
             if did not in dec_ids and not (course_run and did in course_dec_ids):
                 raise PackError(f"test {t.name!r} expects unknown decision {did!r}", file=tfile, key=f"tests.{i}.expect.decisions")
-        for name in t.given:
+        for name, value in t.given.items():
             if name not in givable and not name.startswith(dep_prefixes):
                 raise PackError(f"test {t.name!r} gives undeclared fact {name!r}", file=tfile, key=f"tests.{i}.given")
+            ftype = getattr(known.get(name), "type", None)
+            if ftype in (FactType.number, FactType.integer) and isinstance(value, (str, bool)):
+                # e.g. YAML reads 1e-05 (no dot) as text: say so here, never a traceback later
+                raise PackError(f"test {t.name!r} gives fact {name!r} the value {value!r}", file=tfile,
+                                key=f"tests.{i}.given.{name}", expected=f"a {ftype.value} (write 1e-5 as 0.00001)")
         for name in t.parameters:
             if name not in params:
                 raise PackError(f"test {t.name!r} sets unknown parameter {name!r}", file=tfile, key=f"tests.{i}.parameters")
