@@ -480,11 +480,17 @@ def cohort() -> None:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--baseline", default=None, help="Diff against this run (default: each decision's latest earlier adjudication).")
 @click.option("--csv-dir", type=click.Path(file_okay=False), help="Also write the summary as CSV files here.")
+@click.option("--evaluator", type=click.Choice(["compiled", "durable"]), default="compiled", show_default=True,
+              help="compiled: generated from the packs, checked by durable-rules in the same run (every "
+                   "--check-every-th subject and every subject whose decisions changed against the baseline; "
+                   "a disagreement fails the run); durable: every subject through durable-rules.")
+@click.option("--check-every", default=50, show_default=True, type=click.IntRange(1, None),
+              help="With --evaluator compiled: durable-rules adjudicates every Nth subject again.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str, params: tuple[str, ...],
                reason: str | None, resume: str | None, workers: int, baseline: str | None, csv_dir: str | None,
-               as_json: bool) -> None:
+               evaluator: str, check_every: int, as_json: bool) -> None:
     """Screen, adjudicate every marrow and grade safety for every subject; summary + diff."""
     from engine.adjudicate.cohort import latest_run, run_cohort
     from engine.adjudicate.committee import Overrides
@@ -504,7 +510,8 @@ def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str, params
         res = run_cohort(list(paths), store, profiles=tuple(p.strip() for p in profiles.split(",") if p.strip()),
                          params=parse_params(params), actor=ctx.obj["actor"], reason=reason, resume=resume,
                          workers=workers, rules_dir=ctx.obj.get("rules_dir"),
-                         on_error=lambda p, m: click.echo(f"error: {m}", err=True))
+                         on_error=lambda p, m: click.echo(f"error: {m}", err=True),
+                         evaluator=evaluator, check_every=check_every, baseline=base)
         overrides = Overrides(store)
         doc = summary.summarize(store, res.run_id, overrides=overrides)
         changes = list(diff.iter_changes(store, res.run_id, base, overrides=overrides,
@@ -515,13 +522,19 @@ def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str, params
         run = {"run_id": res.run_id, "subjects": res.subjects, "skipped": res.skipped,
                "decisions": res.decisions, "failed": [{"path": p, "error": m} for p, m in res.failed],
                "previous_run": previous, "baseline": base,
-                "checkpoint": res.checkpoint}
+                "checkpoint": res.checkpoint, "evaluator": res.evaluator, "check": res.check}
         if as_json:
             emit_json({"run": run, "summary": doc, "diff": changes})
         else:
             click.echo(f"run {res.run_id}: {res.subjects} subjects, {res.decisions} decisions"
                        + (f", {res.skipped} already done" if res.skipped else "")
                        + (f", {len(res.failed)} FAILED" if res.failed else ""))
+            if res.check is not None:
+                c = res.check
+                click.echo(f"evaluator: compiled, checked by durable-rules on {c['checked']} subject(s) "
+                           f"(every {c['every']}th: {c['sampled']}; changed against the baseline: {c['changed']}): "
+                           + (f"{len(c['disagreements'])} DISAGREE (the run failed)" if c["disagreements"]
+                              else "they agree"))
             summary.render(doc)
             if previous:
                 click.echo(f"diff vs {'baseline run ' + base if base else 'earlier adjudications (previous run ' + previous + ')'}:")

@@ -28,6 +28,7 @@ from engine.errors import AdjudicatorError, InputError
 RUN_SUBJECT = "__run__"        # bookkeeping records of a run (start / complete): "__" = never a subject
 RUN_USE_CASE = "cohort_run"
 DEFAULT_PROFILES = ("trial", "eln-2017", "eln-2022")
+DEFAULT_CHECK_EVERY = 50       # a compiled batch: every 50th subject is adjudicated again by durable-rules
 ELIGIBILITY_PACK = "vah-eligibility"
 
 # A work item: a subject file's path, or a table line as (origin `table:line`, its text or the
@@ -45,10 +46,20 @@ class CohortResult:
     failed: list[tuple[str, str]] = field(default_factory=list)   # (path or table:line, message)
     notes: list[str] = field(default_factory=list)
     checkpoint: str | None = None   # the signed checkpoint written at the end of the run
+    evaluator: str = "compiled"
+    # the durable-rules check of a compiled batch (recorded in the run's complete record):
+    # {"every": N, "sampled": n, "changed": n, "checked": n, "disagreements": [...]}
+    check: dict[str, Any] | None = None
+
+    @property
+    def disagreements(self) -> list[dict[str, Any]]:
+        return list((self.check or {}).get("disagreements") or [])
 
     @property
     def exit_code(self) -> int:
-        return 2 if self.failed else 0
+        """1 when the compiled evaluator and durable-rules disagreed (a bug: the run failed),
+        2 when some input was refused, else 0."""
+        return 1 if self.disagreements else (2 if self.failed else 0)
 
 
 # --- the per-process worker ------------------------------------------------------------------
@@ -58,15 +69,24 @@ _W: dict[str, Any] = {}
 
 def _init_worker(rules_dir: str | None, profiles: tuple[str, ...], params: dict[str, dict[str, Any]],
                  actor: str, reason: str | None, run_id: str, done: frozenset[str], ctcae: str = "4.03",
-                 committee: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 committee: Mapping[str, Mapping[str, Any]] | None = None, evaluator: str = "durable",
+                 check_every: int = 0, store_path: str | None = None, baseline: str | None = None) -> None:
     """Load the registry once per process; durable rulesets register lazily in this process.
     `committee`: subject -> item -> the committee's decision in force on a marrow (the course
     folds over it instead of the machine's)."""
     from engine.rules.load import load_registry
     registry = load_registry(rules_dir)
+    if _W.get("baseline_store") is not None:   # an earlier run in this process
+        _W["baseline_store"].close()
+    compiled = None
+    if evaluator == "compiled":
+        from engine.evaluate.compiled import CompiledEvaluator
+        compiled = CompiledEvaluator()
     _W.update(registry=registry, profiles=profiles, params=params, actor=actor,
-              reason=reason, run_id=run_id, done=done, evaluator=None, ctcae=ctcae, grader=None,
-              committee=committee or {}, in_force=parameters_in_force(registry, params))
+              reason=reason, run_id=run_id, done=done, evaluator=compiled, ctcae=ctcae, grader=None,
+              committee=committee or {}, in_force=parameters_in_force(registry, params),
+              check_every=check_every if compiled is not None else 0, store_path=store_path,
+              baseline=baseline, baseline_store=None, durable=None, durable_grader=None)
 
 
 def parameters_in_force(registry: Any, params: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -86,27 +106,82 @@ def _init_pool_worker(*init: Any) -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-def _entries(record: Any, path: str) -> list[dict[str, Any]]:
+def _entries(record: Any, path: str, durable: bool = False) -> list[dict[str, Any]]:
     """Every decision of one subject: screening, each marrow under each profile and the course,
-    each lab and adverse event (CTCAE grade, attribution), TLS and dosing advisories."""
+    each lab and adverse event (CTCAE grade, attribution), TLS and dosing advisories. By the run's
+    evaluator, or (`durable`) by durable-rules, the engine of record (the batch check)."""
     from engine.adjudicate import follow_up, marrow, safety, screening
-    reg, params, ev, actor = _W["registry"], _W["params"], _W["evaluator"], _W["actor"]
-    if _W.get("grader") is None:  # one grader per process: its cache spans subjects
-        _W["grader"] = safety.SafetyGrader(_W["ctcae"], reg, ev, params.get(safety.VERSIONS[_W["ctcae"]]))
+    reg, params, actor = _W["registry"], _W["params"], _W["actor"]
+    ev_key, grader_key = ("durable", "durable_grader") if durable else ("evaluator", "grader")
+    if durable and _W.get("durable") is None:
+        from engine.evaluate.durable_adapter import DurableEvaluator
+        _W["durable"] = DurableEvaluator()
+    ev = _W[ev_key]
+    if _W.get(grader_key) is None:  # one grader per process and evaluator: its cache spans subjects
+        _W[grader_key] = safety.SafetyGrader(_W["ctcae"], reg, ev, params.get(safety.VERSIONS[_W["ctcae"]]))
     return (screening.cohort_entries(record, path, reg, params, ev, actor)
             + marrow.cohort_entries(record, path, reg, params, ev, actor, _W["profiles"],
                                     _W["committee"].get(record.subject_id))
-            + safety.cohort_entries(record, path, reg, params, ev, actor, _W["ctcae"], _W["grader"])
+            + safety.cohort_entries(record, path, reg, params, ev, actor, _W["ctcae"], _W[grader_key])
             + follow_up.cohort_entries(record, path, reg, params, ev, actor))
 
 
-def adjudicate_item(item: WorkItem) -> tuple[str, str | None, list[Any] | None, str | None]:
-    """(origin, subject id, entries, error): one subject (a file, or a table line whose origin
-    `table:line` is also the path its facts cite), every use case, in a worker process."""
+# what the durable-rules check compares: every column of a prepared record but its random id
+_COMPARED = ("subject_id", "use_case", "item", "input", "input_sha256", "packs", "parameters", "trace", "outcome")
+
+
+def _changed_since_baseline(subject_id: str, prepared: list[Any]) -> bool:
+    """Whether any decision of the subject differs from the baseline run's (or, without one, from
+    its latest earlier machine decision) in the run's store: a subject new to the store has none."""
+    if not _W.get("store_path"):
+        return False
+    if _W.get("baseline_store") is None:
+        from engine.audit.store import AuditStore
+        _W["baseline_store"] = AuditStore.open(_W["store_path"], create=False, read_only=True)
+    earlier: dict[tuple[str, str | None], str] = {}
+    for row in _W["baseline_store"].iter_rows(subject_id=subject_id, run_id=_W.get("baseline")):
+        if row["supersedes"] is None and row["run_id"] != _W["run_id"]:
+            earlier[(row["use_case"], row["item"])] = row["outcome"]   # seq order: the latest wins
+    return any(earlier.get((p.use_case, p.item), p.outcome) != p.outcome for p in prepared)
+
+
+def _check(record: Any, origin: str, prepared: list[Any], sampled: bool) -> dict[str, Any] | None:
+    """The durable-rules check of one subject adjudicated by the compiled evaluator: when it is
+    sampled (every Nth work item) or a decision changed against the baseline, adjudicate it again
+    through durable-rules and compare every record, byte for byte (its random id apart)."""
+    why = "sample" if sampled else ("changed" if _changed_since_baseline(record.subject_id, prepared) else None)
+    if why is None:
+        return None
+    again = _finish(_entries(record, origin, durable=True))
+    problems = []
+    if len(again) != len(prepared):
+        problems.append(f"{len(prepared)} records by the compiled evaluator, {len(again)} by durable-rules")
+    for a, b in zip(prepared, again):
+        cols = [c for c in _COMPARED if getattr(a, c) != getattr(b, c)]
+        if cols:
+            problems.append(f"{a.use_case} {a.item or ''}: {', '.join(cols)} differ")
+    return {"why": why, "subject_id": record.subject_id, "origin": origin, "problems": problems}
+
+
+def _finish(entries: list[dict[str, Any]]) -> list[Any]:
     from engine.audit.compact import run_parameters
     from engine.audit.store import prepare
+    in_force = _W["in_force"]
+    for e in entries:
+        e["run_id"], e["reason"] = _W["run_id"], _W["reason"]
+        e["parameters"] = run_parameters(e["parameters"], in_force)   # the run's are in its start record
+    return [prepare(e) for e in entries]  # encoded here, in parallel; the writer only chains
+
+
+def adjudicate_item(item: WorkItem, index: int = -1) -> tuple[str, str | None, list[Any] | None, str | None,
+                                                             dict[str, Any] | None]:
+    """(origin, subject id, entries, error, check): one subject (a file, or a table line whose
+    origin `table:line` is also the path its facts cite), every use case, in a worker process.
+    `check`: the durable-rules check of this subject when the run's evaluator is the compiled one
+    and the subject is the run's every Nth work item (`index`) or changed against the baseline."""
     from engine.record import load_subject, parse_subject_json
     origin = item if isinstance(item, str) else item[0]
+    check = None
     try:
         if isinstance(item, str):
             record = load_subject(item)
@@ -115,23 +190,25 @@ def adjudicate_item(item: WorkItem) -> tuple[str, str | None, list[Any] | None, 
         else:
             record = parse_subject_json(item[1], origin, one_line=True)
         if record.subject_id in _W["done"]:
-            return origin, record.subject_id, None, None
-        entries = _entries(record, origin)
-        in_force = _W["in_force"]
-        for e in entries:
-            e["run_id"], e["reason"] = _W["run_id"], _W["reason"]
-            e["parameters"] = run_parameters(e["parameters"], in_force)   # the run's are in its start record
-        prepared = [prepare(e) for e in entries]  # encoded here, in parallel; the writer only chains
+            return origin, record.subject_id, None, None, None
+        prepared = _finish(_entries(record, origin))
+        every = _W.get("check_every") or 0
+        if every:
+            check = _check(record, origin, prepared, index >= 0 and index % every == 0)
     except AdjudicatorError as exc:
-        return origin, None, None, str(exc)
+        return origin, None, None, str(exc), check
     except Exception as exc:  # noqa: BLE001 - one subject's internal error must not stop the cohort
-        return origin, None, None, f"{origin}: internal error {type(exc).__name__}: {exc}"
-    return origin, record.subject_id, prepared, None
+        return origin, None, None, f"{origin}: internal error {type(exc).__name__}: {exc}", check
+    return origin, record.subject_id, prepared, None, check
+
+
+def _adjudicate_indexed(pair: tuple[int, WorkItem]) -> tuple:
+    return adjudicate_item(pair[1], pair[0])
 
 
 def adjudicate_file(path: str) -> tuple[str, str | None, list[dict[str, Any]] | None, str | None]:
     """(path, subject id, entries, error): one subject file (see `adjudicate_item`)."""
-    return adjudicate_item(path)
+    return adjudicate_item(path)[:4]
 
 
 # --- the parent: schedule, write, resume -------------------------------------------------------
@@ -243,14 +320,24 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
                resume: str | None = None, workers: int = 2, rules_dir: str | None = None,
                batch_subjects: int = 64, batch_seconds: float = 0.5, progress: bool | None = None,
                ctcae: str = "4.03", checkpoint: bool = True,
-               on_error: Callable[[str, str], None] | None = None) -> CohortResult:
+               on_error: Callable[[str, str], None] | None = None, evaluator: str = "compiled",
+               check_every: int = DEFAULT_CHECK_EVERY, baseline: str | None = None) -> CohortResult:
     """Adjudicate every subject file and table line under `path`; see the module docstring for the
     guarantees. The start record's "subjects" is the number of work items (files + table lines).
 
     resume: a run id to continue (its committed subjects are skipped; its recorded profiles and
     parameters are reused), or "latest" for the latest unfinished run.
     batch_subjects / batch_seconds: a transaction commits whole subjects, at most this many or
-    after this long (a commit is an fsync: one per subject cost the writer more than the chain)."""
+    after this long (a commit is an fsync: one per subject cost the writer more than the chain).
+    evaluator: "compiled" (the batch evaluator generated from the packs, checked by durable-rules
+    in the same run: every `check_every`-th work item and every subject whose decisions changed
+    against `baseline` (a run id; default: each decision's latest earlier adjudication); any
+    disagreement fails the run) or "durable" (every subject through durable-rules)."""
+    if evaluator not in ("compiled", "durable"):
+        raise InputError(f"unknown evaluator {evaluator!r}", field="--evaluator", expected="compiled or durable")
+    if check_every < 1:
+        raise InputError(f"--check-every {check_every}", field="--check-every",
+                         expected="a whole number >= 1 (1: every subject checked by durable-rules)")
     params = {k: dict(v) for k, v in (params or {}).items()}
     if resume == "latest":
         start = unfinished_run(store)
@@ -264,6 +351,8 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
             raise InputError(f"no cohort run {resume} in the audit store", field="--resume")
         profiles, params = tuple(start["profiles"]), start["params"]
         ctcae = start.get("ctcae", ctcae)
+        evaluator = start.get("evaluator", "durable")
+        check_every = start.get("check_every", check_every)
         reason = reason or start.get("reason")
         path = path or start["path"]
         run_id = resume
@@ -276,13 +365,16 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
         return _run_locked(path, store, run_id, done, profiles=profiles, params=params, actor=actor,
                            reason=reason, resume=resume, workers=workers, rules_dir=rules_dir,
                            batch_subjects=batch_subjects, batch_seconds=batch_seconds,
-                           progress=progress, ctcae=ctcae, checkpoint=checkpoint, on_error=on_error)
+                           progress=progress, ctcae=ctcae, checkpoint=checkpoint, on_error=on_error,
+                           evaluator=evaluator, check_every=check_every, baseline=baseline)
 
 
 def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, profiles: tuple[str, ...],
                 params: dict[str, Any], actor: str, reason: str | None, resume: str | None, workers: int,
                 rules_dir: str | None, batch_subjects: int, batch_seconds: float, progress: bool | None,
-                ctcae: str, checkpoint: bool, on_error: Callable[[str, str], None] | None) -> CohortResult:
+                ctcae: str, checkpoint: bool, on_error: Callable[[str, str], None] | None,
+                evaluator: str = "compiled", check_every: int = DEFAULT_CHECK_EVERY,
+                baseline: str | None = None) -> CohortResult:
     """The run itself, under its lock: check the input whole, then adjudicate and commit."""
     sources = [str(x) for x in (path if isinstance(path, (list, tuple)) else [path])]
     paths = [f for src in sources for f in subject_paths(src)]
@@ -301,16 +393,22 @@ def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, pro
     from engine.evaluate.run import resolve_params
     for pack_id, values in params.items():
         resolve_params(registry.get(pack_id), values)
-    result = CohortResult(run_id)
+    result = CohortResult(run_id, evaluator=evaluator)
+    check: dict[str, Any] | None = None
+    if evaluator == "compiled":
+        check = result.check = {"checked_by": "durable", "every": check_every, "baseline": baseline,
+                                "sampled": 0, "changed": 0, "checked": 0, "disagreements": []}
     if not resume:
         with store.batch() as w:
             w.add(_bookkeeping("start", run_id, {"path": sources, "profiles": list(profiles), "params": params,
                                                  "ctcae": ctcae,
                                                  "packs": [p.identity() for p in registry.packs.values()],
                                                  "parameters": parameters_in_force(registry, params),
+                                                 "evaluator": evaluator, "check_every": check_every,
                                                  "reason": reason, "subjects": total}, actor, reason))
     from engine.adjudicate.committee import Overrides, marrow_decisions
-    init = (rules_dir, tuple(profiles), params, actor, reason, run_id, done, ctcae, marrow_decisions(Overrides(store)))
+    init = (rules_dir, tuple(profiles), params, actor, reason, run_id, done, ctcae, marrow_decisions(Overrides(store)),
+            evaluator, check_every, _location(store), baseline)
     stream = _stream(work_items(paths), total, init, workers)
     bar = _progress(total, progress)
     pending: list[Any] = []   # prepared audit entries of whole subjects
@@ -326,7 +424,15 @@ def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, pro
         pending, pending_subjects, committed_at = [], 0, time.monotonic()
 
     try:
-        for p, subject_id, entries, error in stream:
+        for p, subject_id, entries, error, checked in stream:
+            if checked is not None and check is not None:
+                check[checked["why"] if checked["why"] == "changed" else "sampled"] += 1
+                check["checked"] += 1
+                if checked["problems"]:   # a bug in one evaluator: the subject is not written, the run fails
+                    check["disagreements"].append({k: checked[k] for k in ("subject_id", "origin", "problems")})
+                    error = (f"{p}: subject {checked['subject_id']}: the compiled evaluator and durable-rules "
+                             f"disagree ({'; '.join(checked['problems'][:3])}); nothing of it was written")
+                    entries = None
             if error is not None:
                 result.failed.append((p, error))
                 if on_error:
@@ -349,12 +455,20 @@ def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, pro
     with store.batch() as w:
         w.add(_bookkeeping("complete", run_id, {"subjects": result.subjects, "skipped": result.skipped,
                                                 "decisions": result.decisions,
-                                                "failed": [p for p, _ in result.failed]}, actor, reason))
+                                                "failed": [p for p, _ in result.failed],
+                                                "evaluator": evaluator, "check": check}, actor, reason))
     if checkpoint:  # the run ends with a signed checkpoint of the trail's head, kept elsewhere
         from engine.audit import checkpoint as ckpt
         path, _ = ckpt.create(store)
         result.checkpoint = str(path)
     return result
+
+
+def _location(store: Any) -> str | None:
+    """Where a worker opens the run's store to read the baseline (a PostgreSQL URL unredacted: it
+    stays in memory, never in a record)."""
+    loc = getattr(getattr(store, "_db", None), "url", None) or getattr(store, "path", None)
+    return str(loc) if loc is not None else None
 
 
 def _stream(items: Iterator[WorkItem], total: int, init: tuple, workers: int) -> Iterator[tuple]:
@@ -363,12 +477,12 @@ def _stream(items: Iterator[WorkItem], total: int, init: tuple, workers: int) ->
     The pool's feeder blocks on the task pipe, so only a few chunks of a table are read ahead."""
     if workers <= 1 or total < 2:
         _init_worker(*init)
-        for item in items:
-            yield adjudicate_item(item)
+        for i, item in enumerate(items):
+            yield adjudicate_item(item, i)
         return
     ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
     with ctx.Pool(workers, initializer=_init_pool_worker, initargs=init) as pool:
-        yield from pool.imap(adjudicate_item, items, chunksize=_chunksize(total, workers))
+        yield from pool.imap(_adjudicate_indexed, enumerate(items), chunksize=_chunksize(total, workers))
 
 
 def _chunksize(total: int, workers: int) -> int:
