@@ -4,6 +4,7 @@ CTCAE v4.03, attribution, TLS and dosing checks), the full audit trail written, 
 
     .venv/bin/python benchmarks/cohort_bench.py --n 1000 --n 10000 [--n 100000] [--workers 2] [--profile]
         [--format jsonl|yaml]   # the generated cohort as one JSON Lines table (default) or YAML files
+        [--evaluator compiled|durable|both]   # both (default): the same cohort each way, and the ratio
 
 Prints, per N (each in a fresh process): subjects/s and decisions/s end to end, peak RSS of the
 parent and of the largest child, read before the comparison below; and, measured in the same run on a sample of the same subjects in one process: our
@@ -54,7 +55,7 @@ def raw_comparison(folder: Path, sample: int) -> dict[str, float]:
             "ratio": ours / raw}
 
 
-def bench(n: int, workers: int, profile: bool, fmt: str = "jsonl") -> None:
+def bench(n: int, workers: int, profile: bool, fmt: str = "jsonl", evaluators: tuple[str, ...] = ("compiled", "durable")) -> None:
     import generate
     from engine.adjudicate.cohort import run_cohort
     from engine.audit.store import AuditStore
@@ -63,37 +64,54 @@ def bench(n: int, workers: int, profile: bool, fmt: str = "jsonl") -> None:
         t0 = time.perf_counter()
         generate.write_cohort(folder, n, fmt=fmt)
         gen_s = time.perf_counter() - t0
-        with AuditStore.open(Path(tmp) / "audit.sqlite") as store:
-            prof = cProfile.Profile() if profile else None
-            t0 = time.perf_counter()
+        rates = {}
+        for ev in evaluators:
+            db = Path(tmp) / f"audit-{ev}.sqlite"
+            with AuditStore.open(db) as store:
+                prof = cProfile.Profile() if profile else None
+                t0, c0 = time.perf_counter(), _cpu()
+                if prof:
+                    prof.enable()
+                res = run_cohort(str(folder), store, actor="bench", workers=workers, progress=False, evaluator=ev)
+                if prof:
+                    prof.disable()
+                dt_s, cpu_s = time.perf_counter() - t0, _cpu() - c0
+                row = store._db.execute(  # the JSON the records hold (compact format: issue 15 item 3)
+                    "SELECT sum(length(input)), sum(length(trace)), sum(length(outcome)) + sum(length(packs)) "
+                    "+ sum(length(parameters)) FROM decisions WHERE subject_id NOT LIKE '\\_\\_%' ESCAPE '\\'").fetchone()
+            store_mb = db.stat().st_size / 1e6
+            per = max(res.subjects, 1)
+            rates[ev] = (res.subjects / dt_s, cpu_s / per)
+            parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            check = res.check or {}
+            print(f"N={n} ({fmt}), evaluator {ev}: generate {gen_s:.1f}s; adjudicate {dt_s:.1f}s with {workers} workers = "
+                  f"{res.subjects / dt_s:.1f} subjects/s, {res.decisions / dt_s:.0f} decisions/s "
+                  f"({res.decisions} decisions, {res.decisions / per:.1f}/subject, {len(res.failed)} failed); "
+                  f"CPU (all processes) {1000 * cpu_s / per:.1f} ms/subject; "
+                  f"peak RSS parent {parent:.0f} MB, largest child {child:.0f} MB"
+                  + (f"; durable-rules check: {check.get('checked')} subjects, {len(check.get('disagreements') or [])} "
+                     "disagreements" if check else ""), flush=True)
+            print(f"  audit: store {store_mb:.0f} MB = {store_mb * 1000 / per:.1f} KB/subject; JSON per subject: input "
+                  f"{(row[0] or 0) / per / 1024:.1f} KB, trace {(row[1] or 0) / per / 1024:.1f} KB, outcome + packs + "
+                  f"parameters {(row[2] or 0) / per / 1024:.1f} KB", flush=True)
             if prof:
-                prof.enable()
-            res = run_cohort(str(folder), store, actor="bench", workers=workers, progress=False)
-            if prof:
-                prof.disable()
-            dt_s = time.perf_counter() - t0
-            row = store._db.execute(  # the JSON the records hold (compact format: issue 15 item 3)
-                "SELECT sum(length(input)), sum(length(trace)), sum(length(outcome)) + sum(length(packs)) "
-                "+ sum(length(parameters)) FROM decisions WHERE subject_id NOT LIKE '\\_\\_%' ESCAPE '\\'").fetchone()
-        store_mb = (Path(tmp) / "audit.sqlite").stat().st_size / 1e6
-        per = max(res.subjects, 1)
-        parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"N={n} ({fmt}): generate {gen_s:.1f}s; adjudicate {dt_s:.1f}s with {workers} workers = "
-              f"{res.subjects / dt_s:.1f} subjects/s, {res.decisions / dt_s:.0f} decisions/s "
-              f"({res.decisions} decisions, {res.decisions / max(res.subjects, 1):.1f}/subject, {len(res.failed)} failed); "
-              f"peak RSS parent {parent:.0f} MB, largest child {child:.0f} MB", flush=True)
-        print(f"  audit: store {store_mb:.0f} MB = {store_mb * 1000 / per:.1f} KB/subject; JSON per subject: input "
-              f"{(row[0] or 0) / per / 1024:.1f} KB, trace {(row[1] or 0) / per / 1024:.1f} KB, outcome + packs + "
-              f"parameters {(row[2] or 0) / per / 1024:.1f} KB", flush=True)
-        if prof:
-            pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+                pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+        if len(rates) == 2:
+            (a, ca), (b, cb) = rates["compiled"], rates["durable"]
+            print(f"  compiled vs durable: {a / b:.2f}x subjects/s (wall), {ca / cb:.2f}x CPU per subject", flush=True)
         if not profile:
             r = raw_comparison(folder, min(n, 300))
             print(f"  same run, one core, {r['sample']} subjects: our layers {r['ours_per_s']:.0f} subjects/s "
                   f"(no SQLite); durable-rules alone on the same {r['asserts_per_subject']:.0f} asserted facts/subject "
                   f"({r['firings_per_subject']:.0f} firings) {r['raw_per_s']:.0f} subjects/s; "
                   f"overhead x{r['ratio']:.1f}", flush=True)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the pool's workers)."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
 def main() -> None:
@@ -103,16 +121,19 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile in-process (use --workers 1)")
     ap.add_argument("--format", dest="fmt", choices=("jsonl", "yaml"), default="jsonl",
                     help="the generated cohort: one JSON Lines table (default) or one YAML file per subject")
+    ap.add_argument("--evaluator", choices=("compiled", "durable", "both"), default="both",
+                    help="the cohort's evaluator; both (default): the same cohort each way, with the ratio")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: this process runs one N
     a = ap.parse_args()
     ns = a.n or [1000]
+    evs = ("compiled", "durable") if a.evaluator == "both" else (a.evaluator,)
     if a.one or a.profile:
         for n in ns:
-            bench(n, a.workers, a.profile, a.fmt)
+            bench(n, a.workers, a.profile, a.fmt, evs)
         return
     for n in ns:  # a fresh process per N: peak RSS is a process's lifetime peak
         subprocess.run([sys.executable, __file__, "--n", str(n), "--workers", str(a.workers),
-                        "--format", a.fmt, "--one"], check=True)
+                        "--format", a.fmt, "--evaluator", a.evaluator, "--one"], check=True)
 
 
 if __name__ == "__main__":

@@ -171,13 +171,16 @@ class _CompiledPlan:
 
 
 _MISSING = _Missing()
-_CACHE: dict[tuple[str, str], _CompiledPlan] = {}
+_CACHE: dict[tuple[Any, ...], _CompiledPlan] = {}
 
 
 def compiled_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[str, Any]) -> _CompiledPlan:
     """The plan compiled for these parameters (once per process)."""
-    key = (json.dumps(dict(pack_identity), sort_keys=True) + plan.scope,
-           json.dumps(dict(params), sort_keys=True, default=str))
+    try:   # parameters are scalars (numbers, text, dates): hashing them is cheaper than encoding
+        pkey: Any = frozenset((k, type(v), v) for k, v in params.items())   # True == 1: the type too
+    except TypeError:
+        pkey = json.dumps(dict(params), sort_keys=True, default=str)
+    key = (tuple(sorted(pack_identity.items())), plan.scope, pkey)
     hit = _CACHE.get(key)
     if hit is None:
         hit = _CACHE[key] = _CompiledPlan(plan, params)
