@@ -31,7 +31,7 @@ def print_rule_tests(reports: list) -> None:  # list[PackReport]
                      f"{len(r.rows_met) - len(r.rows_never_met())}/{len(r.rows_met)}"])
     print_table(["pack", "version", "tests", "passed", "failed", "rules tested", "outcomes not exercised",
                  "decision rows met"], rows,
-                title="Embedded pack tests (durable-rules and reference evaluator)")
+                title="Embedded pack tests (durable-rules, the reference evaluator and the compiled batch evaluator)")
     for r in reports:
         for f in r.failures:
             console.print(f"[bold red]FAIL[/] {r.pack['id']}: {f.test}")

@@ -1,7 +1,8 @@
 """`adjudicator rules test`: run every pack's embedded tests through both evaluators.
 
 A test fails when an expectation is not met or when the durable-rules engine and the reference
-evaluator disagree on any rule or decision. Coverage lists, per rule, the outcomes
+evaluator disagree on any rule or decision, or when the compiled batch evaluator (what a cohort
+run uses, engine.evaluate.compiled) disagrees with durable-rules. Coverage lists, per rule, the outcomes
 (met / not met / unknown) that no test produced.
 """
 from __future__ import annotations
@@ -94,16 +95,18 @@ def _fact_state(sheet: FactSheet, name: str) -> Any:
     return "unknown" if name in sheet.unknown else "absent"
 
 
-def _compare_results(got: PackResult, ref: PackResult, where: str, report: PackReport | None) -> list[str]:
+def _compare_results(got: PackResult, ref: PackResult, where: str, report: PackReport | None,
+                     names: tuple[str, str] = ("durable-rules", "reference")) -> list[str]:
     problems: list[str] = []
+    a, b = names
     for rid, r in got.rules.items():
         if ref.rules[rid].outcome is not r.outcome:
-            problems.append(f"{where}rule {rid}: durable-rules says {r.outcome.value}, reference says {ref.rules[rid].outcome.value}")
+            problems.append(f"{where}rule {rid}: {a} says {r.outcome.value}, {b} says {ref.rules[rid].outcome.value}")
         if report is not None:
             report.seen.setdefault(rid, set()).add(r.outcome.value)
     for tid, r in got.transitions.items():
         if ref.transitions[tid].outcome is not r.outcome:
-            problems.append(f"{where}transition {tid}: durable-rules says {r.outcome.value}, reference says "
+            problems.append(f"{where}transition {tid}: {a} says {r.outcome.value}, {b} says "
                             f"{ref.transitions[tid].outcome.value}")
         if report is not None:
             report.seen.setdefault("transition:" + tid, set()).add(r.outcome.value)
@@ -114,6 +117,14 @@ def _compare_results(got: PackResult, ref: PackResult, where: str, report: PackR
         if d.to_dict() != ref.decisions[did].to_dict():
             problems.append(f"{where}decision {did}: evaluators disagree ({d.to_dict()} vs {ref.decisions[did].to_dict()})")
     return problems
+
+
+_COMPILED = ("compiled", "durable-rules")
+
+
+def _compiled() -> Any:
+    from engine.evaluate.compiled import CompiledEvaluator
+    return CompiledEvaluator()
 
 
 def _check_expect(got: PackResult, expect: Any, where: str) -> list[str]:
@@ -155,9 +166,11 @@ def run_test(pack: Pack, t: PackTest, report: PackReport | None = None) -> list[
     try:
         got, got_sheet = evaluate_pack(pack, sheet, t.parameters, default_evaluator(), timeline)
         ref, ref_sheet = evaluate_pack(pack, sheet, t.parameters, ReferenceEvaluator(), timeline)
+        batch, _ = evaluate_pack(pack, sheet, t.parameters, _compiled(), timeline)
     except AdjudicatorError as exc:
         return [f"evaluation failed: {exc}"]
     problems = _compare_results(got, ref, "", report)
+    problems += _compare_results(batch, got, "", None, _COMPILED)
     problems += _check_expect(got, t.expect, "")
     for key, want in t.expect.missing.items():
         if key not in got.rules and key not in got.decisions:
@@ -175,18 +188,23 @@ def _run_course_test(pack: Pack, t: PackTest, sheet: FactSheet, timeline: Timeli
     try:
         got = run_course(pack, sheet, timeline, t.parameters, default_evaluator())
         ref = run_course(pack, sheet, timeline, t.parameters, ReferenceEvaluator())
+        batch = run_course(pack, sheet, timeline, t.parameters, _compiled())
     except AdjudicatorError as exc:
         return [f"evaluation failed: {exc}"]
     problems: list[str] = []
-    if [i.event.id for i in got.items] != [i.event.id for i in ref.items]:
-        return [f"the evaluators folded different items: {[i.event.id for i in got.items]} vs "
-                f"{[i.event.id for i in ref.items]}"]
-    for gi, ri in zip(got.items, ref.items):
+    for other in (ref, batch):
+        if [i.event.id for i in got.items] != [i.event.id for i in other.items]:
+            return [f"the evaluators folded different items: {[i.event.id for i in got.items]} vs "
+                    f"{[i.event.id for i in other.items]}"]
+    for gi, ri, bi in zip(got.items, ref.items, batch.items):
         where = f"item {gi.event.id}: "
         problems += _compare_results(gi.result, ri.result, where, report)
-        if gi.state_json() != ri.state_json():
-            problems.append(f"{where}state differs between evaluators: {gi.state_json()} vs {ri.state_json()}")
+        problems += _compare_results(bi.result, gi.result, where, None, _COMPILED)
+        if gi.state_json() != ri.state_json() or bi.state_json() != gi.state_json():
+            problems.append(f"{where}state differs between evaluators: {gi.state_json()} vs {ri.state_json()}"
+                            f" (compiled: {bi.state_json()})")
     problems += _compare_results(got.final, ref.final, "course: ", report)
+    problems += _compare_results(batch.final, got.final, "course: ", None, _COMPILED)
     items = {i.event.id: i for i in got.items}
     for iid, want in t.expect.items.items():
         if iid not in items:
