@@ -223,3 +223,16 @@ def test_a_disagreement_fails_the_run_and_writes_nothing_of_the_subject(tmp_path
         assert not [r for r in store.iter_rows() if r["subject_id"] in bad]
         done = [json_of(r) for r in store.iter_rows(subject_id="__run__") if "check" in json_of(r)]
         assert done[0]["check"]["disagreements"] and done[0]["failed"]
+
+
+def test_the_check_reads_the_baseline_from_either_store_in_pool_workers(tmp_path, store_target):
+    """Workers (2 processes) open the run's store read-only for the baseline: SQLite and PostgreSQL."""
+    from engine.adjudicate.cohort import run_cohort
+    from engine.audit.store import AuditStore
+    folder = _small_cohort(tmp_path, 6)
+    with AuditStore.open(store_target) as store:
+        run_cohort(str(folder), store, actor="t", workers=2, checkpoint=False, profiles=("trial",))
+        again = run_cohort(str(folder), store, actor="t", workers=2, checkpoint=False, check_every=1000,
+                           profiles=("trial",), params={"vah-trial-response": {"mrd_threshold_pct": 0.1}})
+        assert again.exit_code == 0 and again.check["changed"] >= 1 and not again.check["disagreements"]
+        assert store.verify().ok
