@@ -236,3 +236,20 @@ def test_the_check_reads_the_baseline_from_either_store_in_pool_workers(tmp_path
                            profiles=("trial",), params={"vah-trial-response": {"mrd_threshold_pct": 0.1}})
         assert again.exit_code == 0 and again.check["changed"] >= 1 and not again.check["disagreements"]
         assert store.verify().ok
+
+
+def test_the_command_line_chooses_the_evaluator_and_reports_the_check(tmp_path):
+    import json
+    from click.testing import CliRunner
+    from cli import main
+    folder = _small_cohort(tmp_path, 3)
+    db = str(tmp_path / "a.sqlite")
+    r = CliRunner().invoke(main, ["--db", db, "cohort", str(folder), "--check-every", "2", "--workers", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    run = json.loads(r.stdout)["run"]
+    assert run["evaluator"] == "compiled" and run["check"]["checked"] == 2 and run["check"]["every"] == 2
+    r = CliRunner().invoke(main, ["--db", db, "cohort", str(folder), "--evaluator", "durable", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert "checked by durable-rules" not in r.output and "3 subjects" in r.output
+    r = CliRunner().invoke(main, ["--db", db, "cohort", str(folder), "--check-every", "0"])
+    assert r.exit_code == 2 and "check-every" in r.output
