@@ -241,9 +241,13 @@ def test_a_folder_without_dm_or_with_a_missing_variable(sdtm_csv, tmp_path):
 
 
 def test_writing_a_record_field_no_rule_covers_is_refused(tmp_path, mapping):
-    rec = load_subject(ROOT / "fixtures" / "screening" / "C046-stopped-azole.yaml")
+    import yaml
+    data = yaml.safe_load((COHORT / "vah96" / "VAH-002.yaml").read_text())
+    data["adverse_events"][0].setdefault("facts", {})["transfusion_units"] = 2   # a fact no mapping line names
+    (tmp_path / "VAH-002.yaml").write_text(yaml.safe_dump(data))
+    rec = load_subject(tmp_path / "VAH-002.yaml")
     from engine.errors import InputError
-    with pytest.raises(InputError, match="no rule of the SDTM mapping vah writes"):
+    with pytest.raises(InputError, match="no rule of the SDTM mapping vah writes adverse_events.+facts.transfusion_units"):
         write_sdtm([rec], mapping, tmp_path / "x", "json")
     assert not (tmp_path / "x").exists()
 
