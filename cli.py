@@ -63,8 +63,11 @@ def emit_json(obj: Any) -> None:
 @click.option("--actor", default=None, help="Who is acting (recorded in the audit trail). Default: the OS user.")
 @click.option("--rules-dir", envvar="ADJUDICATOR_RULES", type=click.Path(file_okay=False),
               help="Folder of rule packs. Default: the repository's rules/, or $ADJUDICATOR_RULES.")
+@click.option("--trial", envvar="ADJUDICATOR_TRIAL", default=None,
+              help="The trial (rules/_trials/NAME/protocol.yaml). Default: $ADJUDICATOR_TRIAL, the `default:` of "
+                   "rules/_trials/config.yaml, or the only trial.")
 @click.pass_context
-def main(ctx: click.Context, db: str | None, actor: str | None, rules_dir: str | None) -> None:
+def main(ctx: click.Context, db: str | None, actor: str | None, rules_dir: str | None, trial: str | None) -> None:
     """Rule-based eligibility, response and safety adjudication for clinical trials."""
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
@@ -73,14 +76,18 @@ def main(ctx: click.Context, db: str | None, actor: str | None, rules_dir: str |
     if printable(ctx.obj["actor"]) != ctx.obj["actor"] or not ctx.obj["actor"].strip():
         raise click.BadParameter("control characters (or nothing) in the actor's name", param_hint="--actor")
     ctx.obj["rules_dir"] = rules_dir
+    ctx.obj["trial"] = trial
 
 
 # --- commands are registered below, one small section per command group -------------------
 
 
 def registry(ctx: click.Context):  # noqa: ANN201 - engine type
-    from engine.rules.load import load_registry
-    return load_registry(ctx.obj.get("rules_dir"))
+    """The rules folder's packs with the trial in force (--trial) and its protocol, loaded once."""
+    if "registry" not in ctx.obj:
+        from engine.rules.load import load_registry
+        ctx.obj["registry"] = load_registry(ctx.obj.get("rules_dir")).for_trial(ctx.obj.get("trial"))
+    return ctx.obj["registry"]
 
 
 # --- rules ------------------------------------------------------------------------------------
@@ -432,10 +439,10 @@ def keys_list(keyring: str | None) -> None:
 @main.command("marrow")
 @click.argument("subject_file", type=click.Path(dir_okay=False))
 @click.option("--assessment", "assessment_id", help="Only this assessment id (or 'death'); default: all, plus the course.")
-@click.option("--profile", type=click.Choice(["eln-2017", "eln-2022", "trial", "all"]), default="all",
-              show_default=True, help="Response profile.")
+@click.option("--profile", default="all", show_default=True,
+              help="Response profile: one of the trial's (its protocol's packs.response.profiles), or all.")
 @click.option("--param", "params", multiple=True, metavar="PACK.NAME=VALUE",
-              help="Override a pack parameter (PACK = eln-2017|eln-2022|trial or a pack id), e.g. trial.mrd_threshold_pct=0.1.")
+              help="Override a pack parameter (PACK = a response profile or its pack id), e.g. trial.mrd_threshold_pct=0.1.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def marrow_cmd(ctx: click.Context, subject_file: str, assessment_id: str | None, profile: str,
@@ -472,8 +479,8 @@ def cohort() -> None:
 
 @cohort.command("run")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
-@click.option("--profiles", default="trial,eln-2017,eln-2022", show_default=True,
-              help="Response profiles, comma-separated (trial, eln-2017, eln-2022).")
+@click.option("--profiles", default=None,
+              help="Response profiles, comma-separated (default: every profile of the trial's protocol).")
 @click.option("--param", "params", multiple=True, help="PACK.NAME=VALUE (repeatable).")
 @click.option("--reason", default=None, help="Why the cohort is re-adjudicated (recorded).")
 @click.option("--resume", default=None, help="Continue run RUN_ID (or 'latest' unfinished run).")
@@ -488,7 +495,7 @@ def cohort() -> None:
               help="With --evaluator compiled: durable-rules adjudicates every Nth subject again.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str, params: tuple[str, ...],
+def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str | None, params: tuple[str, ...],
                reason: str | None, resume: str | None, workers: int, baseline: str | None, csv_dir: str | None,
                evaluator: str, check_every: int, as_json: bool) -> None:
     """Screen, adjudicate every marrow and grade safety for every subject; summary + diff."""
@@ -507,7 +514,8 @@ def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str, params
     with AuditStore.open(ctx.obj["db"]) as store:
         base = resolve_run(store, baseline) if baseline else None
         previous = base or latest_run(store)
-        res = run_cohort(list(paths), store, profiles=tuple(p.strip() for p in profiles.split(",") if p.strip()),
+        res = run_cohort(list(paths), store, trial=registry(ctx).trial().id if not resume else None,
+                         profiles=tuple(p.strip() for p in profiles.split(",") if p.strip()) if profiles else None,
                          params=parse_params(params), actor=ctx.obj["actor"], reason=reason, resume=resume,
                          workers=workers, rules_dir=ctx.obj.get("rules_dir"),
                          on_error=lambda p, m: click.echo(f"error: {m}", err=True),
@@ -648,7 +656,7 @@ _CTCAE = click.Choice(["4.03", "5.0"])
 
 @main.command("ae")
 @click.argument("subject_file", type=click.Path(dir_okay=False))
-@click.option("--ctcae", "version", type=_CTCAE, default="4.03", show_default=True, help="CTCAE version.")
+@click.option("--ctcae", "version", type=_CTCAE, default=None, help="CTCAE version (default: the trial's).")
 @click.option("--worst-case", is_flag=True, help="Qualifier policy worst_case (default: lab_only).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -660,7 +668,8 @@ def ae_cmd(ctx: click.Context, subject_file: str, version: str, worst_case: bool
     from engine.rules.load import load_registry
 
     record = load_subject(subject_file)
-    reg = load_registry(ctx.obj["rules_dir"])
+    reg = registry(ctx)
+    version = version or reg.trial().grading_version
     params = {"qualifier_policy": "worst_case"} if worst_case else None
     with AuditStore.open(ctx.obj["db"]) as store:
         doc = grade_subject(record, version, registry=reg, store=store, actor=ctx.obj["actor"], params=params)
@@ -676,7 +685,7 @@ def ae_cmd(ctx: click.Context, subject_file: str, version: str, worst_case: bool
 @click.option("--run", "run_id", default=None,
               help="Read the graded events and labs of this cohort run from the audit trail (or 'latest'): "
                    "nothing is re-graded or written.")
-@click.option("--ctcae", "version", type=_CTCAE, default="4.03", show_default=True)
+@click.option("--ctcae", "version", type=_CTCAE, default=None, help="CTCAE version (default: the trial's).")
 @click.option("--related-only", is_flag=True, help="Only treatment-related events (committee value when present).")
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Write the incidence table as CSV.")
 @click.option("--json", "as_json", is_flag=True)
@@ -706,10 +715,10 @@ def ae_summary_cmd(ctx: click.Context, paths: tuple[str, ...], run_id: str | Non
         from engine.rules.load import load_registry
         files = [f for p in paths for f in subject_paths(p)]
         records = [load_subject(f) for f in files]  # all read before anything is written
-        reg = load_registry(ctx.obj["rules_dir"])
+        reg = registry(ctx)
         with AuditStore.open(ctx.obj["db"]) as store:
             docs = [grade_subject(r, version, registry=reg, store=store, actor=ctx.obj["actor"]) for r in records]
-    summary = summarize(docs, related_only=related_only)
+    summary = summarize(docs, related_only=related_only, table=registry(ctx).trial().tables.ae_grade3)
     if csv_file:
         summary_csv(summary, csv_file)
     if as_json:
@@ -774,7 +783,8 @@ def ctcae_grade_cmd(ctx: click.Context, labs_csv: str, version: str, worst_case:
     # a malformed file fails here, before anything is written
     frame = read_frame(labs_csv) if evaluator == "columnar" else None
     rows = list(read_listing(labs_csv)) if evaluator == "durable" else []
-    reg = load_registry(ctx.obj["rules_dir"])
+    reg = registry(ctx)
+    version = version or reg.trial().grading_version
     params = {"qualifier_policy": "worst_case"} if worst_case else None
     from engine.report.safety import listing_text
     if frame is not None:  # docs/performance.md
@@ -917,8 +927,8 @@ def _mapped(ctx: click.Context) -> list[str]:
 @main.command("screen")
 @click.argument("subject_file", type=click.Path(dir_okay=False))
 @click.option("--param", "params", multiple=True, metavar="PACK.NAME=VALUE",
-              help="Override a pack parameter (PACK = vah-eligibility|disease-status|eln-risk), "
-                   "e.g. vah-eligibility.crcl_min_ml_min=60.")
+              help="Override a parameter of a screening pack (the trial's eligibility, disease status or "
+                   "genetic risk pack), e.g. vah-eligibility.crcl_min_ml_min=60.")
 @click.option("--json", "as_json", is_flag=True, help="Print the screening as JSON.")
 @click.pass_context
 def screen_cmd(ctx: click.Context, subject_file: str, params: tuple[str, ...], as_json: bool) -> None:

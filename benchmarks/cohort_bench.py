@@ -35,7 +35,7 @@ def raw_comparison(folder: Path, sample: int) -> dict[str, float]:
     from engine.adjudicate import cohort
     from engine.evaluate import durable_adapter as da
     paths = list(islice(cohort.work_items(cohort.subject_paths(folder)), sample))  # files or table lines
-    cohort._init_worker(None, cohort.DEFAULT_PROFILES, {}, "bench", None, "bench", frozenset(), "4.03")
+    cohort._init_worker(None, None, {}, "bench", None, "bench", frozenset())
     for p in paths[:5]:  # warm: rulesets compiled and registered
         cohort.adjudicate_item(p)
     for c in da._REGISTRY.values():  # the memo starts empty: the sample asserts what is new to it

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.adjudicate.marrow import PROFILES, adjudicate_subject
+from engine.adjudicate.marrow import adjudicate_subject, profiles_of
 from engine.evaluate.durable_adapter import DurableEvaluator
 from engine.evaluate.reference import ReferenceEvaluator
 from engine.record import SubjectRecord, load_subject
@@ -23,6 +23,7 @@ from engine.rules.load import load_registry
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "fixtures" / "course"
 REG = load_registry()
+PROFILES = profiles_of(REG)   # the trial's response profiles (its protocol)
 EVALUATORS = [DurableEvaluator(), ReferenceEvaluator()]
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from cli import main
-from engine.adjudicate.marrow import PROFILES, adjudicate_subject
+from engine.adjudicate.marrow import adjudicate_subject, profiles_of
 from engine.evaluate.durable_adapter import DurableEvaluator
 from engine.evaluate.facts import FactSheet
 from engine.evaluate.reference import ReferenceEvaluator
@@ -22,6 +22,7 @@ from engine.rules.load import load_registry
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "marrow"
 EXPECTED = yaml.safe_load((FIX / "expected.yaml").read_text())["vignettes"]
 REG = load_registry()
+PROFILES = profiles_of(REG)   # the trial's response profiles (its protocol)
 EVALUATORS = {"durable": DurableEvaluator(), "reference": ReferenceEvaluator()}
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from cli import main
-from engine.adjudicate.screening import PACKS, parse_params, screen, screen_and_record
+from engine.adjudicate.screening import parse_params as _parse_params, screen, screen_and_record
 from engine.errors import InputError
 from engine.evaluate.durable_adapter import DurableEvaluator
 from engine.evaluate.facts import FactSheet
@@ -19,6 +19,7 @@ from engine.evaluate.reference import ReferenceEvaluator
 from engine.evaluate.run import evaluate_pack
 from engine.record import load_subject
 from engine.rules.load import Registry, load_pack
+from engine.rules.protocol import load_protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "screening"
@@ -27,13 +28,21 @@ FILES = sorted(EXPECTED)
 CRITERIA = ["INC-01", "INC-02", "INC-03"] + [f"EXC-0{i}" for i in range(1, 9)]
 
 
+PROTOCOL = load_protocol(ROOT / "rules", "vah")
+PACKS = [p for p in (PROTOCOL.packs.disease_status, PROTOCOL.packs.eligibility, PROTOCOL.packs.genetic_risk) if p]
+
+
 def _own_registry() -> Registry:
     """Only the screening packs (other packs being edited elsewhere cannot break these tests)."""
     packs = {pid: load_pack(ROOT / "rules" / pid) for pid in PACKS}
-    return Registry(packs=packs, root=ROOT / "rules")
+    return Registry(packs=packs, root=ROOT / "rules", protocol=PROTOCOL)
 
 
 REGISTRY = _own_registry()
+
+
+def parse_params(pairs):
+    return _parse_params(pairs, REGISTRY)
 
 
 @pytest.fixture(scope="module")

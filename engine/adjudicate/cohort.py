@@ -27,9 +27,7 @@ from engine.errors import AdjudicatorError, InputError
 
 RUN_SUBJECT = "__run__"        # bookkeeping records of a run (start / complete): "__" = never a subject
 RUN_USE_CASE = "cohort_run"
-DEFAULT_PROFILES = ("trial", "eln-2017", "eln-2022")
 DEFAULT_CHECK_EVERY = 50       # a compiled batch: every 50th subject is adjudicated again by durable-rules
-ELIGIBILITY_PACK = "vah-eligibility"
 
 # A work item: a subject file's path, or a table line as (origin `table:line`, its text or the
 # InputError that stands for an unreadable line).
@@ -67,24 +65,26 @@ class CohortResult:
 _W: dict[str, Any] = {}
 
 
-def _init_worker(rules_dir: str | None, profiles: tuple[str, ...], params: dict[str, dict[str, Any]],
-                 actor: str, reason: str | None, run_id: str, done: frozenset[str], ctcae: str = "4.03",
+def _init_worker(rules_dir: str | None, profiles: tuple[str, ...] | None, params: dict[str, dict[str, Any]],
+                 actor: str, reason: str | None, run_id: str, done: frozenset[str], ctcae: str | None = None,
                  committee: Mapping[str, Mapping[str, Any]] | None = None, evaluator: str = "durable",
-                 check_every: int = 0, store_path: str | None = None, baseline: str | None = None) -> None:
+                 check_every: int = 0, store_path: str | None = None, baseline: str | None = None,
+                 trial: str | None = None) -> None:
     """Load the registry once per process; durable rulesets register lazily in this process.
     `committee`: subject -> item -> the committee's decision in force on a marrow (the course
     folds over it instead of the machine's)."""
     from engine.rules.load import load_registry
-    registry = load_registry(rules_dir)
+    registry = load_registry(rules_dir).for_trial(trial)
+    proto = registry.trial()
     if _W.get("baseline_store") is not None:   # an earlier run in this process
         _W["baseline_store"].close()
     compiled = None
     if evaluator == "compiled":
         from engine.evaluate.compiled import CompiledEvaluator
         compiled = CompiledEvaluator()
-    _W.update(registry=registry, profiles=profiles, params=params, actor=actor,
-              reason=reason, run_id=run_id, done=done, evaluator=compiled, ctcae=ctcae, grader=None,
-              committee=committee or {}, in_force=parameters_in_force(registry, params),
+    _W.update(registry=registry, profiles=tuple(profiles or proto.profile_packs()), params=params, actor=actor,
+              reason=reason, run_id=run_id, done=done, evaluator=compiled, ctcae=ctcae or proto.grading_version,
+              grader=None, committee=committee or {}, in_force=parameters_in_force(registry, params),
               check_every=check_every if compiled is not None else 0, store_path=store_path,
               baseline=baseline, baseline_store=None, durable=None, durable_grader=None)
 
@@ -118,7 +118,7 @@ def _entries(record: Any, path: str, durable: bool = False) -> list[dict[str, An
         _W["durable"] = DurableEvaluator()
     ev = _W[ev_key]
     if _W.get(grader_key) is None:  # one grader per process and evaluator: its cache spans subjects
-        _W[grader_key] = safety.SafetyGrader(_W["ctcae"], reg, ev, params.get(safety.VERSIONS[_W["ctcae"]]))
+        _W[grader_key] = safety.SafetyGrader(_W["ctcae"], reg, ev, params.get(reg.trial().ctcae_pack(_W["ctcae"])))
     return (screening.cohort_entries(record, path, reg, params, ev, actor)
             + marrow.cohort_entries(record, path, reg, params, ev, actor, _W["profiles"],
                                     _W["committee"].get(record.subject_id))
@@ -315,17 +315,19 @@ def _bookkeeping(item: str, run_id: str, outcome: dict[str, Any], actor: str, re
             "outcome": outcome, "actor": actor, "reason": reason}
 
 
-def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str, ...] = DEFAULT_PROFILES,
+def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str, ...] | None = None,
                params: Mapping[str, Mapping[str, Any]] | None = None, actor: str, reason: str | None = None,
                resume: str | None = None, workers: int = 2, rules_dir: str | None = None,
                batch_subjects: int = 64, batch_seconds: float = 0.5, progress: bool | None = None,
-               ctcae: str = "4.03", checkpoint: bool = True,
+               ctcae: str | None = None, checkpoint: bool = True, trial: str | None = None,
                on_error: Callable[[str, str], None] | None = None, evaluator: str = "compiled",
                check_every: int = DEFAULT_CHECK_EVERY, baseline: str | None = None) -> CohortResult:
     """Adjudicate every subject file and table line under `path`; see the module docstring for the
     guarantees. The start record's "subjects" is the number of work items (files + table lines).
 
-    resume: a run id to continue (its committed subjects are skipped; its recorded profiles and
+    trial: the protocol in force (default: the rules folder's default trial); profiles and the
+    CTCAE version default to the protocol's.
+    resume: a run id to continue (its committed subjects are skipped; its recorded trial, profiles and
     parameters are reused), or "latest" for the latest unfinished run.
     batch_subjects / batch_seconds: a transaction commits whole subjects, at most this many or
     after this long (a commit is an fsync: one per subject cost the writer more than the chain).
@@ -353,6 +355,7 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
         ctcae = start.get("ctcae", ctcae)
         evaluator = start.get("evaluator", "durable")
         check_every = start.get("check_every", check_every)
+        trial = start.get("trial", trial)
         reason = reason or start.get("reason")
         path = path or start["path"]
         run_id = resume
@@ -366,15 +369,15 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
                            reason=reason, resume=resume, workers=workers, rules_dir=rules_dir,
                            batch_subjects=batch_subjects, batch_seconds=batch_seconds,
                            progress=progress, ctcae=ctcae, checkpoint=checkpoint, on_error=on_error,
-                           evaluator=evaluator, check_every=check_every, baseline=baseline)
+                           evaluator=evaluator, check_every=check_every, baseline=baseline, trial=trial)
 
 
 def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, profiles: tuple[str, ...],
                 params: dict[str, Any], actor: str, reason: str | None, resume: str | None, workers: int,
                 rules_dir: str | None, batch_subjects: int, batch_seconds: float, progress: bool | None,
-                ctcae: str, checkpoint: bool, on_error: Callable[[str, str], None] | None,
+                ctcae: str | None, checkpoint: bool, on_error: Callable[[str, str], None] | None,
                 evaluator: str = "compiled", check_every: int = DEFAULT_CHECK_EVERY,
-                baseline: str | None = None) -> CohortResult:
+                baseline: str | None = None, trial: str | None = None) -> CohortResult:
     """The run itself, under its lock: check the input whole, then adjudicate and commit."""
     sources = [str(x) for x in (path if isinstance(path, (list, tuple)) else [path])]
     paths = [f for src in sources for f in subject_paths(src)]
@@ -389,7 +392,14 @@ def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, pro
                          file=later, subject=sid, field="subject_id",
                          expected="each subject once per run (nothing was written)")
     from engine.rules.load import load_registry
-    registry = load_registry(rules_dir)  # fail fast on a bad pack or parameter, before any worker
+    registry = load_registry(rules_dir).for_trial(trial)  # fail fast on a bad pack, protocol or parameter
+    proto = registry.trial()
+    trial, profiles = proto.id, tuple(profiles or proto.profile_packs())
+    ctcae = ctcae or proto.grading_version
+    unknown = [p for p in profiles if p not in proto.profile_packs()]
+    if unknown:
+        raise InputError(f"unknown response profile {unknown[0]!r} for trial {trial}", field="--profiles",
+                         expected=", ".join(proto.profile_packs()))
     from engine.evaluate.run import resolve_params
     for pack_id, values in params.items():
         resolve_params(registry.get(pack_id), values)
@@ -401,14 +411,14 @@ def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, pro
     if not resume:
         with store.batch() as w:
             w.add(_bookkeeping("start", run_id, {"path": sources, "profiles": list(profiles), "params": params,
-                                                 "ctcae": ctcae,
+                                                 "ctcae": ctcae, "trial": trial,
                                                  "packs": [p.identity() for p in registry.packs.values()],
                                                  "parameters": parameters_in_force(registry, params),
                                                  "evaluator": evaluator, "check_every": check_every,
                                                  "reason": reason, "subjects": total}, actor, reason))
     from engine.adjudicate.committee import Overrides, marrow_decisions
     init = (rules_dir, tuple(profiles), params, actor, reason, run_id, done, ctcae, marrow_decisions(Overrides(store)),
-            evaluator, check_every, _location(store), baseline)
+            evaluator, check_every, _location(store), baseline, trial)
     stream = _stream(work_items(paths), total, init, workers)
     bar = _progress(total, progress)
     pending: list[Any] = []   # prepared audit entries of whole subjects

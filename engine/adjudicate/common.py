@@ -56,7 +56,7 @@ def parse_params(pairs: Iterable[str], packs: Iterable[str] | None = None,
         pack, dot, name = key.rpartition(".")
         if not sep or not dot or not pack or not name:
             raise InputError(f"bad --param {text!r}", field="--param",
-                             expected="PACK.NAME=VALUE, e.g. vah-trial-response.mrd_threshold_pct=0.1")
+                             expected="PACK.NAME=VALUE (a pack id or profile, a parameter it declares)")
         pack = aliases.get(pack, pack)
         if allowed is not None and pack not in allowed:
             raise InputError(f"bad --param {text!r}: unknown pack {pack!r}", field="--param",

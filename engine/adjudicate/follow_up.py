@@ -20,7 +20,6 @@ from engine.evaluate.values import to_json
 from engine.record import SubjectRecord, field_source
 from engine.rules.load import Registry
 
-FOLLOW_UP_PACK = "vah-follow-up"   # the trial's follow-up pack (issue 12 moves this name to the protocol file)
 USE_CASE = "follow-up"
 
 
@@ -72,7 +71,8 @@ def cohort_entries(record: SubjectRecord, path: str | Path, registry: Registry,
                    actor: str) -> list[dict[str, Any]]:
     """The follow-up audit entry of an enrolled subject (none without on-study data or without
     the follow-up pack in the rules folder)."""
-    pack = registry.packs.get(FOLLOW_UP_PACK)
+    pack_id = registry.trial().packs.follow_up
+    pack = registry.packs.get(pack_id) if pack_id else None
     if pack is None or record.on_study is None:
         return []
     sheet = follow_up_sheet(record, path)

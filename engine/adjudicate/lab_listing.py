@@ -324,7 +324,7 @@ def grade_listing_batch(path: str | Path, version: str, *, registry: Any, params
     from engine.adjudicate.safety import _pack_id
     path = Path(path)
     listing = path.name
-    pack = registry.get(_pack_id(version))
+    pack = registry.get(_pack_id(version, registry))
     resolved = resolve_params(pack, params)
     frame = read_frame(path) if frame is None else frame
     from engine.adjudicate.safety import SafetyGrader

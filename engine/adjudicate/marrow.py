@@ -26,11 +26,12 @@ from engine.facts.marrow import course_inputs
 from engine.record import SubjectRecord
 from engine.rules.load import Pack, Registry
 
-PROFILES: dict[str, str] = {        # issue 12 moves the profiles to the trial's protocol file
-    "eln-2017": "eln-2017-response",
-    "eln-2022": "eln-2022-response",
-    "trial": "vah-trial-response",
-}
+
+
+def profiles_of(registry: Registry) -> dict[str, str]:
+    """The trial's response profiles (profile -> pack id, the primary first), from its protocol."""
+    return registry.trial().profile_packs()
+
 INDETERMINATE = "INDETERMINATE"     # the engine's word for an undecided per-item decision
 
 
@@ -88,9 +89,10 @@ class ProfileOutcome:
         return d
 
 
-def parse_params(pairs: Iterable[str]) -> dict[str, dict[str, str]]:
+def parse_params(pairs: Iterable[str], registry: Registry) -> dict[str, dict[str, str]]:
     """`PACK.NAME=VALUE` (PACK = a profile name or a response pack id) -> {pack id: {name: value}}."""
-    return common_parse_params(pairs, list(PROFILES.values()), PROFILES)
+    profiles = profiles_of(registry)
+    return common_parse_params(pairs, list(profiles.values()), profiles)
 
 
 def _split(text: Any) -> list[str]:
@@ -173,7 +175,7 @@ def adjudicate_profile(record: SubjectRecord, path: str | Path, profile: str, re
     """The subject's course under one profile: every item in date order, then the course outputs.
     `committee`: item key (`<item id>/<profile>`) -> the committee's decision in force; the course
     folds over the committee's outputs for those items (engine.adjudicate.committee.fixed_outputs)."""
-    pack = registry.get(PROFILES[profile])
+    pack = registry.get(profiles_of(registry)[profile])
     resolved = resolve_params(pack, params)
     sheet, timeline = inputs or course_inputs(record, path)
     check_types(sheet, pack.manifest.facts, file=str(path), subject=record.subject_id)
@@ -202,7 +204,7 @@ def adjudicate_subject(record: SubjectRecord, path: str | Path, registry: Regist
     out = SubjectMarrow(record.subject_id, profiles)
     inputs = course_inputs(record, path)
     for p in profiles:
-        run = adjudicate_profile(record, path, p, registry, (params or {}).get(PROFILES[p]), evaluator, inputs,
+        run = adjudicate_profile(record, path, p, registry, (params or {}).get(profiles_of(registry)[p]), evaluator, inputs,
                                  committee)
         out.runs[p] = run
         out.outcomes[p] = run.outcomes
@@ -259,13 +261,14 @@ def audit_entries(sm: SubjectMarrow, assessment: str | None, actor: str) -> list
 
 def cohort_entries(record: SubjectRecord, path: str | Path, registry: Registry,
                    params: Mapping[str, Mapping[str, Any]], evaluator: Evaluator | None, actor: str,
-                   profiles: Iterable[str] = tuple(PROFILES),
+                   profiles: Iterable[str] | None = None,
                    committee: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Audit entries of every on-study item under each profile plus the course (no store);
     `committee`: the subject's committee decisions in force on marrows (the course folds over them)."""
     if record.on_study is None or not record.on_study.assessments:
         return []
-    sm = adjudicate_subject(record, path, registry, list(profiles), params, evaluator, committee)
+    profiles = list(profiles_of(registry)) if profiles is None else list(profiles)
+    sm = adjudicate_subject(record, path, registry, profiles, params, evaluator, committee)
     return [e for _, e in audit_entries(sm, None, actor)]
 
 
@@ -292,7 +295,7 @@ def item_ids(record: SubjectRecord, path: str | Path, registry: Registry, profil
     sheet, timeline = course_inputs(record, path)
     ids: list[str] = []
     for p in profiles:
-        pack = registry.get(PROFILES[p])
+        pack = registry.get(profiles_of(registry)[p])
         params = resolve_params(pack)
         el = ElementEvaluator(pack, params, ReferenceEvaluator())
         for e in select_items(pack, sheet, timeline, params, el)[0]:
@@ -308,11 +311,13 @@ def run_marrow(subject_file: str | Path, registry: Registry, profile: str, asses
     from engine.audit import AuditStore
     from engine.record import load_subject
 
-    params = parse_params(param_args)
+    params = parse_params(param_args, registry)
     record = load_subject(subject_file)
-    profiles = list(PROFILES) if profile == "all" else [profile]
-    if profile not in PROFILES and profile != "all":
-        raise InputError(f"unknown profile {profile!r}", field="--profile", expected=", ".join(PROFILES) + " or all")
+    known = profiles_of(registry)
+    profiles = list(known) if profile == "all" else [profile]
+    if profile not in known and profile != "all":
+        raise InputError(f"unknown profile {profile!r}", field="--profile",
+                         expected=", ".join(known) + f" or all (trial {registry.trial().id})")
     with AuditStore.open(db) as store:   # the committee's decisions in force on this subject's marrows
         from engine.adjudicate.committee import Overrides, marrow_decisions
         committee = marrow_decisions(Overrides(store)).get(record.subject_id)

@@ -21,20 +21,17 @@ from engine.evaluate.events import Timeline
 from engine.evaluate.run import Evaluator, PackResult, evaluate_pack, resolve_params
 from engine.evaluate.values import to_json
 from engine.facts.labmap import lab_map
-from engine.facts.safety import (CLINICAL_TERMS, LabFacts, TlsLookups, ae_facts, attribution_facts, lab_facts, study_dose_facts, term_id, tls_clinical_facts, tls_window_facts,
+from engine.facts.safety import (clinical_terms, LabFacts, TlsLookups, ae_facts, attribution_facts, lab_facts, study_dose_facts, term_id, tls_clinical_facts, tls_window_facts,
                                  venetoclax_day_events)
 from engine.rules.load import Registry, load_registry
 from engine.record.listing import read_listing, row_problem  # noqa: F401 - read_listing re-exported
 
-VERSIONS = {"4.03": "ctcae-4.03", "5.0": "ctcae-5.0"}
-RELATED = ("possible", "probable", "definite")
 LISTING_COLUMNS = ("term", "lab_test", "value", "unit", "lln", "uln", "baseline")
 
 
-def _pack_id(version: str) -> str:
-    if version not in VERSIONS:
-        raise InputError(f"unknown CTCAE version {version!r}", field="ctcae", expected="4.03 or 5.0")
-    return VERSIONS[version]
+def _pack_id(version: str | None, registry: Registry) -> str:
+    """The grading pack of a CTCAE version (None: the trial's), from the trial's protocol."""
+    return registry.trial().ctcae_pack(version)
 
 
 @dataclass
@@ -68,11 +65,11 @@ class Graded:
 class SafetyGrader:
     """Loads the packs once; grades lab facts with a cache (same facts, same decision)."""
 
-    def __init__(self, version: str = "4.03", registry: Registry | None = None,
+    def __init__(self, version: str | None = None, registry: Registry | None = None,
                  evaluator: Evaluator | None = None, params: Mapping[str, Any] | None = None) -> None:
-        self.version = version
         self.registry = registry or load_registry()
-        self.pack = self.registry.get(_pack_id(version))
+        self.version = version or self.registry.trial().grading_version
+        self.pack = self.registry.get(_pack_id(self.version, self.registry))
         self.evaluator = evaluator
         self.params = dict(params or {})
         self._cache: dict[tuple, tuple[PackResult, dict[str, Any]]] = {}
@@ -161,8 +158,9 @@ class SafetyGrader:
         term = term_id(ae.term)
         reported = ae.reported_grade
         date = ae.onset_date.isoformat()
-        if term in CLINICAL_TERMS:
-            pack = self.registry.get("ctcae-clinical")
+        clinical = self.registry.trial().packs.clinical_terms
+        if clinical and term in clinical_terms(self.registry.get(clinical)):
+            pack = self.registry.get(clinical)
             declared = {f.name for f in pack.manifest.facts}
             facts = ae_facts(ae, declared)
             sheet = FactSheet.of(facts)
@@ -217,11 +215,11 @@ class SafetyGrader:
 def attribution_of(ae: Any, on_study: Any, registry: Registry, evaluator: Evaluator | None = None
                    ) -> tuple[bool | None, dict[str, Any], PackResult]:
     """(treatment_emergent, {investigator per drug, treatment_related}, pack result)."""
-    pack = registry.get("ae-attribution")
+    pack = registry.get(registry.trial().role("attribution"))
     res, _ = evaluate_pack(pack, FactSheet.of(attribution_facts(ae, on_study)), None, evaluator)
     te = _tri(res.rules["TEAE"].outcome.value)
     att = ae.attribution
-    inv = {d: getattr(att, d, None) if att else None for d in ("venetoclax", "azacitidine", "homoharringtonine")}
+    inv = {d.name: getattr(att, d.name, None) if att else None for d in registry.trial().study_drugs}
     return te, {"investigator": inv, "treatment_related": _tri(res.rules["RELATED"].outcome.value),
                 "adjudicated": None}, res
 
@@ -323,7 +321,7 @@ def dosing_advisories(record: Any, registry: Registry, evaluator: Evaluator | No
                       ) -> list[dict[str, Any]]:
     """Venetoclax advisories per cycle (never grades), day by day: the cycle's days are the pack's
     `venetoclax_day` events (engine/facts/safety.py), through its schedule's `last_day`."""
-    pack = registry.get("venetoclax-dosing")
+    pack = registry.get(registry.trial().role("dosing"))
     through = int(resolve_params(pack, None)["last_day"])
     rules = {r.id: r for r in pack.manifest.rules}
     out = []
@@ -382,13 +380,13 @@ def _subject_entries(sid: str, items: list[Graded], tls: list[dict[str, Any]], d
                                       snapshot={"facts": t["facts"]}, results=[t["_result"]],
                                       outcome={k: v for k, v in t.items() if not k.startswith("_")}, actor=actor)))
     for d in dosing:
-        out.append((None, audit_entry(subject_id=sid, use_case="venetoclax-dosing", item=f"cycle {d['cycle']}",
+        out.append((None, audit_entry(subject_id=sid, use_case="dosing", item=f"cycle {d['cycle']}",
                                       snapshot={"days": d["days"]}, results=[d["_result"]],
                                       outcome={k: v for k, v in d.items() if not k.startswith("_")}, actor=actor)))
     return out
 
 
-def grade_subject(record: Any, version: str = "4.03", *, registry: Registry | None = None,
+def grade_subject(record: Any, version: str | None = None, *, registry: Registry | None = None,
                   evaluator: Evaluator | None = None, store: Any = None, actor: str = "adjudicator",
                   params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Grade every lab and adverse event of a subject; write one audit record per item when a
@@ -409,16 +407,16 @@ def grade_subject(record: Any, version: str = "4.03", *, registry: Registry | No
 
 
 def cohort_entries(record: Any, path: Any, registry: Registry, params: Mapping[str, Mapping[str, Any]],
-                   evaluator: Evaluator | None, actor: str, version: str = "4.03",
+                   evaluator: Evaluator | None, actor: str, version: str | None = None,
                    grader: "SafetyGrader | None" = None) -> list[dict[str, Any]]:
     """Audit entries of a subject's whole safety review, for batch re-adjudication (no store)."""
-    grader = grader or SafetyGrader(version, registry, evaluator, params.get(_pack_id(version)))
+    grader = grader or SafetyGrader(version, registry, evaluator, params.get(_pack_id(version, registry)))
     items, tls, dosing = _grade_items(record, grader, evaluator)
     return [e for _, e in _subject_entries(record.subject_id, items, tls, dosing, actor)]
 
 
 def _lab_emergent(date: dt.date, on_study: Any, reg: Registry, evaluator: Evaluator | None = None) -> bool | None:
-    pack = reg.get("ae-attribution")
+    pack = reg.get(reg.trial().role("attribution"))
     facts: dict[str, Any] = {"ae.onset_date": date, **study_dose_facts(on_study)}
     res, _ = evaluate_pack(pack, FactSheet.of(facts), None, evaluator)
     return _tri(res.rules["TEAE"].outcome.value)
@@ -458,7 +456,7 @@ def record_adjudication(store: Any, subject_id: str, item: str, treatment_relate
 # --- a lab listing ------------------------------------------------------------------------------
 # read_listing (the file's shape) and row_problem (impossible values) live in engine.record.listing
 
-def grade_listing(rows: Iterable[tuple[int, Mapping[str, str]]], version: str = "4.03", *,
+def grade_listing(rows: Iterable[tuple[int, Mapping[str, str]]], version: str | None = None, *,
                   registry: Registry | None = None, evaluator: Evaluator | None = None,
                   params: Mapping[str, Any] | None = None, writer: Any = None, actor: str = "adjudicator",
                   listing: str = "listing") -> Iterator[dict[str, Any]]:
@@ -541,15 +539,6 @@ def _bad_number(raw: Any) -> bool:
 
 # --- summaries ------------------------------------------------------------------------------------
 
-TABLE3_ORDER = ["neutrophil_count_decreased", "platelet_count_decreased", "anemia", "febrile_neutropenia",
-                "sepsis", "lung_infection", "heart_failure", "bleeding", "tumor_lysis_syndrome",
-                "nausea", "vomiting", "diarrhea", "constipation"]
-TABLE3_LABEL = {"neutrophil_count_decreased": "Neutropenia", "platelet_count_decreased": "Thrombocytopenia",
-                "anemia": "Anemia", "febrile_neutropenia": "Febrile neutropenia", "sepsis": "Sepsis",
-                "lung_infection": "Pneumonia (lung infection)", "heart_failure": "Heart failure",
-                "bleeding": "Bleeding", "tumor_lysis_syndrome": "Tumor lysis syndrome", "nausea": "Nausea",
-                "vomiting": "Vomiting", "diarrhea": "Diarrhea", "constipation": "Constipation"}
-
 
 def related_of(item: Mapping[str, Any]) -> bool | None:
     att = item.get("attribution") or {}
@@ -569,7 +558,7 @@ def _source_of(by_source: Mapping[str, int], floor: int) -> str | None:
 
 
 def summarize(subjects: list[Mapping[str, Any]], *, related_only: bool = False,
-              emergent_only: bool = True) -> dict[str, Any]:
+              emergent_only: bool = True, table: Any = None) -> dict[str, Any]:
     """Worst grade per subject and term from BOTH the adverse-event records and the graded labs
     (the paper's safety table reports hematologic toxicity, which the labs grade), and the
     incidence of any grade and of grade >= 3 by term, in the layout of the paper's Table 3.
@@ -600,14 +589,15 @@ def summarize(subjects: list[Mapping[str, Any]], *, related_only: bool = False,
                 uncertain.setdefault(term, set()).add(s["subject_id"])
     worst = {sid: {t: max(src.values()) for t, src in terms.items()} for sid, terms in per.items()}
     n = len(subjects)
-    terms = list(TABLE3_ORDER) + sorted({t for w in worst.values() for t in w if w[t] > 0} - set(TABLE3_ORDER))
+    labels = {t.term: t.label for t in (table.terms if table else [])}   # the protocol's table: order, labels
+    terms = list(labels) + sorted({t for w in worst.values() for t in w if w[t] > 0} - set(labels))
     rows = []
     for t in terms:
         counted = {floor: [per[sid][t] for sid in per if t in per[sid] and worst[sid][t] >= floor] for floor in (1, 3)}
         by = {floor: {k: sum(1 for src in counted[floor] if _source_of(src, floor) == k) for k in ("event", "lab", "both")}
               for floor in (1, 3)}
         anyg, g3 = len(counted[1]), len(counted[3])
-        rows.append({"term": t, "label": TABLE3_LABEL.get(t, t.replace("_", " ").capitalize()),
+        rows.append({"term": t, "label": labels.get(t, t.replace("_", " ").capitalize()),
                      "any_grade_n": anyg, "any_grade_pct": _pct(anyg, n),
                      "grade_3_plus_n": g3, "grade_3_plus_pct": _pct(g3, n),
                      "any_grade_by_source": by[1], "grade_3_plus_by_source": by[3],

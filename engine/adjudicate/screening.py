@@ -21,10 +21,6 @@ from engine.facts.screening import screening_facts
 from engine.record import SubjectRecord
 from engine.rules.load import Registry
 
-ELIGIBILITY_PACK = "vah-eligibility"
-STATUS_PACK = "disease-status"
-RISK_PACK = "eln-risk"
-PACKS = (STATUS_PACK, ELIGIBILITY_PACK, RISK_PACK)
 CRITERION_KINDS = ("inclusion", "exclusion")
 
 
@@ -77,9 +73,16 @@ class ScreeningResult(BaseModel):
 
 # --- parameters ---------------------------------------------------------------------------------
 
-def parse_params(pairs: Iterable[str]) -> dict[str, dict[str, str]]:
+def screening_packs(registry: Registry) -> tuple[str, str | None, str | None]:
+    """(eligibility, disease status, genetic risk) pack ids of the trial in force (its protocol);
+    the last two may be None (a trial of untreated disease has no disease-status pack)."""
+    roles = registry.trial().packs
+    return roles.eligibility, roles.disease_status, roles.genetic_risk
+
+
+def parse_params(pairs: Iterable[str], registry: Registry) -> dict[str, dict[str, str]]:
     """`PACK.NAME=VALUE` with PACK one of the screening packs."""
-    return common_parse_params(pairs, PACKS)
+    return common_parse_params(pairs, [p for p in screening_packs(registry) if p])
 
 
 # --- screening ------------------------------------------------------------------------------------
@@ -88,20 +91,22 @@ def screen(record: SubjectRecord, registry: Registry, params: Mapping[str, Mappi
            evaluator: Evaluator | None = None, source_file: str | Path = "<record>") -> ScreeningResult:
     """Screen one candidate (no audit write; see `screen_and_record`)."""
     params = params or {}
+    elig_id, status_id, risk_id = screening_packs(registry)
+    pack_ids = [p for p in (status_id, elig_id, risk_id) if p]
     for pid in params:
-        if pid not in PACKS:
-            raise InputError(f"unknown pack {pid!r} in parameters", field="--param", expected=", ".join(PACKS))
+        if pid not in pack_ids:
+            raise InputError(f"unknown pack {pid!r} in parameters", field="--param", expected=", ".join(pack_ids))
     sheet = screening_facts(record, source_file)
     base = sheet.copy()
-    packs = {pid: registry.get(pid) for pid in PACKS}
+    packs = {pid: registry.get(pid) for pid in pack_ids}
     for pack in packs.values():
         _check(sheet, pack.manifest.facts, str(source_file), record.subject_id)
     from engine.facts.timeline import subject_timeline   # the history the disease-status course folds over
     timeline = subject_timeline(record, source_file)
-    chain, _ = evaluate_chain(registry, ELIGIBILITY_PACK, sheet, params, evaluator, timeline)
-    risk, _ = evaluate_pack(packs[RISK_PACK], sheet, params.get(RISK_PACK), evaluator)
-    status_res, elig = chain[STATUS_PACK], chain[ELIGIBILITY_PACK]
-    rules = {r.id: r for r in packs[ELIGIBILITY_PACK].manifest.rules}
+    chain, _ = evaluate_chain(registry, elig_id, sheet, params, evaluator, timeline)
+    risk = evaluate_pack(packs[risk_id], sheet, params.get(risk_id), evaluator)[0] if risk_id else None
+    status_res, elig = chain.get(status_id) if status_id else None, chain[elig_id]
+    rules = {r.id: r for r in packs[elig_id].manifest.rules}
 
     criteria = [_criterion(rules[rid], res, elig.rules) for rid, res in elig.rules.items()
                 if rules[rid].kind in CRITERION_KINDS]
@@ -127,24 +132,25 @@ def screen(record: SubjectRecord, registry: Registry, params: Mapping[str, Mappi
             message=rules[rid].message or rules[rid].title, missing=res.missing,
             inputs=_inputs(res, elig.rules)))
 
-    declared = {f.name for f in packs[ELIGIBILITY_PACK].manifest.facts}
+    declared = {f.name for f in packs[elig_id].manifest.facts}
     warnings = [f"GVHD therapy {k.rsplit('.', 1)[1]!r} ({base.sources.get(k, '')}) is not classified by "
-                f"{ELIGIBILITY_PACK}: review whether it is treatment beyond systemic corticosteroids"
+                f"{elig_id}: review whether it is treatment beyond systemic corticosteroids"
                 for k in sorted(base.values) if k.startswith("screening.gvhd.therapy.") and k not in declared]
-    risk_declared = {f.name for f in packs[RISK_PACK].manifest.facts}
-    warnings += [f"fusion {k.rsplit('.', 1)[1]!r} ({base.sources.get(k, '')}) is not read by {RISK_PACK}: "
+    risk_declared = {f.name for f in packs[risk_id].manifest.facts} if risk_id else set()
+    warnings += [f"fusion {k.rsplit('.', 1)[1]!r} ({base.sources.get(k, '')}) is not read by {risk_id}: "
                  "it does not change the risk group" for k in sorted(base.values)
-                 if k.startswith("genetics.fusion.") and k not in risk_declared]
-    results = [status_res, elig, risk]
-    op = {pid: sorted(p.name for p in packs[pid].manifest.parameters if p.operational) for pid in PACKS}
+                 if risk_id and k.startswith("genetics.fusion.") and k not in risk_declared]
+    results = [r for r in (status_res, elig, risk) if r is not None]
+    op = {pid: sorted(p.name for p in packs[pid].manifest.parameters if p.operational) for pid in pack_ids}
     result = ScreeningResult(
         subject_id=record.subject_id, verdict=verdict, decided_by=decided_by, missing=missing,
-        criteria=criteria, disease_status=_disease_status(status_res), eln_risk=_eln_risk(risk, base),
+        criteria=criteria, disease_status=_disease_status(status_res) if status_res else {},
+        eln_risk=_eln_risk(risk, base) if risk else {},
         advisories=advisories, warnings=warnings, pack=elig.pack, packs=[r.pack for r in results],
         parameters={r.pack["id"]: r.parameters for r in results},
         operational_parameters={k: v for k, v in op.items() if v}, evaluator=elig.evaluator)
     snapshot = input_snapshot(base)
-    snapshot["events"] = timeline.snapshot(k.kind for k in packs[STATUS_PACK].manifest.events)
+    snapshot["events"] = timeline.snapshot(k.kind for pid in pack_ids for k in packs[pid].manifest.events)
     outcome = {"verdict": verdict, "decided_by": decided_by, "missing": missing,
                "criteria": {c.id: c.outcome for c in criteria},
                "disease_status": result.disease_status, "eln_risk": {k: result.eln_risk.get(k) for k in ("eln2017", "eln2022")},
@@ -165,7 +171,7 @@ def cohort_entries(record: SubjectRecord, path: str | Path, registry: Registry,
                    params: Mapping[str, Mapping[str, Any]], evaluator: Evaluator | None,
                    actor: str) -> list[dict[str, Any]]:
     """Audit entries of one subject's screening, for batch re-adjudication (no store)."""
-    mine = {k: v for k, v in params.items() if k in PACKS}
+    mine = {k: v for k, v in params.items() if k in screening_packs(registry)}
     return [screening_entry(screen(record, registry, mine, evaluator, path), actor)]
 
 
@@ -189,7 +195,7 @@ def run_screen(subject_file: str | Path, registry: Registry, param_args: Iterabl
     """The `adjudicator screen` use case: parse parameters, load the record, screen, audit."""
     from engine.record import load_subject
 
-    params = parse_params(param_args)
+    params = parse_params(param_args, registry)
     record = load_subject(subject_file)
     return screen_and_record(record, registry, db, actor, params, evaluator, subject_file)
 

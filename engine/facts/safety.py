@@ -32,8 +32,10 @@ TERM_ALIASES: dict[str, str] = {
     "tls": "tumor_lysis_syndrome", "tumour_lysis_syndrome": "tumor_lysis_syndrome",
     "diarrhoea": "diarrhea", "anaemia": "anemia",
 }
-CLINICAL_TERMS = ("febrile_neutropenia", "sepsis", "lung_infection", "heart_failure",
-                  "tumor_lysis_syndrome", "nausea", "vomiting", "diarrhea", "constipation", "bleeding")
+def clinical_terms(pack: Any) -> tuple[str, ...]:
+    """The terms a clinical grading pack grades: the values it declares for `ae.term`."""
+    decl = next((f for f in pack.manifest.facts if f.name == "ae.term"), None)
+    return tuple(decl.values or ()) if decl else ()
 
 
 def term_id(text: str) -> str:

@@ -169,7 +169,7 @@ def build_report(store: Any, run_id: str, registry: Any, *, packets: bool = True
         _committee(summary),
         _swimmer(enrolled, primary, titles),
         _survival(eps),
-        _safety(enrolled),
+        _safety(enrolled, registry.trial().tables.ae_grade3),
     ]
     if packets:
         parts.append(_packets(subjects, profiles, titles, seq, head))
@@ -352,10 +352,10 @@ def _survival(eps: dict[str, dict[str, Any]]) -> str:
             f'{"<h3>Left out of a curve</h3>" + left_t if left else ""}</section>')
 
 
-def _safety(enrolled: list[SubjectTrail]) -> str:
+def _safety(enrolled: list[SubjectTrail], table: Any = None) -> str:
     from engine.adjudicate.safety import summarize as ae_summarize
     docs = [t.safety_doc() for t in enrolled]
-    s = ae_summarize(docs)
+    s = ae_summarize(docs, table=table)
     rows = []
     for r in s["table"]:
         if not r["grade_3_plus_n"] and not r["any_grade_n"]:

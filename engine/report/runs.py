@@ -109,3 +109,12 @@ def render_runs(runs: list[dict[str, Any]], console: Any = None) -> None:
         t.add_row(r["run_id"], r["started"][:19], r["actor"], r["reason"] or "", ", ".join(r["profiles"]),
                   params_text(r["params"]), packs_fingerprint(r["packs"]), subjects, r["status"])
     console.print(t)
+
+
+def run_protocol(store: Any, run_id: str, rules_dir: Any = None) -> Any:
+    """The protocol of the trial a run adjudicated (recorded in its start record; a run from
+    before trials were recorded: the rules folder's default trial)."""
+    from engine.adjudicate.cohort import run_start
+    from engine.rules.protocol import load_protocol
+    start = run_start(store, run_id) or {}
+    return load_protocol(rules_dir, start.get("trial"))

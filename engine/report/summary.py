@@ -233,8 +233,10 @@ def _adverse_events(store: Any, run_id: str, overrides: Overrides) -> dict[str, 
     the one table `ae-summary --run` and the report print, from adverse-event records AND graded labs
     (worst grade per subject and term, with the source that reached it)."""
     from engine.adjudicate.safety import summarize as summarize_ae
+    from engine.report.runs import run_protocol
     from engine.report.trail import iter_subjects
-    return summarize_ae([t.safety_doc() for t in iter_subjects(store, run_id, overrides) if t.enrolled])
+    return summarize_ae([t.safety_doc() for t in iter_subjects(store, run_id, overrides) if t.enrolled],
+                        table=run_protocol(store, run_id).tables.ae_grade3)
 
 
 def headline(outcome: Any, committee_row: dict[str, Any]) -> Any:

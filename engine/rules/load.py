@@ -205,6 +205,19 @@ class Registry:
     """Every pack of a rules folder, by id, in dependency order."""
     packs: dict[str, Pack]
     root: Path
+    protocol: Any = field(default=None, repr=False)   # the trial in force (engine/rules/protocol.py)
+
+    def trial(self) -> Any:
+        """The protocol of the trial in force: the one `for_trial` chose, else the default trial."""
+        if self.protocol is None:
+            from engine.rules.protocol import load_protocol
+            self.protocol = load_protocol(self.root, None, set(self.packs))
+        return self.protocol
+
+    def for_trial(self, name: str | None) -> "Registry":
+        """This registry with trial `name`'s protocol in force (None: the default trial)."""
+        from engine.rules.protocol import load_protocol
+        return Registry(packs=self.packs, root=self.root, protocol=load_protocol(self.root, name, set(self.packs)))
 
     def get(self, pack_id: str) -> Pack:
         if pack_id not in self.packs:

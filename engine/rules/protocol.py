@@ -1,0 +1,253 @@
+"""A trial's protocol file (`rules/_trials/<trial>/protocol.yaml`): which packs play which role,
+the study drugs and schedules, the assessment landmark, the endpoints, subgroups, the AE window and
+the summary tables. It is why engine/ names no trial: every command asks the protocol which pack
+screens, which profiles adjudicate a marrow, which terms a table lists (docs/writing-a-trial.md).
+
+Read with the house YAML loader (safe load, duplicate keys refused, limits) and validated with
+pydantic; every pack it names must be in the rules folder (checked on load, file:line:key).
+The trial in force: `--trial NAME`, else $ADJUDICATOR_TRIAL, else `default:` of
+`rules/_trials/config.yaml`, else the only trial of the rules folder.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from engine.errors import InputError, PackError
+
+TRIALS_FOLDER = "_trials"
+PROTOCOL_FILE = "protocol.yaml"
+CONFIG_FILE = "config.yaml"
+ENV = "ADJUDICATOR_TRIAL"
+ID_RE = r"^[a-z0-9][a-z0-9_.-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+class ResponseRoles(_Strict):
+    primary: str = Field(description="the profile whose course decides the primary endpoint")
+    profiles: dict[str, str] = Field(min_length=1, description="profile name -> response pack id")
+
+
+class CtcaeRoles(_Strict):
+    version: str = Field(description="the CTCAE version the trial grades with")
+    packs: dict[str, str] = Field(min_length=1, description="CTCAE version -> grading pack id")
+
+
+class PackRoles(_Strict):
+    eligibility: str
+    disease_status: str | None = None
+    genetic_risk: str | None = None
+    response: ResponseRoles
+    ctcae: CtcaeRoles | None = None
+    clinical_terms: str | None = None
+    lab_terms: str | None = None
+    attribution: str | None = None
+    dosing: str | None = None
+    tls: list[str] = []
+    follow_up: str | None = None
+
+
+class Dose(_Strict):
+    days: list[int] = Field(min_length=2, max_length=2, description="[first, last] day of the cycle")
+    dose: float = Field(gt=0)
+    unit: str
+
+
+class RampStep(_Strict):
+    day: int = Field(ge=1)
+    dose: float = Field(gt=0)
+    unit: str
+
+
+class StudyDrug(_Strict):
+    name: str = Field(pattern=ID_RE)
+    route: str
+    ramp_up: list[RampStep] = []
+    schedule: list[Dose] = Field(min_length=1)
+    source: str = Field(min_length=1)
+
+
+class Assessments(_Strict):
+    schedule: str = Field(min_length=1, description="the protocol's sentence")
+    landmark: int = Field(ge=1, description="the cycle by whose end the primary endpoint is read")
+
+
+class Endpoint(_Strict):
+    id: str = Field(pattern=ID_RE)
+    title: str
+    kind: Literal["proportion", "time_to_event"]
+    primary: bool = False
+    profile: str | None = None
+    pack: str | None = None
+    course_output: str | None = None
+    flag: str | None = None
+    event: str | None = None
+    censoring: str | None = None
+    source: str = ""
+
+
+class Subgroup(_Strict):
+    id: str = Field(pattern=ID_RE)
+    title: str
+    screening: str = Field(description="dotted path of the screening decision's output it reads")
+    detail: str | None = Field(None, description="a second output that refines the group ...")
+    detail_when: str | None = Field(None, description="... when the first has this value")
+    label: str = Field("{value}", description="how a group is named; {value} is the output")
+
+
+class AdverseEvents(_Strict):
+    window: str = Field(min_length=1, description="the protocol's sentence")
+
+
+class TableTerm(_Strict):
+    term: str
+    label: str
+
+
+class TermTable(_Strict):
+    title: str
+    terms: list[TableTerm] = Field(min_length=1)
+
+
+class Tables(_Strict):
+    ae_grade3: TermTable | None = None
+
+
+class Protocol(_Strict):
+    id: str = Field(pattern=ID_RE)
+    title: str
+    registry: str
+    citation: str
+    packs: PackRoles
+    study_drugs: list[StudyDrug] = Field(min_length=1)
+    cycle_days: int = Field(ge=1)
+    assessments: Assessments
+    endpoints: list[Endpoint] = Field(min_length=1)
+    subgroups: list[Subgroup] = []
+    adverse_events: AdverseEvents | None = None
+    tables: Tables = Tables()
+
+    # --- what the engine asks ------------------------------------------------------------------
+    def profile_packs(self) -> dict[str, str]:
+        """profile -> pack id, the primary profile first."""
+        prof = self.packs.response.profiles
+        return {self.packs.response.primary: prof[self.packs.response.primary],
+                **{k: v for k, v in prof.items() if k != self.packs.response.primary}}
+
+    def ctcae_pack(self, version: str | None = None) -> str:
+        """The grading pack of a CTCAE version (default: the trial's)."""
+        roles = self.packs.ctcae
+        if roles is None:
+            raise InputError(f"trial {self.id} grades no adverse events (no packs.ctcae)", field="packs.ctcae")
+        version = version or roles.version
+        if version not in roles.packs:
+            raise InputError(f"unknown CTCAE version {version!r}", field="ctcae",
+                             expected=" or ".join(sorted(roles.packs)))
+        return roles.packs[version]
+
+    @property
+    def grading_version(self) -> str:
+        return self.packs.ctcae.version if self.packs.ctcae else ""
+
+    def role(self, name: str) -> str:
+        """The pack id of a single-pack role; PackError naming the role when the trial has none."""
+        pack = getattr(self.packs, name)
+        if not pack:
+            raise PackError(f"trial {self.id} names no {name} pack", file=self.file, key=f"packs.{name}")
+        return pack
+
+    def pack_ids(self) -> list[tuple[str, str]]:
+        """(key path, pack id) of every pack the protocol names."""
+        p = self.packs
+        out = [(f"packs.{k}", getattr(p, k)) for k in ("eligibility", "disease_status", "genetic_risk",
+                                                       "clinical_terms", "lab_terms", "attribution",
+                                                       "dosing", "follow_up") if getattr(p, k)]
+        out += [(f"packs.response.profiles.{k}", v) for k, v in p.response.profiles.items()]
+        out += [(f"packs.ctcae.packs.{k}", v) for k, v in (p.ctcae.packs.items() if p.ctcae else [])]
+        out += [(f"packs.tls.{i}", v) for i, v in enumerate(p.tls)]
+        out += [(f"endpoints.{i}.pack", e.pack) for i, e in enumerate(self.endpoints) if e.pack]
+        return out
+
+    _file: str = PrivateAttr("")
+
+    @property
+    def file(self) -> str:
+        """The file it was read from (error messages)."""
+        return self._file
+
+
+def trials_root(rules_dir: str | Path | None) -> Path:
+    from engine.rules.load import default_rules_dir
+    return (Path(rules_dir) if rules_dir else default_rules_dir()) / TRIALS_FOLDER
+
+
+def known_trials(rules_dir: str | Path | None) -> list[str]:
+    root = trials_root(rules_dir)
+    return sorted(p.parent.name for p in root.glob(f"*/{PROTOCOL_FILE}")) if root.is_dir() else []
+
+
+def default_trial(rules_dir: str | Path | None) -> str:
+    """$ADJUDICATOR_TRIAL, else `default:` of rules/_trials/config.yaml, else the only trial."""
+    if os.environ.get(ENV):
+        return os.environ[ENV]
+    config = trials_root(rules_dir) / CONFIG_FILE
+    if config.is_file():
+        data, lines = _read(config)
+        if not isinstance(data, dict) or not isinstance(data.get("default"), str):
+            raise PackError("expected `default: TRIAL`", file=str(config), key="default")
+        return data["default"]
+    trials = known_trials(rules_dir)
+    if len(trials) != 1:
+        raise InputError("no trial protocol in the rules folder" if not trials else
+                         f"several trials ({', '.join(trials)}) and no default", field="--trial",
+                         expected=f"--trial NAME, or `default: NAME` in {config}")
+    return trials[0]
+
+
+def _read(path: Path) -> tuple[Any, dict[tuple, int]]:
+    from engine.rules.load import _read_yaml
+    data, lines, _ = _read_yaml(path)
+    return data, lines
+
+
+def load_protocol(rules_dir: str | Path | None, trial: str | None = None,
+                  pack_ids: set[str] | None = None) -> Protocol:
+    """The protocol of `trial` (default: default_trial), checked against the packs loaded
+    (`pack_ids`; every pack it names must exist)."""
+    trial = trial or default_trial(rules_dir)
+    known = known_trials(rules_dir)
+    if trial not in known:
+        raise InputError(f"no trial {trial!r} in the rules folder", field="--trial",
+                         expected=f"one of: {', '.join(known) or 'none'} "
+                                  f"({trials_root(rules_dir)}/<trial>/{PROTOCOL_FILE})")
+    path = trials_root(rules_dir) / trial / PROTOCOL_FILE
+    data, lines = _read(path)
+    try:
+        proto = Protocol.model_validate(data if isinstance(data, dict) else {"": data})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
+        raise PackError(f"protocol: {err['msg']}", file=str(path), line=line,
+                        key=".".join(map(str, loc))) from None
+    proto._file = str(path)
+    if proto.id != trial:
+        raise PackError(f"protocol id {proto.id!r} is not its folder's name {trial!r}", file=str(path),
+                        line=lines.get(("id",)), key="id")
+    if proto.packs.response.primary not in proto.packs.response.profiles:
+        raise PackError(f"primary profile {proto.packs.response.primary!r} is not one of the profiles",
+                        file=str(path), line=lines.get(("packs", "response", "primary")), key="packs.response.primary")
+    if pack_ids is not None:
+        for key, pid in proto.pack_ids():
+            if pid not in pack_ids:
+                parts = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+                raise PackError(f"protocol names pack {pid!r}, which is not in the rules folder",
+                                file=str(path), line=lines.get(parts), key=key,
+                                expected=f"a pack folder rules/{pid}/ (or fix the id)")
+    return proto
