@@ -86,7 +86,8 @@ def registry(ctx: click.Context):  # noqa: ANN201 - engine type
     """The rules folder's packs with the trial in force (--trial) and its protocol, loaded once."""
     if "registry" not in ctx.obj:
         from engine.rules.load import load_registry
-        ctx.obj["registry"] = load_registry(ctx.obj.get("rules_dir")).for_trial(ctx.obj.get("trial"))
+        reg = load_registry(ctx.obj.get("rules_dir"))   # the protocol: chosen now, or the default on first use
+        ctx.obj["registry"] = reg.for_trial(ctx.obj["trial"]) if ctx.obj.get("trial") else reg
     return ctx.obj["registry"]
 
 
@@ -127,10 +128,17 @@ def rules_validate(ctx: click.Context, packs: tuple[str, ...], as_json: bool) ->
         from engine.evaluate.run import resolve_params
         compile_plan(p.plan, p.identity(), resolve_params(p), str(p.path))
         p.tests  # noqa: B018 - reads and checks tests.yaml (only rules commands read it)
+    trials = []
+    if not packs:   # every trial's protocol, every pack it names (engine/rules/protocol.py)
+        from engine.rules.protocol import known_trials, load_protocol
+        reg = registry(ctx)
+        trials = [load_protocol(reg.root, t, set(reg.packs), strict=True) for t in known_trials(reg.root)]
     if as_json:
-        return emit_json({"valid": [p.identity() for p in loaded]})
+        return emit_json({"valid": [p.identity() for p in loaded], "trials": [t.id for t in trials]})
     for p in loaded:
         click.echo(f"ok  {p.id} {p.version}  ({len(p.manifest.rules)} rules, sha256 {p.sha256[:12]})")
+    for t in trials:
+        click.echo(f"ok  trial {t.id} ({t.registry}): {len(t.pack_ids())} pack roles")
 
 
 @rules.command("test")
@@ -669,6 +677,8 @@ def ae_cmd(ctx: click.Context, subject_file: str, version: str, worst_case: bool
 
     record = load_subject(subject_file)
     reg = registry(ctx)
+    from engine.adjudicate.common import check_trial
+    check_trial(record, reg, subject_file)
     version = version or reg.trial().grading_version
     params = {"qualifier_policy": "worst_case"} if worst_case else None
     with AuditStore.open(ctx.obj["db"]) as store:
@@ -716,6 +726,9 @@ def ae_summary_cmd(ctx: click.Context, paths: tuple[str, ...], run_id: str | Non
         files = [f for p in paths for f in subject_paths(p)]
         records = [load_subject(f) for f in files]  # all read before anything is written
         reg = registry(ctx)
+        from engine.adjudicate.common import check_trial
+        for f, r in zip(files, records):
+            check_trial(r, reg, f)
         with AuditStore.open(ctx.obj["db"]) as store:
             docs = [grade_subject(r, version, registry=reg, store=store, actor=ctx.obj["actor"]) for r in records]
     summary = summarize(docs, related_only=related_only, table=registry(ctx).trial().tables.ae_grade3)

@@ -54,7 +54,8 @@ ALLOWED: dict[str, tuple[set[str], str]] = {
         "record model: the site's response labels and regimen flags of the treatment history (item 2)"),
     "engine/record/assessments.py": ({"posaconazole", "venetoclax"},
                                      "record model: venetoclax daily doses and a CYP3A example (item 2: doses per drug)"),
-    "engine/record/subject.py": ({"venetoclax"}, "record model: prior venetoclax attestation (item 2)"),
+    "engine/record/subject.py": ({"venetoclax", "vah"},
+                                 "record model: prior venetoclax attestation (item 2); a VAH subject id as example"),
     "engine/record/genetics.py": ({"unrelated"}, "English in a field description (not the attribution scale)"),
     "engine/facts/safety.py": (
         {"alanine_aminotransferase_increased", "anemia", "aspartate_aminotransferase_increased", "bleeding",

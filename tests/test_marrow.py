@@ -140,6 +140,7 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     rules.mkdir()
     for pack_id in PROFILES.values():
         (rules / pack_id).symlink_to(REG.get(pack_id).path)
+    (rules / "_trials").symlink_to(REG.root / "_trials")   # the protocol (it names these profiles)
     monkeypatch.setenv("ADJUDICATOR_RULES", str(rules))
     return CliRunner()
 

@@ -23,6 +23,7 @@ def rules(tmp_path):
     out = tmp_path / "rules"
     for p in PACKS:
         shutil.copytree(ROOT / "rules" / p, out / p)
+    shutil.copytree(ROOT / "rules" / "_trials", out / "_trials")   # the protocol: which pack screens
     return out
 
 

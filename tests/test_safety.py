@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from engine.adjudicate.safety import (grade_subject, record_adjudication, related_of, summarize,
+from engine.adjudicate.safety import (grade_subject, record_adjudication, related_of, summarize as _summarize,
                                       summary_csv)
 from engine.audit.store import AuditStore
 from engine.record import load_subject
@@ -21,6 +21,12 @@ from conftest import ROOT
 SUBJECT = ROOT / "fixtures/safety/subject-tls-ramp-up.yaml"
 LISTING = ROOT / "fixtures/safety/labs-listing.csv"
 
+
+
+def summarize(docs, **kw):
+    """The AE table in the VAH protocol's order and labels (rules/_trials/vah/protocol.yaml)."""
+    from engine.rules.protocol import load_protocol
+    return _summarize(docs, table=load_protocol(None, "vah").tables.ae_grade3, **kw)
 
 def _by_id(doc):
     return {it["id"]: it for it in doc["items"]}

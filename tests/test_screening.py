@@ -169,6 +169,7 @@ def _cli(tmp_path, *args):
         rules.mkdir()
         for pid in PACKS:
             (rules / pid).symlink_to(ROOT / "rules" / pid)
+        (rules / "_trials").symlink_to(ROOT / "rules" / "_trials")   # the protocol: which pack screens
     return CliRunner().invoke(main, ["--db", str(tmp_path / "cli.sqlite"), "--actor", "t",
                                      "--rules-dir", str(rules), *args])
 

@@ -191,6 +191,8 @@ def adjudicate_item(item: WorkItem, index: int = -1) -> tuple[str, str | None, l
             record = parse_subject_json(item[1], origin, one_line=True)
         if record.subject_id in _W["done"]:
             return origin, record.subject_id, None, None, None
+        from engine.adjudicate.common import check_trial
+        check_trial(record, _W["registry"], origin)
         prepared = _finish(_entries(record, origin))
         every = _W.get("check_every") or 0
         if every:

@@ -63,3 +63,13 @@ def parse_params(pairs: Iterable[str], packs: Iterable[str] | None = None,
                              expected="one of " + ", ".join(list(aliases) + allowed))
         out.setdefault(pack, {})[name] = value
     return out
+
+
+def check_trial(record: Any, registry: Any, path: Any = None) -> None:
+    """A subject file of another trial is refused (exit 2, nothing written): its `trial` must be
+    the protocol's id when it names one."""
+    proto = registry.trial()
+    if record.trial is not None and record.trial != proto.id:
+        raise InputError(f"subject file of trial {record.trial!r}, but the trial in force is {proto.id!r}",
+                         file=str(path) if path else None, subject=record.subject_id, field="trial",
+                         expected=f"--trial {record.trial} (or a subject of {proto.id})")

@@ -71,7 +71,7 @@ def cohort_entries(record: SubjectRecord, path: str | Path, registry: Registry,
                    actor: str) -> list[dict[str, Any]]:
     """The follow-up audit entry of an enrolled subject (none without on-study data or without
     the follow-up pack in the rules folder)."""
-    pack_id = registry.trial().packs.follow_up
+    pack_id = registry.trial().optional_role("follow_up")
     pack = registry.packs.get(pack_id) if pack_id else None
     if pack is None or record.on_study is None:
         return []

@@ -313,6 +313,8 @@ def run_marrow(subject_file: str | Path, registry: Registry, profile: str, asses
 
     params = parse_params(param_args, registry)
     record = load_subject(subject_file)
+    from engine.adjudicate.common import check_trial
+    check_trial(record, registry, subject_file)
     known = profiles_of(registry)
     profiles = list(known) if profile == "all" else [profile]
     if profile not in known and profile != "all":

@@ -158,7 +158,7 @@ class SafetyGrader:
         term = term_id(ae.term)
         reported = ae.reported_grade
         date = ae.onset_date.isoformat()
-        clinical = self.registry.trial().packs.clinical_terms
+        clinical = self.registry.trial().optional_role("clinical_terms")
         if clinical and term in clinical_terms(self.registry.get(clinical)):
             pack = self.registry.get(clinical)
             declared = {f.name for f in pack.manifest.facts}

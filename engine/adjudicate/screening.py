@@ -76,8 +76,8 @@ class ScreeningResult(BaseModel):
 def screening_packs(registry: Registry) -> tuple[str, str | None, str | None]:
     """(eligibility, disease status, genetic risk) pack ids of the trial in force (its protocol);
     the last two may be None (a trial of untreated disease has no disease-status pack)."""
-    roles = registry.trial().packs
-    return roles.eligibility, roles.disease_status, roles.genetic_risk
+    proto = registry.trial()
+    return proto.role("eligibility"), proto.optional_role("disease_status"), proto.optional_role("genetic_risk")
 
 
 def parse_params(pairs: Iterable[str], registry: Registry) -> dict[str, dict[str, str]]:
@@ -197,6 +197,8 @@ def run_screen(subject_file: str | Path, registry: Registry, param_args: Iterabl
 
     params = parse_params(param_args, registry)
     record = load_subject(subject_file)
+    from engine.adjudicate.common import check_trial
+    check_trial(record, registry, subject_file)
     return screen_and_record(record, registry, db, actor, params, evaluator, subject_file)
 
 

@@ -27,6 +27,8 @@ class SubjectRecord(RecordModel):
 
     subject_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                             description="Subject identifier (letters, digits, _ . -).")
+    trial: str | None = Field(None, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$", description=(
+        "The trial this subject belongs to (its protocol id, e.g. rules/_trials/<id>); absent: any trial."))
     site: str | None = Field(None, max_length=100, description="Site (centre) identifier.")
     consent_date: dt.date | None = Field(None, description=(
         "Date of written informed consent (ISO date); the age is taken on this day."))

@@ -136,9 +136,18 @@ class Protocol(_Strict):
     # --- what the engine asks ------------------------------------------------------------------
     def profile_packs(self) -> dict[str, str]:
         """profile -> pack id, the primary profile first."""
-        prof = self.packs.response.profiles
+        prof = {k: self._pack(f"packs.response.profiles.{k}", v) for k, v in self.packs.response.profiles.items()}
         return {self.packs.response.primary: prof[self.packs.response.primary],
                 **{k: v for k, v in prof.items() if k != self.packs.response.primary}}
+
+    def _pack(self, key: str, pack_id: str) -> str:
+        """A pack id the protocol names, refused (file:line:key) when the rules folder lacks it."""
+        if self._known is not None and pack_id not in self._known:
+            parts = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+            raise PackError(f"protocol names pack {pack_id!r}, which is not in the rules folder",
+                            file=self.file, line=self._lines.get(parts), key=key,
+                            expected=f"a pack folder rules/{pack_id}/ (or fix the id)")
+        return pack_id
 
     def ctcae_pack(self, version: str | None = None) -> str:
         """The grading pack of a CTCAE version (default: the trial's)."""
@@ -149,7 +158,7 @@ class Protocol(_Strict):
         if version not in roles.packs:
             raise InputError(f"unknown CTCAE version {version!r}", field="ctcae",
                              expected=" or ".join(sorted(roles.packs)))
-        return roles.packs[version]
+        return self._pack(f"packs.ctcae.packs.{version}", roles.packs[version])
 
     @property
     def grading_version(self) -> str:
@@ -160,7 +169,11 @@ class Protocol(_Strict):
         pack = getattr(self.packs, name)
         if not pack:
             raise PackError(f"trial {self.id} names no {name} pack", file=self.file, key=f"packs.{name}")
-        return pack
+        return self._pack(f"packs.{name}", pack)
+
+    def optional_role(self, name: str) -> str | None:
+        """The pack id of a role the trial may leave out (None then)."""
+        return self.role(name) if getattr(self.packs, name) else None
 
     def pack_ids(self) -> list[tuple[str, str]]:
         """(key path, pack id) of every pack the protocol names."""
@@ -175,6 +188,8 @@ class Protocol(_Strict):
         return out
 
     _file: str = PrivateAttr("")
+    _lines: dict = PrivateAttr(default_factory=dict)
+    _known: Any = PrivateAttr(None)       # the rules folder's pack ids (None: not checked)
 
     @property
     def file(self) -> str:
@@ -217,9 +232,10 @@ def _read(path: Path) -> tuple[Any, dict[tuple, int]]:
 
 
 def load_protocol(rules_dir: str | Path | None, trial: str | None = None,
-                  pack_ids: set[str] | None = None) -> Protocol:
+                  pack_ids: set[str] | None = None, strict: bool = False) -> Protocol:
     """The protocol of `trial` (default: default_trial), checked against the packs loaded
-    (`pack_ids`; every pack it names must exist)."""
+    (`pack_ids`): a pack it names and the rules folder lacks is refused (file:line:key) when a
+    command uses that role, or at once with `strict` (`rules validate` checks every trial so)."""
     trial = trial or default_trial(rules_dir)
     known = known_trials(rules_dir)
     if trial not in known:
@@ -236,18 +252,14 @@ def load_protocol(rules_dir: str | Path | None, trial: str | None = None,
         line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
         raise PackError(f"protocol: {err['msg']}", file=str(path), line=line,
                         key=".".join(map(str, loc))) from None
-    proto._file = str(path)
+    proto._file, proto._lines, proto._known = str(path), lines, pack_ids
     if proto.id != trial:
         raise PackError(f"protocol id {proto.id!r} is not its folder's name {trial!r}", file=str(path),
                         line=lines.get(("id",)), key="id")
     if proto.packs.response.primary not in proto.packs.response.profiles:
         raise PackError(f"primary profile {proto.packs.response.primary!r} is not one of the profiles",
                         file=str(path), line=lines.get(("packs", "response", "primary")), key="packs.response.primary")
-    if pack_ids is not None:
+    if pack_ids is not None and strict:
         for key, pid in proto.pack_ids():
-            if pid not in pack_ids:
-                parts = tuple(int(p) if p.isdigit() else p for p in key.split("."))
-                raise PackError(f"protocol names pack {pid!r}, which is not in the rules folder",
-                                file=str(path), line=lines.get(parts), key=key,
-                                expected=f"a pack folder rules/{pid}/ (or fix the id)")
+            proto._pack(key, pid)
     return proto
