@@ -49,7 +49,7 @@ def _records(db: Path) -> list:
 def test_every_record_of_a_run_is_compact_and_explains_as_recorded(cohort_store, registry):
     db, _, _ = cohort_store
     records = _records(db)
-    assert {r.use_case for r in records} >= {"screen", "marrow", "ae", "ctcae-lab", "tls", "venetoclax-dosing",
+    assert {r.use_case for r in records} >= {"screen", "marrow", "ae", "ctcae-lab", "tls", "dosing",
                                              "follow-up"}
     with AuditStore.open(db, read_only=True) as store:
         for evaluator in (None, ReferenceEvaluator()):
