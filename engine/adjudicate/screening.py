@@ -17,7 +17,7 @@ from engine.errors import InputError
 from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.logic import Outcome
 from engine.evaluate.run import Evaluator, PackResult, RuleResult, evaluate_chain, evaluate_pack
-from engine.facts.screening import screening_facts
+from engine.facts.screening import finding_units, screening_facts
 from engine.record import SubjectRecord
 from engine.rules.load import Registry
 
@@ -101,6 +101,7 @@ def screen(record: SubjectRecord, registry: Registry, params: Mapping[str, Mappi
     packs = {pid: registry.get(pid) for pid in pack_ids}
     for pack in packs.values():
         _check(sheet, pack.manifest.facts, str(source_file), record.subject_id)
+        finding_units(record, source_file, pack.manifest.facts)
     from engine.facts.timeline import subject_timeline   # the history the disease-status course folds over
     timeline = subject_timeline(record, source_file)
     chain, _ = evaluate_chain(registry, elig_id, sheet, params, evaluator, timeline)

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.errors import InputError
 from engine.evaluate.facts import FactSheet
 from engine.record import SubjectRecord, cockcroft_gault, creatinine_mg_dl, field_source
+from engine.record.findings import FINDING_PREFIX
 from engine.record.genetics import fusion_slug
 GENES = ("npm1", "flt3_itd", "flt3_tkd", "cebpa", "runx1", "asxl1", "tp53", "bcor", "ezh2",
          "sf3b1", "srsf2", "stag2", "u2af1", "zrsr2", "idh1", "idh2", "kit")
@@ -47,12 +49,33 @@ def screening_facts(record: SubjectRecord, path: str | Path = "<record>") -> Fac
     _history(record, b)
     _screening(record, b)
     _genetics(record, b)
+    _findings(record, b)
     sheet = FactSheet.of(b.values, b.sources)
     sheet.missing_because.update(b.missing)
     return sheet
 
 
 # --- parts ----------------------------------------------------------------------------------
+
+def _findings(r: SubjectRecord, b: _Builder) -> None:
+    """Every coded finding as the fact `finding.<name>` (the reading pack types it)."""
+    for i, f in enumerate(r.findings):
+        if FINDING_PREFIX + f.name in b.values:
+            raise InputError(f"finding {f.name!r} recorded twice", file=b.path, subject=r.subject_id,
+                             field=f"findings[{i}].name", expected="each finding once (the one in force)")
+        b.put(FINDING_PREFIX + f.name, f.value, f"findings[{i}].value")
+
+
+def finding_units(record: SubjectRecord, path: str | Path, facts: Any) -> None:
+    """A finding recorded in another unit than the one its pack declares is refused (no
+    conversion: a DLCO in mL/min/mmHg is not a % predicted)."""
+    declared = {f.name: f.unit for f in facts if f.name.startswith(FINDING_PREFIX)}
+    for i, f in enumerate(record.findings):
+        want = declared.get(FINDING_PREFIX + f.name)
+        if want and f.unit is not None and f.unit != want:
+            raise InputError(f"finding {f.name!r} is in {f.unit!r}", file=str(path), subject=record.subject_id,
+                             field=f"findings[{i}].unit", expected=f"{want!r} (the unit the pack declares)")
+
 
 def _demographics(r: SubjectRecord, b: _Builder) -> None:
     d = r.demographics

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 from engine.record.assessments import OnStudy
 from engine.record.base import FieldError, RecordModel
 from engine.record.demographics import Demographics, Diagnosis, completed_years
+from engine.record.findings import Finding
 from engine.record.follow_up import FollowUp
 from engine.record.genetics import Genetics
 from engine.record.history import Cycle, HistoryEntry
@@ -48,6 +49,9 @@ class SubjectRecord(RecordModel):
         "Adverse events with grading facts and attribution."))
     follow_up: FollowUp | None = Field(None, description=(
         "After the first dose: {events: [hsct|dli entries]} (transplant, donor lymphocyte infusion)."))
+    findings: list[Finding] = Field(default_factory=list, description=(
+        "Coded findings for what only one trial asks (name, value, unit, date, source): the facts "
+        "`finding.<name>` (docs/writing-a-trial.md)."))
     death: Death | None = Field(None, description="Death, if the subject died.")
     last_contact_date: dt.date | None = Field(None, description=(
         "Last date the subject was known alive (or date of death) (ISO date)."))
