@@ -64,3 +64,12 @@ $ADJ report "$RUN1" -o "$OUT/report.html"
 $ADJ export adam "$RUN1" -o "$OUT/adam"    # ADaM datasets of the same run, each row with its decision id
 echo "CSV summaries: $OUT/summary-1, $OUT/summary-2; diff: $OUT/diff-mrd-0.1.csv; ADaM: $OUT/adam"
 echo "committee report: $(cd "$OUT" && pwd)/report.html"
+
+echo
+echo "== 7. a second trial, VIALE-A, written as rule packs and a protocol file only (no new Python) =="
+# rules/_trials/viale-a/protocol.yaml + rules/viale-a-eligibility + rules/viale-a-follow-up; the
+# synthetic 286 are shaped like the published arm (fixtures/cohort/viale-a-design.yaml): the packs
+# must find CR 105/286 (36.7 %), CR+CRh 185/286 (64.7 %) and CR+CRi 190/286 (66.4 %).
+$ADJ --trial viale-a --db "$OUT/viale-a-audit.sqlite" cohort fixtures/cohort/viale-a286 \
+    --reason "demo: the synthetic VIALE-A venetoclax-azacitidine arm" 2>&1 \
+    | sed -n '/Eligibility, run/,/└/p;/Response, profile eln-2022/,/└/p'

@@ -52,8 +52,9 @@ ALLOWED: dict[str, tuple[set[str], str]] = {
     "engine/record/history.py": (
         {"CR", "CRh", "CRi", "MLFS", "NR", "PD", "PR", "SD", "disease-status", "venetoclax", "azacitidine"},
         "record model: the site's response labels and regimen flags of the treatment history (item 2)"),
-    "engine/record/assessments.py": ({"posaconazole", "venetoclax"},
-                                     "record model: venetoclax daily doses and a CYP3A example (item 2: doses per drug)"),
+    "engine/record/assessments.py": ({"posaconazole", "venetoclax", "platelets", "rbc"},
+                                     "record model: venetoclax daily doses, a CYP3A example (item 2: doses per drug); "
+                                     "the transfusion products of the record"),
     "engine/record/subject.py": ({"venetoclax", "vah"},
                                  "record model: prior venetoclax attestation (item 2); a VAH subject id as example"),
     "engine/record/genetics.py": ({"unrelated"}, "English in a field description (not the attribution scale)"),
@@ -78,7 +79,6 @@ ALLOWED: dict[str, tuple[set[str], str]] = {
     "engine/report/plots.py": ({"NR"}, "'not reached' (median survival), not the response category"),
     "engine/report/safety.py": ({"qualifier_policy", "unrelated", "venetoclax"},
                                 "text report of `ae`: the grading policy and the dosing advisories' heading"),
-    "engine/report/summary.py": ({"RELAPSED"}, "subgroups read the disease-status outputs (protocol subgroups next)"),
 }
 
 

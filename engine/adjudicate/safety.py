@@ -215,11 +215,14 @@ class SafetyGrader:
 def attribution_of(ae: Any, on_study: Any, registry: Registry, evaluator: Evaluator | None = None
                    ) -> tuple[bool | None, dict[str, Any], PackResult]:
     """(treatment_emergent, {investigator per drug, treatment_related}, pack result)."""
-    pack = registry.get(registry.trial().role("attribution"))
-    res, _ = evaluate_pack(pack, FactSheet.of(attribution_facts(ae, on_study)), None, evaluator)
-    te = _tri(res.rules["TEAE"].outcome.value)
+    pid = registry.trial().optional_role("attribution")
     att = ae.attribution
     inv = {d.name: getattr(att, d.name, None) if att else None for d in registry.trial().study_drugs}
+    if pid is None:   # a trial without an attribution pack: emergence and relatedness undecided
+        return None, {"investigator": inv, "treatment_related": None, "adjudicated": None}, None
+    pack = registry.get(pid)
+    res, _ = evaluate_pack(pack, FactSheet.of(attribution_facts(ae, on_study)), None, evaluator)
+    te = _tri(res.rules["TEAE"].outcome.value)
     return te, {"investigator": inv, "treatment_related": _tri(res.rules["RELATED"].outcome.value),
                 "adjudicated": None}, res
 
@@ -321,7 +324,10 @@ def dosing_advisories(record: Any, registry: Registry, evaluator: Evaluator | No
                       ) -> list[dict[str, Any]]:
     """Venetoclax advisories per cycle (never grades), day by day: the cycle's days are the pack's
     `venetoclax_day` events (engine/facts/safety.py), through its schedule's `last_day`."""
-    pack = registry.get(registry.trial().role("dosing"))
+    pid = registry.trial().optional_role("dosing")
+    if pid is None:      # a trial without dosing checks
+        return []
+    pack = registry.get(pid)
     through = int(resolve_params(pack, None)["last_day"])
     rules = {r.id: r for r in pack.manifest.rules}
     out = []
@@ -361,7 +367,8 @@ def _grade_items(record: Any, grader: "SafetyGrader", evaluator: Evaluator | Non
         g = grader.grade_event(ae, list(record.labs), sid)
         te, attribution, res = attribution_of(ae, record.on_study, reg, evaluator)
         g.treatment_emergent, g.attribution = te, attribution
-        g.results.append(res)
+        if res is not None:
+            g.results.append(res)
         if store is not None:
             override = adjudicated_attribution(store, sid, ae.id)
             if override is not None:
@@ -416,7 +423,10 @@ def cohort_entries(record: Any, path: Any, registry: Registry, params: Mapping[s
 
 
 def _lab_emergent(date: dt.date, on_study: Any, reg: Registry, evaluator: Evaluator | None = None) -> bool | None:
-    pack = reg.get(reg.trial().role("attribution"))
+    pid = reg.trial().optional_role("attribution")
+    if pid is None:
+        return None
+    pack = reg.get(pid)
     facts: dict[str, Any] = {"ae.onset_date": date, **study_dose_facts(on_study)}
     res, _ = evaluate_pack(pack, FactSheet.of(facts), None, evaluator)
     return _tri(res.rules["TEAE"].outcome.value)

@@ -18,7 +18,7 @@ from engine.adjudicate.committee import Overrides, pack_outputs, role_of, short
 from engine.errors import AuditIntegrityError
 from engine.report import plots, survival
 from engine.report.runs import packs_text, params_text, run_info
-from engine.report.summary import MEASURES, summarize
+from engine.report.summary import _path, summarize
 from engine.report.trail import Decision, SubjectTrail, iter_subjects
 
 CSS = """
@@ -243,18 +243,16 @@ def _response(summary: dict[str, Any], profiles: list[str]) -> str:
         groups = summary["response"].get(profile)
         if not groups or "all" not in groups:
             continue
-        rows = [(label, *_ci(groups["all"][tp][m])) for label, tp, m in MEASURES]
+        rows = [(m["title"], *_ci(_path(groups["all"], m["key"]))) for m in summary["measures"]]
         out.append(f"<h3>Profile {esc(profile)} (n = {groups['all']['n']})</h3>"
                    + _table(["measure", "k/n", "%", "95 % CI Wilson", "95 % CI Clopper-Pearson"], rows, num=[2]))
         subs = sorted(g for g in groups if g != "all")
-        if subs:
-            rows = []
-            for g in subs:
-                d = groups[g]
-                crc, orr = _ci(d["by_end_of_cycle_2"]["crc"]), _ci(d["by_end_of_cycle_2"]["orr"])
-                rows.append((g, d["n"], crc[0], crc[1], crc[2], crc[3], orr[0], orr[1], orr[2], orr[3]))
-            out.append(_table(["subgroup (end of cycle 2)", "n", "CRc", "%", "Wilson", "Clopper-Pearson",
-                               "ORR", "%", "Wilson", "Clopper-Pearson"], rows, num=[1, 3, 7]))
+        keys = summary["subgroup_measures"]
+        if subs and keys:
+            titles = {m["key"]: m["title"] for m in summary["measures"]}
+            rows = [(g, groups[g]["n"], *[c for k in keys for c in _ci(_path(groups[g], k))]) for g in subs]
+            head = [c for k in keys for c in (titles[k], "%", "Wilson", "Clopper-Pearson")]
+            out.append(_table(["subgroup", "n", *head], rows, num=[1] + [3 + 4 * i for i in range(len(keys))]))
     out.append("</section>")
     return "".join(out)
 

@@ -42,22 +42,24 @@ def print_screening(result: ScreeningResult, console: Console | None = None,
     if result.missing:
         console.print("still missing: " + ", ".join(result.missing))
     ds = result.disease_status
-    line = f"disease status: {ds['trial_status']}"
-    if ds.get("candidates"):
-        line += f" (candidates {', '.join(map(str, ds['candidates']))})"
-    if ds.get("relapse_setting"):
-        line += f", {ds['relapse_setting']}, relapse {ds.get('relapse_number')}"
-    line += (f"; ELN 2017 primary refractory: {_flag(ds['eln2017_primary_refractory'])}"
-             f", ELN 2022 refractory: {_flag(ds['eln2022_refractory'])}")
-    console.print(line)
-    if ds.get("missing"):
-        console.print("  undecided: " + "; ".join(f"{k} needs {', '.join(v)}" for k, v in ds["missing"].items()))
+    if ds:   # a trial with a disease-status pack (its protocol's packs.disease_status)
+        line = f"disease status: {ds['trial_status']}"
+        if ds.get("candidates"):
+            line += f" (candidates {', '.join(map(str, ds['candidates']))})"
+        if ds.get("relapse_setting"):
+            line += f", {ds['relapse_setting']}, relapse {ds.get('relapse_number')}"
+        line += (f"; ELN 2017 primary refractory: {_flag(ds['eln2017_primary_refractory'])}"
+                 f", ELN 2022 refractory: {_flag(ds['eln2022_refractory'])}")
+        console.print(line)
+        if ds.get("missing"):
+            console.print("  undecided: " + "; ".join(f"{k} needs {', '.join(v)}" for k, v in ds["missing"].items()))
     risk = result.eln_risk
-    console.print(f"ELN risk: 2017 {risk['eln2017']}, 2022 {risk['eln2022']} (genetics: {risk.get('genetics_timepoint') or 'timepoint not recorded'})")
-    for version, miss in risk.get("missing", {}).items():
-        console.print(f"  {version} undecided between {', '.join(map(str, risk['candidates'][version]))}: needs {', '.join(miss)}")
-    if risk.get("note"):
-        console.print(f"  note: {risk['note']}")
+    if risk:  # a trial with a genetic-risk pack
+        console.print(f"ELN risk: 2017 {risk['eln2017']}, 2022 {risk['eln2022']} (genetics: {risk.get('genetics_timepoint') or 'timepoint not recorded'})")
+        for version, miss in risk.get("missing", {}).items():
+            console.print(f"  {version} undecided between {', '.join(map(str, risk['candidates'][version]))}: needs {', '.join(miss)}")
+        if risk.get("note"):
+            console.print(f"  note: {risk['note']}")
     for a in result.advisories:
         tag = "advisory" if a.status == "applies" else "advisory, cannot check"
         extra = f" (needs {', '.join(a.missing)})" if a.missing else ""

@@ -23,6 +23,7 @@ from engine.adjudicate.cohort import RUN_SUBJECT
 from engine.adjudicate.committee import Overrides, disagreement, key_of, role_of, short
 
 COURSE_PREFIX = "course/"
+INDETERMINATE = "INDETERMINATE"   # the engine's word for an undecided decision
 
 
 def proportion(k: int, n: int, unknown: int = 0) -> dict[str, Any]:
@@ -56,21 +57,37 @@ def subject_rows(store: Any, run_id: str) -> Iterator[tuple[str, list[dict[str, 
         yield current, rows
 
 
-def subgroups(screen: dict[str, Any]) -> list[str]:
-    """The paper's subgroups, read from the screening decision (pack outputs, not recomputed):
-    primary refractory / relapse after chemotherapy / relapse after allo-HSCT, and ELN 2017 risk
-    (the version the paper cites, A14)."""
+def _path(doc: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        doc = doc.get(part) if isinstance(doc, dict) else None
+    return doc
+
+
+def _words(value: Any, replace: dict[str, str]) -> str:
+    text = str(value).lower().replace("_", " ")
+    return " ".join(replace.get(w, w) for w in text.split())
+
+
+def subgroups(screen: dict[str, Any], protocol: Any) -> list[str]:
+    """The protocol's subgroups of a subject, read from the screening decision (pack outputs, not
+    recomputed): each names the output it reads, how a group is labelled and, optionally, a second
+    output that refines one value (e.g. relapsed -> the relapse setting)."""
     out = []
-    ds = screen.get("disease_status") or {}
-    status, setting = ds.get("trial_status"), ds.get("relapse_setting")
-    if status == "RELAPSED" and setting:
-        out.append("relapsed " + str(setting).lower().replace("_", " ").replace("hsct", "HSCT"))
-    elif status:
-        out.append(str(status).lower().replace("_", " "))
-    risk = (screen.get("eln_risk") or {}).get("eln2017")
-    if risk:
-        out.append(f"ELN 2017 {str(risk).lower()}")
+    for sg in protocol.subgroups:
+        value = _path(screen, sg.screening)
+        if value is None:
+            continue
+        detail = _path(screen, sg.detail) if sg.detail and value == sg.detail_when else None
+        label = sg.detail_label if detail is not None and sg.detail_label else sg.label
+        out.append(label.format(value=_words(value, sg.replace),
+                                detail=_words(detail, sg.replace) if detail is not None else ""))
     return out
+
+
+def measures_of(protocol: Any) -> list[Any]:
+    """The proportions the summary reports for every profile: the protocol's endpoints that read a
+    course output's flag, in protocol order."""
+    return [e for e in protocol.endpoints if e.kind == "proportion" and e.course_output and e.flag]
 
 
 def protocol_order(lists: list[list[str]]) -> list[str]:
@@ -93,16 +110,19 @@ def protocol_order(lists: list[list[str]]) -> list[str]:
     return out
 
 
-MEASURES = (("CRc after cycle 1", "after_cycle_1", "crc"), ("ORR after cycle 1", "after_cycle_1", "orr"),
-            ("CRc by end of cycle 2", "by_end_of_cycle_2", "crc"), ("ORR by end of cycle 2", "by_end_of_cycle_2", "orr"),
-            ("MRD-negative among CRc", "by_end_of_cycle_2", "mrd_negative_among_crc"))
-
-
-def _course_flags(o: dict[str, Any]) -> dict[str, Any]:
-    c1, c2 = o.get("after_cycle_1") or {}, o.get("by_end_of_cycle_2") or {}
-    mrd = (o.get("flags") or {}).get("mrd_negative")
-    return {"c1_crc": c1.get("crc"), "c1_orr": c1.get("orr"), "c2_crc": c2.get("crc"), "c2_orr": c2.get("orr"),
-            "c2_crc_mrd_neg": (mrd if c2.get("crc") is True else False)}
+def _course_flags(o: dict[str, Any], measures: list[Any]) -> dict[str, Any]:
+    """Each measure's value in a course outcome; a measure `among` another counts only the
+    subjects for whom that one is true (false otherwise: they leave its denominator)."""
+    out: dict[str, Any] = {}
+    for m in measures:
+        value = (o.get(m.course_output) or {}).get(m.flag)
+        if m.categories is not None and value is not None:   # a category measure (e.g. CR alone)
+            value = None if value == INDETERMINATE else value in m.categories
+        out[m.id] = value
+    for m in measures:
+        if m.among:
+            out[m.id] = out[m.id] if out.get(m.among) is True else False
+    return out
 
 
 class _Tally:
@@ -120,21 +140,23 @@ class _Tally:
                 self.k[profile][g][key] += v is True
                 self.unknown[profile][g][key] += v is None
 
-    def doc(self, profile: str, g: str) -> dict[str, Any]:
+    def doc(self, profile: str, g: str, measures: list[Any]) -> dict[str, Any]:
+        """{n, <course output>: {<flag>: proportion}} (the place a measure's `key` names)."""
         k, u, n = self.k[profile][g], self.unknown[profile][g], self.n[profile][g]
-        return {"n": n,
-                "after_cycle_1": {"crc": proportion(k["c1_crc"], n, u["c1_crc"]),
-                                  "orr": proportion(k["c1_orr"], n, u["c1_orr"])},
-                "by_end_of_cycle_2": {"crc": proportion(k["c2_crc"], n, u["c2_crc"]),
-                                      "orr": proportion(k["c2_orr"], n, u["c2_orr"]),
-                                      "mrd_negative_among_crc": proportion(k["c2_crc_mrd_neg"], k["c2_crc"],
-                                                                           u["c2_crc_mrd_neg"])}}
+        out: dict[str, Any] = {"n": n}
+        for m in measures:
+            where, _, name = m.report_key.rpartition(".")
+            out.setdefault(where, {})[name] = proportion(k[m.id], k[m.among] if m.among else n, u[m.id])
+        return out
 
 
 def summarize(store: Any, run_id: str, *, overrides: Overrides | None = None) -> dict[str, Any]:
     """The summary document of a run (JSON-ready), with the committee's decisions in force."""
     overrides = overrides if overrides is not None else Overrides(store)
     profiles = _run_profiles(store, run_id)
+    from engine.report.runs import run_protocol
+    protocol = run_protocol(store, run_id)
+    measures = measures_of(protocol)
     screened = 0
     verdicts: Counter[str] = Counter()
     decided_lists: list[list[str]] = []
@@ -178,7 +200,7 @@ def summarize(store: Any, run_id: str, *, overrides: Overrides | None = None) ->
                                              " but on-study data present: not counted"})
                 continue
         enrolled_ids.append(sid)
-        groups = ["all"] + (subgroups(screen) if screen else [])
+        groups = ["all"] + (subgroups(screen, protocol) if screen else [])
         courses = {r["item"][len(COURSE_PREFIX):]: r for r in rows
                    if r["use_case"] == "marrow" and (r["item"] or "").startswith(COURSE_PREFIX)}
         for profile in profiles or sorted(courses):
@@ -190,7 +212,7 @@ def summarize(store: Any, run_id: str, *, overrides: Overrides | None = None) ->
                                          "responding (intention to treat)"})
                 continue
             o = outcome[key_of(r)]
-            flags = _course_flags(o)
+            flags = _course_flags(o, measures)
             tally.add(profile, groups, flags)
             undecided = sorted(k for k, v in flags.items() if v is None)
             if undecided:
@@ -202,13 +224,17 @@ def summarize(store: Any, run_id: str, *, overrides: Overrides | None = None) ->
     order = protocol_order(decided_lists)
     enrolled = len(enrolled_ids)
     response = {}
-    for profile in sorted(tally.n, key=lambda p: (p != "trial", p)):  # the trial's own profile first
-        response[profile] = {g: tally.doc(profile, g) for g in tally.n[profile]}
-    ae = _adverse_events(store, run_id, overrides)
+    ranks = list(protocol.profile_packs())
+    for profile in sorted(tally.n, key=lambda p: (ranks.index(p) if p in ranks else len(ranks), p)):  # primary first
+        response[profile] = {g: tally.doc(profile, g, measures) for g in tally.n[profile]}
+    ae = _adverse_events(store, run_id, overrides, protocol)
     seq, head = store.head()
     return {
         "run_id": run_id,
+        "trial": protocol.id,
         "as_of": {"seq": seq, "record_hash": head},
+        "measures": [{"id": m.id, "title": m.title, "key": m.report_key} for m in measures],
+        "subgroup_measures": [m.report_key for m in measures if m.id in protocol.tables.subgroup_measures],
         "eligibility": {
             "screened": screened, "enrolled": enrolled, "verdicts": dict(verdicts),
             "attrition": [{"criterion": c, "n": len(first_fail[c]), "subjects": first_fail[c]}
@@ -228,15 +254,14 @@ def summarize(store: Any, run_id: str, *, overrides: Overrides | None = None) ->
     }
 
 
-def _adverse_events(store: Any, run_id: str, overrides: Overrides) -> dict[str, Any]:
+def _adverse_events(store: Any, run_id: str, overrides: Overrides, protocol: Any) -> dict[str, Any]:
     """The AE incidence table of the enrolled subjects, read from the trail (decisions in force):
     the one table `ae-summary --run` and the report print, from adverse-event records AND graded labs
     (worst grade per subject and term, with the source that reached it)."""
     from engine.adjudicate.safety import summarize as summarize_ae
-    from engine.report.runs import run_protocol
     from engine.report.trail import iter_subjects
     return summarize_ae([t.safety_doc() for t in iter_subjects(store, run_id, overrides) if t.enrolled],
-                        table=run_protocol(store, run_id).tables.ae_grade3)
+                        table=protocol.tables.ae_grade3)
 
 
 def headline(outcome: Any, committee_row: dict[str, Any]) -> Any:
@@ -324,20 +349,23 @@ def render(summary: dict[str, Any], console: Any = None) -> None:
         t.add_column("measure")
         for c in ci_cols:
             t.add_column(c, justify="right")
-        for label, tp, m in MEASURES:
-            t.add_row(label, *_fmt(groups["all"][tp][m]))
+        for m in summary["measures"]:
+            t.add_row(m["title"], *_fmt(_path(groups["all"], m["key"])))
         console.print(t)
         subs = sorted(g for g in groups if g != "all")
-        if subs:
-            t = Table(title=f"By subgroup, profile {profile}: CRc and ORR by end of cycle 2")
+        keys = summary["subgroup_measures"]
+        if subs and keys:
+            titles = {m["key"]: m["title"] for m in summary["measures"]}
+            t = Table(title=f"By subgroup, profile {profile}: " + " and ".join(titles[k] for k in keys))
             t.add_column("subgroup")
             t.add_column("n", justify="right")
-            for c in ("CRc", "%", "95% CI Wilson", "ORR", "%"):
-                t.add_column(c, justify="right")
+            for i, k in enumerate(keys):
+                for c in ((titles[k], "%", "95% CI Wilson") if i == 0 else (titles[k], "%")):
+                    t.add_column(c, justify="right")
             for g in subs:
                 d = groups[g]
-                crc, orr = _fmt(d["by_end_of_cycle_2"]["crc"]), _fmt(d["by_end_of_cycle_2"]["orr"])
-                t.add_row(g, str(d["n"]), crc[0], crc[1], crc[2], orr[0], orr[1])
+                cells = [c for i, k in enumerate(keys) for c in _fmt(_path(d, k))[:3 if i == 0 else 2]]
+                t.add_row(g, str(d["n"]), *cells)
             console.print(t)
     if summary["adverse_events_grade3plus"]:
         t = Table(title="Treatment-emergent adverse events of grade >= 3 (CTCAE; worst grade per subject "

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from engine.errors import InputError, PackError
 
@@ -87,9 +87,17 @@ class Endpoint(_Strict):
     pack: str | None = None
     course_output: str | None = None
     flag: str | None = None
+    categories: list[str] | None = Field(None, description=(
+        "count the course output's `flag` field being one of these categories instead of a true flag"))
+    among: str | None = Field(None, description="another endpoint's id: the denominator is its subjects")
+    key: str | None = Field(None, description="where the summary reports it (default <course_output>.<flag>)")
     event: str | None = None
     censoring: str | None = None
     source: str = ""
+
+    @property
+    def report_key(self) -> str:
+        return self.key or f"{self.course_output}.{self.id if self.categories else self.flag}"
 
 
 class Subgroup(_Strict):
@@ -99,6 +107,8 @@ class Subgroup(_Strict):
     detail: str | None = Field(None, description="a second output that refines the group ...")
     detail_when: str | None = Field(None, description="... when the first has this value")
     label: str = Field("{value}", description="how a group is named; {value} is the output")
+    detail_label: str | None = Field(None, description="the name when refined; {detail} is the second output")
+    replace: dict[str, str] = Field({}, description="words shown otherwise, e.g. {hsct: HSCT}")
 
 
 class AdverseEvents(_Strict):
@@ -117,6 +127,7 @@ class TermTable(_Strict):
 
 class Tables(_Strict):
     ae_grade3: TermTable | None = None
+    subgroup_measures: list[str] = Field([], description="endpoint ids the subgroup table shows")
 
 
 class Protocol(_Strict):
@@ -132,6 +143,19 @@ class Protocol(_Strict):
     subgroups: list[Subgroup] = []
     adverse_events: AdverseEvents | None = None
     tables: Tables = Tables()
+
+    @model_validator(mode="after")
+    def _references(self) -> "Protocol":
+        ids = [e.id for e in self.endpoints]
+        if len(set(ids)) != len(ids):
+            raise ValueError("endpoint ids must be unique")
+        for e in self.endpoints:
+            if e.among and e.among not in ids:
+                raise ValueError(f"endpoint {e.id}: among {e.among!r} is not an endpoint id")
+        for m in self.tables.subgroup_measures:
+            if m not in ids:
+                raise ValueError(f"tables.subgroup_measures: {m!r} is not an endpoint id")
+        return self
 
     # --- what the engine asks ------------------------------------------------------------------
     def profile_packs(self) -> dict[str, str]:
