@@ -70,6 +70,6 @@ echo "== 7. a second trial, VIALE-A, written as rule packs and a protocol file o
 # rules/_trials/viale-a/protocol.yaml + rules/viale-a-eligibility + rules/viale-a-follow-up; the
 # synthetic 286 are shaped like the published arm (fixtures/cohort/viale-a-design.yaml): the packs
 # must find CR 105/286 (36.7 %), CR+CRh 185/286 (64.7 %) and CR+CRi 190/286 (66.4 %).
-$ADJ --trial viale-a --db "$OUT/viale-a-audit.sqlite" cohort fixtures/cohort/viale-a286 \
+$ADJ --trial viale-a --db "$OUT/viale-a-audit.sqlite" cohort fixtures/viale-a286 \
     --reason "demo: the synthetic VIALE-A venetoclax-azacitidine arm" 2>&1 \
     | sed -n '/Eligibility, run/,/└/p;/Response, profile eln-2022/,/└/p'

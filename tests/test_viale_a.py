@@ -19,7 +19,7 @@ from engine.record import SubjectRecord
 from conftest import ROOT
 from test_bad_input import nothing_written, refused
 
-COHORT = ROOT / "fixtures" / "cohort" / "viale-a286"
+COHORT = ROOT / "fixtures" / "viale-a286"   # beside fixtures/cohort/ (the VAH cohorts), not in it
 BASE = yaml.safe_load((COHORT / "VA-001.yaml").read_text(encoding="utf-8"))   # 62 years, DLCO 49 %: eligible
 
 
