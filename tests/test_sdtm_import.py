@@ -387,6 +387,8 @@ def test_every_subject_fixture_round_trips_through_sdtm(tmp_path, mapping):
             rec = load_subject(p)
         except InputError:
             continue   # not a subject record (expected outcomes, packs' tests, deliberately broken inputs)
+        if rec.trial not in (None, "vah"):
+            continue   # another trial's subject (fixtures/viale-a286): the VAH mapping is the VAH trial's
         recs.setdefault(rec.subject_id, rec)
     assert len(recs) > 250
     write_sdtm(list(recs.values()), mapping, tmp_path / "sdtm", "csv")
