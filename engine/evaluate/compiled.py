@@ -204,6 +204,7 @@ class CompiledEvaluator:
     adapter and the reference evaluator."""
 
     name = "compiled"
+    refuted_row_inputs = False   # a batch: no record keeps the values a refuted row read (run.Evaluator)
 
     def session(self, plan: Plan, pack_identity: Mapping[str, str], params: Mapping[str, Any],
                 pack_file: str = "") -> CompiledSession:

@@ -421,6 +421,7 @@ class DurableEvaluator:
     """Evaluates plans through durable-rules."""
 
     name = "durable"
+    refuted_row_inputs = True    # every row's values read: `audit explain` shows them (run.Evaluator)
 
     def session(self, plan: Plan, pack_identity: Mapping[str, str], params: Mapping[str, Any],
                 pack_file: str = "") -> DurableSession:

@@ -77,6 +77,7 @@ class ReferenceEvaluator:
     """Evaluates plans in plain Python; the same interface as the durable-rules adapter."""
 
     name = "reference"
+    refuted_row_inputs = True    # every row's values read: `audit explain` shows them (run.Evaluator)
 
     def session(self, plan: Plan, pack_identity: Mapping[str, str], params: Mapping[str, Any],
                 pack_file: str = "") -> ReferenceSession:

@@ -26,6 +26,11 @@ class Session(Protocol):
 
 class Evaluator(Protocol):
     name: str
+    # False (the compiled batch evaluator): a decision-table row that is not met gets no values
+    # read. No record keeps them (a trace holds the rows that decided or held a decision open);
+    # only `audit explain` shows one, for a row recorded met, and it evaluates with durable-rules.
+    # A batch has about three refuted rows for every other rule, row and transition.
+    refuted_row_inputs: bool
 
     def session(self, plan: Plan, pack_identity: Mapping[str, str], params: Mapping[str, Any],
                 pack_file: str = "") -> Session: ...
@@ -218,6 +223,7 @@ def run_plan(pack: Pack, plan: Plan, scope: str, sheet: FactSheet, params: Mappi
     dec_results: dict[str, DecisionResult] = {}
     as_json: dict[str, Any] = {}
     resolve = _resolver(sheet)
+    refuted_inputs = getattr(evaluator, "refuted_row_inputs", True)
     session = evaluator.session(plan, pack.plan_identity(scope), params, pack.file)
     if on_stratum is not None:
         on_stratum(-1, transitions, sheet)
@@ -240,8 +246,11 @@ def run_plan(pack: Pack, plan: Plan, scope: str, sheet: FactSheet, params: Mappi
                     transitions[tid] = RuleResult(tid, tri.outcome, missing, {} if tri.outcome is Outcome.NOT_MET
                                                   else _inputs(ev, sheet.values, results, as_json))
                     continue
-                rr = RuleResult(ev.key, tri.outcome, missing, _inputs(ev, sheet.values, results, as_json))
-                (row_results if ev.decision else rule_results)[ev.key] = rr
+                if ev.decision:
+                    row_results[ev.key] = RuleResult(ev.key, tri.outcome, missing, {} if (
+                        tri.outcome is Outcome.NOT_MET and not refuted_inputs) else _inputs(ev, sheet.values, results, as_json))
+                    continue
+                rule_results[ev.key] = RuleResult(ev.key, tri.outcome, missing, _inputs(ev, sheet.values, results, as_json))
             for dec in plan.decisions_after[k]:
                 res = decide(dec, [results[k] for k in dec.row_keys], resolve)
                 dec_results[dec.id] = res
