@@ -67,6 +67,32 @@ def test_every_embedded_test_decides_as_durable_rules():
     assert not problems, problems[:10]
 
 
+
+def test_a_batch_builds_no_values_read_for_refuted_rows_and_records_the_same():
+    """The compiled (batch) evaluator does not build the values read of a decision-table row that
+    is not met (no record keeps one); every rule, and every row that decided or held a decision
+    open, keeps its values read exactly as durable-rules builds them."""
+    assert COMPILED.refuted_row_inputs is False and DURABLE.refuted_row_inputs is True
+    skipped = kept = 0
+    for pack, t in _embedded():
+        if pack.manifest.course is not None or not pack.manifest.decisions:
+            continue
+        sheet_ = FactSheet.of(t.given, {k: "test" for k in t.given})
+        tl = timeline_of(pack, t)
+        got, _ = evaluate_pack(pack, sheet_, t.parameters, COMPILED, tl)
+        want, _ = evaluate_pack(pack, sheet_, t.parameters, DURABLE, tl)
+        assert got.trace() == want.trace(), f"{pack.id} / {t.name}"
+        assert {k: r.inputs for k, r in got.rules.items()} == {k: r.inputs for k, r in want.rules.items()}
+        for key, r in got.rows.items():
+            assert r.outcome is want.rows[key].outcome, f"{pack.id} / {t.name}: {key}"
+            if r.outcome is Outcome.NOT_MET:
+                assert r.inputs == {}, f"{pack.id} / {t.name}: {key}"
+                skipped += bool(want.rows[key].inputs)
+            else:
+                assert r.inputs == want.rows[key].inputs, f"{pack.id} / {t.name}: {key}"
+                kept += bool(r.inputs)
+    assert skipped > 1000 and kept > 100, (skipped, kept)
+
 at_least = st.builds(lambda k, xs: {"at_least": min(k, len(xs)), "of": xs}, st.integers(1, 3),
                      st.lists(leaf, min_size=1, max_size=4))
 tree = st.recursive(st.one_of(leaf, at_least), lambda kids: st.one_of(
