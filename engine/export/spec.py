@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.errors import InputError, PackError
 from engine.sdtm.mapping import CDISC_FOLDER, rules_root
@@ -202,13 +202,6 @@ def load_spec(rules_dir: str | Path | None = None, trial: str | None = None) -> 
 
 
 def _load(path: Path) -> tuple[ExportFile, str]:
-    from engine.rules.load import _read_yaml, _validation_error  # the packs' YAML reading: one way
-    if not path.is_file():
-        raise PackError("export file not found", file=str(path))
-    data, lines, raw = _read_yaml(path)
-    if not isinstance(data, dict):
-        raise PackError("an export file must be a mapping of keys", file=str(path), line=1)
-    try:
-        return ExportFile.model_validate(data), hashlib.sha256(raw).hexdigest()
-    except ValidationError as exc:
-        raise _validation_error(exc, path, lines) from None
+    from engine.rules.load import read_model  # the packs' YAML reading: one way
+    spec, raw = read_model(path, ExportFile, "export file")
+    return spec, hashlib.sha256(raw).hexdigest()

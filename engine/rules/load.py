@@ -9,10 +9,10 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from engine.errors import PackError
 from engine.yamlio import safe_load_with_node
@@ -149,6 +149,25 @@ def _validation_error(exc: ValidationError, file: Path, lines: dict[tuple, int])
     if err["type"] == "extra_forbidden":
         msg = f"unknown key {clean[-1]!r}" if clean else msg
     return PackError(msg + more, file=str(file), line=line, key=key)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_model(path: Path, model: type[M], what: str, keys: str = "") -> tuple[M, bytes]:
+    """A YAML file of the rules folder other than a pack (an export spec, an SDTM mapping) read the
+    packs' way: safe load, duplicate keys refused, errors naming file, line and key. Returns the
+    validated model and the file's bytes (for its hash)."""
+    if not path.is_file():
+        raise PackError(f"{what} not found", file=str(path))
+    data, lines, raw = _read_yaml(path)
+    if not isinstance(data, dict):
+        article = "an" if what[0] in "aeiou" else "a"
+        raise PackError(f"{article} {what} must be a mapping of keys{keys}", file=str(path), line=1)
+    try:
+        return model.model_validate(data), raw
+    except ValidationError as exc:
+        raise _validation_error(exc, path, lines) from None
 
 
 # --- loading ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.errors import InputError, PackError
 from engine.sdtm.dates import Imputation
@@ -205,16 +205,8 @@ def load_mapping(rules_dir: str | Path | None = None, trial: str | None = None, 
 
 
 def _load_file(path: Path) -> tuple[MappingFile, bytes]:
-    from engine.rules.load import _read_yaml, _validation_error  # the packs' YAML reading: one way
-    if not path.is_file():
-        raise PackError("mapping file not found", file=str(path))
-    data, lines, raw = _read_yaml(path)
-    if not isinstance(data, dict):
-        raise PackError("a mapping file must be a mapping of keys (id, version, lab, ...)", file=str(path), line=1)
-    try:
-        return MappingFile.model_validate(data), raw
-    except ValidationError as exc:
-        raise _validation_error(exc, path, lines) from None
+    from engine.rules.load import read_model  # the packs' YAML reading: one way
+    return read_model(path, MappingFile, "mapping file", " (id, version, lab, ...)")
 
 
 def _merge(files: list[MappingFile], hashes: list[str]) -> Mapping:
