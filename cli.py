@@ -132,7 +132,7 @@ def rules_validate(ctx: click.Context, packs: tuple[str, ...], as_json: bool) ->
     if not packs:   # every trial's protocol, every pack it names (engine/rules/protocol.py)
         from engine.rules.protocol import known_trials, load_protocol
         reg = registry(ctx)
-        trials = [load_protocol(reg.root, t, set(reg.packs), strict=True) for t in known_trials(reg.root)]
+        trials = [load_protocol(reg.root, t, set(reg.packs), strict=True, packs=reg.packs) for t in known_trials(reg.root)]
     if as_json:
         return emit_json({"valid": [p.identity() for p in loaded], "trials": [t.id for t in trials]})
     for p in loaded:

@@ -65,8 +65,6 @@ ALLOWED: dict[str, tuple[set[str], str]] = {
          "tumor_lysis_syndrome", "white_blood_cell_decreased", "lab-terms",
          "venetoclax", "azacitidine", "homoharringtonine"},
         "CTCAE term aliases and the per-drug attribution / venetoclax-day facts (item 3: lab-terms pack data)"),
-    "engine/facts/screening.py": ({"alt", "ast", "bilirubin", "venetoclax"},
-                                  "derives VAH screening facts by name, Cockcroft-Gault in Python (item 2)"),
     "engine/facts/timeline.py": ({"venetoclax"}, "history cycle flag cycle.venetoclax_based (item 2)"),
     "engine/facts/labmap.py": ({"lab-terms"}, "the lab map pack id, shared by SDTM grading (no protocol there yet)"),
     "engine/sdtm/lb.py": ({"lab-terms"}, "message names the lab map pack (engine/sdtm is the sdtm helper's)"),

@@ -346,7 +346,9 @@ def test_mrd_only_recurrences_change_nothing_but_their_count(kinds, positions): 
 
     def fold(history):
         rec = SubjectRecord.model_validate({**base, "treatment_history": history})
-        c = run_course(pack, screening_facts(rec), subject_timeline(rec), None, ReferenceEvaluator())
+        # the facts the pack declares, derived as its `from:` says
+        c = run_course(pack, screening_facts(rec, "<record>", pack.manifest.facts), subject_timeline(rec), None,
+                       ReferenceEvaluator())
         state = {k: v.to_json() for k, v in c.state.items()}
         return state, {d: r.to_dict()["value"] for d, r in c.final.decisions.items()}
     (sa, da), (sb, db) = fold(plain), fold(with_mrd)
@@ -375,7 +377,8 @@ def test_fusion_by_pcr_decides_cbf_and_unread_fusions_are_warned(registry, tmp_p
                                       {"name": "NUP98::NSD1", "status": "detected", "method": "rna_seq"}])
     r = screen(load_subject(f), registry)
     assert (r.eln_risk["eln2017"], r.eln_risk["eln2022"]) == ("FAVORABLE", "FAVORABLE")
-    assert any("nup98_nsd1" in w for w in r.warnings)
+    # the warning names the record's own code and field (the packs, not engine/, name the fusions)
+    assert any("NUP98::NSD1" in w and "genetics.fusions[1].name" in w for w in r.warnings)
 
 
 @pytest.mark.parametrize("fusions,field", [

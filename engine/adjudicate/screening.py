@@ -17,7 +17,7 @@ from engine.errors import InputError
 from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.logic import Outcome
 from engine.evaluate.run import Evaluator, PackResult, RuleResult, evaluate_chain, evaluate_pack
-from engine.facts.screening import finding_units, screening_facts
+from engine.facts.screening import declared_facts, finding_units, screening_facts, unread_warnings
 from engine.record import SubjectRecord
 from engine.rules.load import Registry
 
@@ -96,9 +96,10 @@ def screen(record: SubjectRecord, registry: Registry, params: Mapping[str, Mappi
     for pid in params:
         if pid not in pack_ids:
             raise InputError(f"unknown pack {pid!r} in parameters", field="--param", expected=", ".join(pack_ids))
-    sheet = screening_facts(record, source_file)
-    base = sheet.copy()
     packs = {pid: registry.get(pid) for pid in pack_ids}
+    decls = declared_facts(packs.values())
+    sheet = screening_facts(record, source_file, decls)
+    base = sheet.copy()
     for pack in packs.values():
         _check(sheet, pack.manifest.facts, str(source_file), record.subject_id)
         finding_units(record, source_file, pack.manifest.facts)
@@ -133,14 +134,7 @@ def screen(record: SubjectRecord, registry: Registry, params: Mapping[str, Mappi
             message=rules[rid].message or rules[rid].title, missing=res.missing,
             inputs=_inputs(res, elig.rules)))
 
-    declared = {f.name for f in packs[elig_id].manifest.facts}
-    warnings = [f"GVHD therapy {k.rsplit('.', 1)[1]!r} ({base.sources.get(k, '')}) is not classified by "
-                f"{elig_id}: review whether it is treatment beyond systemic corticosteroids"
-                for k in sorted(base.values) if k.startswith("screening.gvhd.therapy.") and k not in declared]
-    risk_declared = {f.name for f in packs[risk_id].manifest.facts} if risk_id else set()
-    warnings += [f"fusion {k.rsplit('.', 1)[1]!r} ({base.sources.get(k, '')}) is not read by {risk_id}: "
-                 "it does not change the risk group" for k in sorted(base.values)
-                 if risk_id and k.startswith("genetics.fusion.") and k not in risk_declared]
+    warnings = unread_warnings(record, source_file, decls, ", ".join(pack_ids))
     results = [r for r in (status_res, elig, risk) if r is not None]
     op = {pid: sorted(p.name for p in packs[pid].manifest.parameters if p.operational) for pid in pack_ids}
     result = ScreeningResult(

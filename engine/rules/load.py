@@ -230,13 +230,14 @@ class Registry:
         """The protocol of the trial in force: the one `for_trial` chose, else the default trial."""
         if self.protocol is None:
             from engine.rules.protocol import load_protocol
-            self.protocol = load_protocol(self.root, None, set(self.packs))
+            self.protocol = load_protocol(self.root, None, set(self.packs), packs=self.packs)
         return self.protocol
 
     def for_trial(self, name: str | None) -> "Registry":
         """This registry with trial `name`'s protocol in force (None: the default trial)."""
         from engine.rules.protocol import load_protocol
-        return Registry(packs=self.packs, root=self.root, protocol=load_protocol(self.root, name, set(self.packs)))
+        return Registry(packs=self.packs, root=self.root,
+                        protocol=load_protocol(self.root, name, set(self.packs), packs=self.packs))
 
     def get(self, pack_id: str) -> Pack:
         if pack_id not in self.packs:
@@ -377,6 +378,9 @@ def check_references(pack: Pack) -> None:
         raise PackError(msg, file=pfile, line=pack.line_of(*path), key=".".join(map(str, path)), expected=expected)
 
     declared = {f.name: FactInfo(f.type, tuple(f.values) if f.values else None) for f in m.facts}
+    if any(f.from_ is not None or f.missing_when is not None for f in m.facts):
+        from engine.facts.derive import check_from   # the subject record model the paths must exist in
+        check_from(m.facts, fail)
     params = {p.name: p for p in m.parameters}
     for i, p in enumerate(m.parameters):
         if p.choices is not None and p.value not in p.choices:

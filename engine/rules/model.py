@@ -155,8 +155,164 @@ class FactType(str, Enum):
     date = "date"
 
 
+# --- where a fact comes from (`from:`, docs/rule-language.md "Where a fact comes from") -----------
+# A small tree of plain data, each node one key. Record paths are dotted field names of the subject
+# record (docs/subject-record.md), `[*]` for every element of a list; the loader checks each path
+# against the record model. Arithmetic is exact Decimal; an unrecorded input makes the fact missing.
+
+RECORD_PATH_RE = r"^[a-z_][a-z0-9_]*(\[\*\])?(\.[a-z_][a-z0-9_]*(\[\*\])?)*$"
+ELEMENT_FIELD_RE = r"^[a-z_][a-z0-9_]*$"
+Literal_ = Union[bool, int, float, str]
+
+
+class FromField(Strict):
+    """The value at a record path: `{field: demographics.sex}`."""
+    field: str = Field(pattern=RECORD_PATH_RE)
+
+
+class FromFact(Strict):
+    """Another fact of the same pack with its own `from:` (e.g. the age a formula reads)."""
+    fact: str = Field(pattern=FACT_RE)
+
+
+class FromRecorded(Strict):
+    """true when the record gives the field (an empty list included), else missing naming it:
+    `{recorded: treatment_history}`. Never false."""
+    recorded: str = Field(pattern=RECORD_PATH_RE)
+
+
+class FromFirstOf(Strict):
+    """The first source that has a value (reported CrCl, else the computed one)."""
+    first_of: list["Derivation"] = Field(min_length=2)
+
+
+Number_ = Union[int, float]
+
+
+class FromAdd(Strict):
+    add: list[Union[Number_, "Derivation"]] = Field(min_length=2)
+
+
+class FromSubtract(Strict):
+    subtract: list[Union[Number_, "Derivation"]] = Field(min_length=2, max_length=2)
+
+
+class FromMultiply(Strict):
+    multiply: list[Union[Number_, "Derivation"]] = Field(min_length=2)
+
+
+class FromDivide(Strict):
+    """[numerator, denominator]; a zero denominator leaves the fact missing."""
+    divide: list[Union[Number_, "Derivation"]] = Field(min_length=2, max_length=2)
+
+
+class FromYearsBetween(Strict):
+    """Completed years from the first date to the second (a birthday counts on the day)."""
+    years_between: list["Derivation"] = Field(min_length=2, max_length=2)
+
+
+class LookupSpec(Strict):
+    of: "Derivation"
+    table: dict[str, Union[Number_, str, bool]] = Field(min_length=1)
+
+
+class FromLookup(Strict):
+    """A recorded code mapped through a table (a value not in the table leaves the fact missing)."""
+    lookup: LookupSpec
+
+
+class IfEqSpec(Strict):
+    of: "Derivation"
+    equals: Literal_
+    then: Union[Literal_, "Derivation"]
+    else_: Union[Literal_, "Derivation"] = Field(alias="else")
+
+
+class FromIfEq(Strict):
+    """`then` when the value equals `equals`, else `else`; missing when the value is missing."""
+    if_eq: IfEqSpec
+
+
+class ContainsSpec(Strict):
+    field: str = Field(pattern=RECORD_PATH_RE, description="a record list of codes")
+    value: Literal_
+    when_recorded: str | None = Field(default=None, pattern=RECORD_PATH_RE, description=(
+        "a boolean record field saying the list was collected (a test done): false or unrecorded "
+        "leaves the fact missing, unless the list names a finding (a non-empty list is a test done)"))
+
+
+class FromContains(Strict):
+    """Whether a record list of codes names `value` (absent from a collected list: false)."""
+    contains: ContainsSpec
+
+
+class ListSpec(Strict):
+    in_: str = Field(alias="in", pattern=RECORD_PATH_RE, description="a record list of objects")
+    where: dict[str, Literal_] = Field(default={}, description="element field -> value, all equal")
+
+
+class FindSpec(ListSpec):
+    take: str = Field(pattern=ELEMENT_FIELD_RE, description="the element field given as the value")
+
+
+class FromFind(Strict):
+    """A field of the first element of a record list whose fields equal `where` (none: missing)."""
+    find: FindSpec
+
+
+class CountSpec(ListSpec):
+    active_on: "Derivation | None" = Field(default=None, description=(
+        "leave out elements whose `end_date` is before this date (null end_date: ongoing)"))
+
+
+class FromCount(Strict):
+    """How many elements of a record list match `where` (an integer; an unrecorded list: missing)."""
+    count: CountSpec
+
+
+class AnyTrueSpec(Strict):
+    in_: str = Field(alias="in", pattern=RECORD_PATH_RE)
+    field: str = Field(pattern=ELEMENT_FIELD_RE)
+
+
+class FromAnyTrue(Strict):
+    """Three-valued any over a boolean field of a record list: true if one is true, missing if
+    none is true and one is unrecorded, else false (an empty list: false)."""
+    any_true: AnyTrueSpec
+
+
+class FromMin(Strict):
+    """The lowest (earliest) value of a `[*]` path, cited by the element it comes from."""
+    min: str = Field(pattern=RECORD_PATH_RE)
+
+
+FROM_FORMS: dict[str, type] = {
+    "field": FromField, "fact": FromFact, "recorded": FromRecorded, "first_of": FromFirstOf,
+    "add": FromAdd, "subtract": FromSubtract, "multiply": FromMultiply, "divide": FromDivide,
+    "years_between": FromYearsBetween, "lookup": FromLookup, "if_eq": FromIfEq, "contains": FromContains,
+    "find": FromFind, "count": FromCount, "any_true": FromAnyTrue, "min": FromMin,
+}
+
+
+def _from_tag(v: Any) -> str | None:
+    if isinstance(v, dict):
+        keys = [k for k in v if k in FROM_FORMS]
+        return keys[0] if len(keys) == 1 and len(v) == 1 else None
+    if isinstance(v, BaseModel):
+        return next((k for k, t in FROM_FORMS.items() if type(v) is t), None)
+    return None
+
+
+Derivation = Annotated[
+    Union[tuple(Annotated[t, Tag(k)] for k, t in FROM_FORMS.items())],  # type: ignore[misc]
+    Discriminator(_from_tag, custom_error_type="derivation",
+                  custom_error_message="a derivation is one key of: " + ", ".join(FROM_FORMS)),
+]
+
+
 class FactDecl(Strict):
-    """A fact the pack reads: its dotted name, type and unit, and the plausible range."""
+    """A fact the pack reads: its dotted name, type and unit, the plausible range, and where it
+    comes from in the subject record (`from:`; a `finding.` fact comes from the coded findings)."""
     name: str = Field(pattern=FACT_RE)
     type: FactType
     unit: str | None = None
@@ -164,6 +320,11 @@ class FactDecl(Strict):
     values: list[str] | None = Field(default=None, description="allowed values of a string fact")
     min: float | None = None
     max: float | None = None
+    from_: Derivation | None = Field(default=None, alias="from", description=(
+        "how the engine derives it from the subject record (docs/rule-language.md)"))
+    missing_when: list[Literal_] | None = Field(default=None, min_length=1, description=(
+        "derived values that mean 'not recorded' (e.g. not_tested): the fact is left missing"))
+    source: str = Field(default="", description="citation of a formula given in `from:`")
 
 
 class Parameter(Strict):

@@ -256,10 +256,12 @@ def _read(path: Path) -> tuple[Any, dict[tuple, int]]:
 
 
 def load_protocol(rules_dir: str | Path | None, trial: str | None = None,
-                  pack_ids: set[str] | None = None, strict: bool = False) -> Protocol:
+                  pack_ids: set[str] | None = None, strict: bool = False, packs: Any = None) -> Protocol:
     """The protocol of `trial` (default: default_trial), checked against the packs loaded
     (`pack_ids`): a pack it names and the rules folder lacks is refused (file:line:key) when a
-    command uses that role, or at once with `strict` (`rules validate` checks every trial so)."""
+    command uses that role, or at once with `strict` (`rules validate` checks every trial so).
+    With the loaded `packs` (id -> Pack), a screening pack reading a fact nothing provides is
+    refused too (`check_fact_sources`)."""
     trial = trial or default_trial(rules_dir)
     known = known_trials(rules_dir)
     if trial not in known:
@@ -286,4 +288,44 @@ def load_protocol(rules_dir: str | Path | None, trial: str | None = None,
     if pack_ids is not None and strict:
         for key, pid in proto.pack_ids():
             proto._pack(key, pid)
+    if packs is not None:
+        check_fact_sources(proto, packs)
     return proto
+
+
+SCREENING_ROLES = ("disease_status", "eligibility", "genetic_risk")
+
+
+def check_fact_sources(proto: Protocol, packs: Any) -> None:
+    """Every fact a screening pack of the trial declares (and so may read) has a provider: its
+    `from:` (derived from the subject record), the coded findings (`finding.<name>`), or an output
+    of another pack of the trial (a decision, derived fact or aggregate). Otherwise the pack is
+    refused naming its file, line and fact: a fact nothing provides would leave every decision
+    reading it INDETERMINATE for every subject. Two packs deriving one fact differently are refused."""
+    from engine.record.findings import FINDING_PREFIX
+    ids = [getattr(proto.packs, r) for r in SCREENING_ROLES if getattr(proto.packs, r) in packs]
+    trial = [packs[i] for i in dict.fromkeys(ids)]
+    derived: dict[str, tuple[Any, int]] = {}
+    for pack in trial:
+        for i, d in enumerate(pack.manifest.facts):
+            if d.from_ is None:
+                continue
+            if d.name in derived and derived[d.name][0].manifest.facts[derived[d.name][1]].from_ != d.from_:
+                other = derived[d.name][0]
+                raise PackError(f"fact {d.name!r} is derived differently in {other.id} "
+                                f"({other.file}:{other.line_of('facts', derived[d.name][1], 'from')})",
+                                file=pack.file, line=pack.line_of("facts", i, "from"), key=f"facts.{i}.from",
+                                expected="one derivation per fact in a trial (copy it, or read the other's)")
+            derived.setdefault(d.name, (pack, i))
+    for pack in trial:
+        outputs = {n for other in trial if other is not pack
+                   for n in (set(other.known) | set(other.timeline.get("course_known", {})))
+                   if n not in {d.name for d in other.manifest.facts}}
+        for i, d in enumerate(pack.manifest.facts):
+            if d.name in derived or d.name.startswith(FINDING_PREFIX) or d.name in outputs:
+                continue
+            raise PackError(f"reads fact {d.name!r}, which nothing provides in trial {proto.id}",
+                            file=pack.file, line=pack.line_of("facts", i), key=f"facts.{i}.name",
+                            expected=f"a from: saying where the subject record holds it, a coded finding "
+                                     f"({FINDING_PREFIX}<name>), or an output of another pack of the trial "
+                                     f"({', '.join(p.id for p in trial if p is not pack) or 'none'})")
