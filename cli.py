@@ -263,14 +263,18 @@ def audit_verify(ctx: click.Context, checkpoints: tuple[str, ...], keyring: str 
         report = store.verify(docs, ring)
         from engine.audit.batches import verify_batches
         batch_problems = verify_batches(store) if report.ok else []  # the files batch records cite
+        from engine.audit import partitions
+        parts = partitions.verify(store) if report.ok else None  # each partition's chain, in parallel; the roots
     if as_json:
-        emit_json(report.model_dump() | {"batch_files": batch_problems})
+        emit_json(report.model_dump() | {"batch_files": batch_problems, "partitions": parts})
     if not report.ok:
         raise AuditIntegrityError(report.message())
-    if batch_problems:
-        raise AuditIntegrityError("; ".join(batch_problems))
+    if batch_problems or (parts and parts["problems"]):
+        raise AuditIntegrityError("; ".join(batch_problems + (parts["problems"] if parts else [])))
     if not as_json:
-        click.echo(report.message())
+        click.echo(report.message() + (f"; {parts['partitions']} partition(s) of {parts['runs']} partitioned run(s): "
+                                       f"{parts['records']} records verified, Merkle roots match"
+                                       if parts and parts["runs"] else ""))
 
 
 @audit.command("explain")
@@ -501,11 +505,17 @@ def cohort() -> None:
                    "a disagreement fails the run); durable: every subject through durable-rules.")
 @click.option("--check-every", default=50, show_default=True, type=click.IntRange(1, None),
               help="With --evaluator compiled: durable-rules adjudicates every Nth subject again.")
+@click.option("--partitions", default=0, type=click.IntRange(0, 256), metavar="N",
+              help="Split the run into N partitions by sha256 of the subject id, each with its own hash chain "
+                   "beside the trail, rooted (Merkle) in the run record (docs/performance.md).")
+@click.option("--dask", default=None, metavar="local[:N]|tcp://HOST:PORT",
+              help="Run the partitions on a Dask cluster: a local one of N worker processes, or a running "
+                   "scheduler (workers must see the inputs and the store's folder). Default partitions: N.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str | None, params: tuple[str, ...],
                reason: str | None, resume: str | None, workers: int, baseline: str | None, csv_dir: str | None,
-               evaluator: str, check_every: int, as_json: bool) -> None:
+               evaluator: str, check_every: int, partitions: int, dask: str | None, as_json: bool) -> None:
     """Screen, adjudicate every marrow and grade safety for every subject; summary + diff."""
     from engine.adjudicate.cohort import latest_run, run_cohort
     from engine.adjudicate.committee import Overrides
@@ -527,7 +537,8 @@ def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str | None,
                          params=parse_params(params), actor=ctx.obj["actor"], reason=reason, resume=resume,
                          workers=workers, rules_dir=ctx.obj.get("rules_dir"),
                          on_error=lambda p, m: click.echo(f"error: {m}", err=True),
-                         evaluator=evaluator, check_every=check_every, baseline=base)
+                         evaluator=evaluator, check_every=check_every, baseline=base,
+                         partitions=partitions, dask=dask)
         overrides = Overrides(store)
         doc = summary.summarize(store, res.run_id, overrides=overrides)
         changes = list(diff.iter_changes(store, res.run_id, base, overrides=overrides,
@@ -538,7 +549,8 @@ def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str | None,
         run = {"run_id": res.run_id, "subjects": res.subjects, "skipped": res.skipped,
                "decisions": res.decisions, "failed": [{"path": p, "error": m} for p, m in res.failed],
                "previous_run": previous, "baseline": base,
-                "checkpoint": res.checkpoint, "evaluator": res.evaluator, "check": res.check}
+                "checkpoint": res.checkpoint, "evaluator": res.evaluator, "check": res.check,
+               "partitions": res.partitions}
         if as_json:
             emit_json({"run": run, "summary": doc, "diff": changes})
         else:
@@ -551,6 +563,10 @@ def cohort_run(ctx: click.Context, paths: tuple[str, ...], profiles: str | None,
                            f"(every {c['every']}th: {c['sampled']}; changed against the baseline: {c['changed']}): "
                            + (f"{len(c['disagreements'])} DISAGREE (the run failed)" if c["disagreements"]
                               else "they agree"))
+            if res.partitions:
+                p = res.partitions
+                click.echo(f"partitions: {p['count']} hash chains ({p['leaves'][0]['file'].rsplit('/', 1)[0]}/), "
+                           f"Merkle root {p['merkle_root']}")
             summary.render(doc)
             if previous:
                 click.echo(f"diff vs {'baseline run ' + base if base else 'earlier adjudications (previous run ' + previous + ')'}:")

@@ -48,6 +48,7 @@ class CohortResult:
     # the durable-rules check of a compiled batch (recorded in the run's complete record):
     # {"every": N, "sampled": n, "changed": n, "checked": n, "disagreements": [...]}
     check: dict[str, Any] | None = None
+    partitions: dict[str, Any] | None = None   # a partitioned run's leaves and Merkle root
 
     @property
     def disagreements(self) -> list[dict[str, Any]]:
@@ -323,7 +324,8 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
                batch_subjects: int = 64, batch_seconds: float = 0.5, progress: bool | None = None,
                ctcae: str | None = None, checkpoint: bool = True, trial: str | None = None,
                on_error: Callable[[str, str], None] | None = None, evaluator: str = "compiled",
-               check_every: int = DEFAULT_CHECK_EVERY, baseline: str | None = None) -> CohortResult:
+               check_every: int = DEFAULT_CHECK_EVERY, baseline: str | None = None, partitions: int = 0,
+               dask: Any = None) -> CohortResult:
     """Adjudicate every subject file and table line under `path`; see the module docstring for the
     guarantees. The start record's "subjects" is the number of work items (files + table lines).
 
@@ -336,12 +338,21 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
     evaluator: "compiled" (the batch evaluator generated from the packs, checked by durable-rules
     in the same run: every `check_every`-th work item and every subject whose decisions changed
     against `baseline` (a run id; default: each decision's latest earlier adjudication); any
-    disagreement fails the run) or "durable" (every subject through durable-rules)."""
+    disagreement fails the run) or "durable" (every subject through durable-rules).
+    partitions: split the run by a hash of the subject id into this many partitions, each with its
+    own hash chain, rooted in the run's complete record (engine.adjudicate.partitioned); dask: run
+    the partitions on a Dask cluster (`local`, `local:N`, `tcp://host:port` or a Client); its
+    default partition count is the number of local workers."""
     if evaluator not in ("compiled", "durable"):
         raise InputError(f"unknown evaluator {evaluator!r}", field="--evaluator", expected="compiled or durable")
     if check_every < 1:
         raise InputError(f"--check-every {check_every}", field="--check-every",
                          expected="a whole number >= 1 (1: every subject checked by durable-rules)")
+    if dask is not None and not partitions:
+        from .partitioned import dask_workers
+        partitions = dask_workers(dask) or 2
+    if not 0 <= partitions <= 256:
+        raise InputError(f"--partitions {partitions}", field="--partitions", expected="a whole number from 1 to 256")
     params = {k: dict(v) for k, v in (params or {}).items()}
     if resume == "latest":
         start = unfinished_run(store)
@@ -358,6 +369,10 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
         evaluator = start.get("evaluator", "durable")
         check_every = start.get("check_every", check_every)
         trial = start.get("trial", trial)
+        if start.get("partitions") and partitions and partitions != start["partitions"]:
+            raise InputError(f"run {resume} has {start['partitions']} partitions", field="--partitions",
+                             expected=f"{start['partitions']} (or no --partitions) to resume it")
+        partitions = start.get("partitions") or 0
         reason = reason or start.get("reason")
         path = path or start["path"]
         run_id = resume
@@ -371,7 +386,8 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
                            reason=reason, resume=resume, workers=workers, rules_dir=rules_dir,
                            batch_subjects=batch_subjects, batch_seconds=batch_seconds,
                            progress=progress, ctcae=ctcae, checkpoint=checkpoint, on_error=on_error,
-                           evaluator=evaluator, check_every=check_every, baseline=baseline, trial=trial)
+                           evaluator=evaluator, check_every=check_every, baseline=baseline, trial=trial,
+                           partitions=partitions, dask=dask)
 
 
 def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, profiles: tuple[str, ...],
@@ -379,7 +395,8 @@ def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, pro
                 rules_dir: str | None, batch_subjects: int, batch_seconds: float, progress: bool | None,
                 ctcae: str | None, checkpoint: bool, on_error: Callable[[str, str], None] | None,
                 evaluator: str = "compiled", check_every: int = DEFAULT_CHECK_EVERY,
-                baseline: str | None = None, trial: str | None = None) -> CohortResult:
+                baseline: str | None = None, trial: str | None = None, partitions: int = 0,
+                dask: Any = None) -> CohortResult:
     """The run itself, under its lock: check the input whole, then adjudicate and commit."""
     sources = [str(x) for x in (path if isinstance(path, (list, tuple)) else [path])]
     paths = [f for src in sources for f in subject_paths(src)]
@@ -417,10 +434,17 @@ def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, pro
                                                  "packs": [p.identity() for p in registry.packs.values()],
                                                  "parameters": parameters_in_force(registry, params),
                                                  "evaluator": evaluator, "check_every": check_every,
-                                                 "reason": reason, "subjects": total}, actor, reason))
+                                                 "reason": reason, "subjects": total}
+                              | ({"partitions": partitions} if partitions else {}), actor, reason))
     from engine.adjudicate.committee import Overrides, marrow_decisions
     init = (rules_dir, tuple(profiles), params, actor, reason, run_id, done, ctcae, marrow_decisions(Overrides(store)),
             evaluator, check_every, _location(store), baseline, trial)
+    if partitions:   # each partition adjudicates and chains its own subjects (engine.adjudicate.partitioned)
+        from .partitioned import run_all
+        parts = run_all(store, run_id, init[:6] + (frozenset(),) + init[7:], partitions, paths, workers=workers,
+                        dask=dask, batch_subjects=batch_subjects, batch_seconds=batch_seconds, result=result,
+                        check=check, on_error=on_error)
+        return _complete(store, run_id, result, evaluator, check, actor, reason, checkpoint, parts)
     stream = _stream(work_items(paths), total, init, workers)
     bar = _progress(total, progress)
     pending: list[Any] = []   # prepared audit entries of whole subjects
@@ -464,11 +488,21 @@ def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, pro
     finally:
         if bar:
             bar.stop()
+    return _complete(store, run_id, result, evaluator, check, actor, reason, checkpoint)
+
+
+def _complete(store: Any, run_id: str, result: CohortResult, evaluator: str, check: dict[str, Any] | None,
+              actor: str, reason: str | None, checkpoint: bool, partitions: dict[str, Any] | None = None
+              ) -> CohortResult:
+    """The run's complete record (with a partitioned run's leaves and Merkle root) and its
+    signed checkpoint."""
     with store.batch() as w:
         w.add(_bookkeeping("complete", run_id, {"subjects": result.subjects, "skipped": result.skipped,
                                                 "decisions": result.decisions,
                                                 "failed": [p for p, _ in result.failed],
-                                                "evaluator": evaluator, "check": check}, actor, reason))
+                                                "evaluator": evaluator, "check": check}
+                           | ({"partitions": partitions} if partitions else {}), actor, reason))
+    result.partitions = partitions
     if checkpoint:  # the run ends with a signed checkpoint of the trail's head, kept elsewhere
         from engine.audit import checkpoint as ckpt
         path, _ = ckpt.create(store)

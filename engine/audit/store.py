@@ -314,6 +314,7 @@ class AuditStore:
         self.store_id: str | None = meta.get("store_id")
         self.genesis = genesis_hash(meta, schema_version)
         self._select = _SELECT if schema_version >= 2 else _SELECT_V1
+        self._parts: Any = None   # the sealed partitions of partitioned runs (engine.audit.partitions)
 
     @property
     def kind(self) -> str:
@@ -370,7 +371,18 @@ class AuditStore:
         return meta, version
 
     def close(self) -> None:
+        if self._parts is not None:
+            self._parts.close()
         self._db.close()
+
+    def _partitions(self, run_id: str | None = None, subject_id: str | None = None,
+                    exclude_run: str | None = None) -> list["AuditStore"]:
+        """The partition stores of completed partitioned runs that may hold matching records
+        (none in a trail without partitioned runs: one indexed query, cached by head)."""
+        if self._parts is None:
+            from .partitions import PartitionReader
+            self._parts = PartitionReader(self)
+        return list(self._parts.stores(run_id, subject_id, exclude_run))
 
     def __enter__(self) -> "AuditStore":
         return self
@@ -448,6 +460,8 @@ class AuditStore:
         signer = signer or keys.reviewer_signer(reviewer.strip(), key_path)
         with self._transaction(keep=True) as writer:
             original = self._get_row(decision_id)
+            if original is None:  # a decision of a partitioned run: its override goes to the main trail
+                original = next((r for p in self._partitions() if (r := p._get_row(decision_id)) is not None), None)
             if original is None:
                 raise InputError(f"no decision {decision_id} in the audit store", field="decision_id")
             if str(original["subject_id"]).startswith(BOOKKEEPING_PREFIX):
@@ -503,14 +517,30 @@ class AuditStore:
         return dict(zip(FIELDS, row)) if row else None
 
     def get(self, decision_id: str) -> StoredDecision | None:
-        """The record with that decision id, or None."""
+        """The record with that decision id (in the main trail or a partition), or None."""
         row = self._get_row(decision_id)
+        if row is None:
+            row = next((r for p in self._partitions() if (r := p._get_row(decision_id)) is not None), None)
         return StoredDecision.from_row(row) if row else None
 
     def iter_rows(self, subject_id: str | None = None, use_case: str | None = None,
                   run_id: str | None = None, item: str | None = None,
-                  last: int | None = None) -> Iterator[dict[str, Any]]:
-        """Stored rows (JSON columns as text) in seq order, streamed; `last`: only the newest N."""
+                  last: int | None = None, main_only: bool = False) -> Iterator[dict[str, Any]]:
+        """Stored rows (JSON columns as text) in seq order, streamed; `last`: only the newest N.
+        Records of completed partitioned runs are included, in time order, unless `main_only`."""
+        bookkeeping = subject_id is not None and subject_id.startswith(BOOKKEEPING_PREFIX)
+        parts = [] if main_only or bookkeeping else self._partitions(run_id, subject_id)
+        if parts:
+            from collections import deque
+
+            from .partitions import merge_rows
+            merged = merge_rows(self._main_rows(subject_id, use_case, run_id, item, None),
+                                [p._main_rows(subject_id, use_case, run_id, item, None) for p in parts])
+            return iter(deque(merged, maxlen=last)) if last is not None else merged
+        return self._main_rows(subject_id, use_case, run_id, item, last)
+
+    def _main_rows(self, subject_id: str | None, use_case: str | None, run_id: str | None, item: str | None,
+                   last: int | None) -> Iterator[dict[str, Any]]:
         where, params = [], []
         for col, value in (("subject_id", subject_id), ("use_case", use_case), ("run_id", run_id), ("item", item)):
             if value is not None:
@@ -540,7 +570,17 @@ class AuditStore:
             sql += " AND (run_id IS NULL OR run_id != ?)"
             params += (before_run,)
         row = self._db.execute(sql + " ORDER BY seq DESC LIMIT 1", params).fetchone()
-        return StoredDecision.from_row(dict(zip(FIELDS, row))) if row else None
+        found = dict(zip(FIELDS, row)) if row else None
+        for part in self._partitions(subject_id=subject_id, exclude_run=before_run):
+            found = _newer(found, part._latest_row(subject_id, use_case, item, machine=False))
+        return StoredDecision.from_row(found) if found else None
+
+    def _latest_row(self, subject_id: str, use_case: str, item: str | None, machine: bool) -> dict[str, Any] | None:
+        sql = f"{self._select} WHERE subject_id = ? AND use_case = ? AND item IS ?"
+        if machine:
+            sql += " AND supersedes IS NULL"
+        row = self._db.execute(sql + " ORDER BY seq DESC LIMIT 1", (subject_id, use_case, item)).fetchone()
+        return dict(zip(FIELDS, row)) if row else None
 
     def current(self, subject_id: str, use_case: str, item: str | None = None) -> StoredDecision | None:
         """The decision in force for the key: the newest record that no override supersedes."""
@@ -548,13 +588,20 @@ class AuditStore:
                "(SELECT 1 FROM decisions o WHERE o.supersedes = decisions.decision_id) "
                "ORDER BY seq DESC LIMIT 1")
         row = self._db.execute(sql, (subject_id, use_case, item)).fetchone()
-        return StoredDecision.from_row(dict(zip(FIELDS, row))) if row else None
+        found = dict(zip(FIELDS, row)) if row else None
+        for part in self._partitions(subject_id=subject_id):
+            cand = part._latest_row(subject_id, use_case, item, machine=True)
+            if cand is not None and self._db.execute("SELECT 1 FROM decisions WHERE supersedes = ? LIMIT 1",
+                                                     (cand["decision_id"],)).fetchone() is None:
+                found = _newer(found, cand)
+        return StoredDecision.from_row(found) if found else None
 
     def latest_machine(self, subject_id: str, use_case: str, item: str | None = None) -> StoredDecision | None:
         """The newest record of the key that is not an override (the machine's latest decision)."""
-        sql = f"{self._select} WHERE subject_id = ? AND use_case = ? AND item IS ? AND supersedes IS NULL ORDER BY seq DESC LIMIT 1"
-        row = self._db.execute(sql, (subject_id, use_case, item)).fetchone()
-        return StoredDecision.from_row(dict(zip(FIELDS, row))) if row else None
+        found = self._latest_row(subject_id, use_case, item, machine=True)
+        for part in self._partitions(subject_id=subject_id):
+            found = _newer(found, part._latest_row(subject_id, use_case, item, machine=True))
+        return StoredDecision.from_row(found) if found else None
 
     def iter_override_rows(self) -> Iterator[dict[str, Any]]:
         """Every override record (JSON columns as text), in seq order."""
@@ -563,9 +610,11 @@ class AuditStore:
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Decision ids starting with `prefix` (at most `limit`), for abbreviated ids."""
         hi = prefix + "\uffff"
-        cur = self._db.execute("SELECT decision_id FROM decisions WHERE decision_id >= ? AND decision_id < ? "
-                               "ORDER BY decision_id LIMIT ?", (prefix, hi, int(limit)))
-        return [r[0] for r in cur.fetchall()]
+        sql = "SELECT decision_id FROM decisions WHERE decision_id >= ? AND decision_id < ? ORDER BY decision_id LIMIT ?"
+        ids = [r[0] for r in self._db.execute(sql, (prefix, hi, int(limit))).fetchall()]
+        for part in self._partitions():
+            ids += [r[0] for r in part._db.execute(sql, (prefix, hi, int(limit))).fetchall()]
+        return sorted(ids)[:limit]
 
     def done_subjects(self, run_id: str) -> set[str]:
         """Subjects with at least one committed record in `run_id` (resume after a kill)."""
@@ -742,6 +791,13 @@ class AuditStore:
             dst.execute("COMMIT")
         finally:
             dst.close()
+
+
+def _newer(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The later of two records of different stores (main trail, partitions), by time."""
+    if a is None or b is None:
+        return a or b
+    return b if b["created_at"] > a["created_at"] else a
 
 
 def _rollback(db: Any) -> None:
