@@ -78,7 +78,10 @@ def _init_worker(rules_dir: str | None, profiles: tuple[str, ...] | None, params
     registry = load_registry(rules_dir).for_trial(trial)
     proto = registry.trial()
     if _W.get("baseline_store") is not None:   # an earlier run in this process
-        _W["baseline_store"].close()
+        try:
+            _W["baseline_store"].close()
+        except Exception:  # noqa: BLE001 - opened by another thread (an in-process Dask worker): dropped
+            pass
     compiled = None
     if evaluator == "compiled":
         from engine.evaluate.compiled import CompiledEvaluator
@@ -380,14 +383,22 @@ def run_cohort(path: str | Path | list[str], store: Any, *, profiles: tuple[str,
         run_id = f"run-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     # One writer per run: a second `--resume` of a run still being written fails here instead of
     # adjudicating its subjects again (the lock dies with its process: a killed run resumes).
-    with store.run_lock(run_id):
-        done = frozenset(store.done_subjects(run_id)) if resume else frozenset()  # read under the lock
-        return _run_locked(path, store, run_id, done, profiles=profiles, params=params, actor=actor,
-                           reason=reason, resume=resume, workers=workers, rules_dir=rules_dir,
-                           batch_subjects=batch_subjects, batch_seconds=batch_seconds,
-                           progress=progress, ctcae=ctcae, checkpoint=checkpoint, on_error=on_error,
-                           evaluator=evaluator, check_every=check_every, baseline=baseline, trial=trial,
-                           partitions=partitions, dask=dask)
+    close_dask = None
+    if dask is not None:   # reach the cluster (or start a local one) before anything is written
+        from .partitioned import _dask_client
+        dask, close_dask = _dask_client(dask)
+    try:
+        with store.run_lock(run_id):
+            done = frozenset(store.done_subjects(run_id)) if resume else frozenset()  # read under the lock
+            return _run_locked(path, store, run_id, done, profiles=profiles, params=params, actor=actor,
+                               reason=reason, resume=resume, workers=workers, rules_dir=rules_dir,
+                               batch_subjects=batch_subjects, batch_seconds=batch_seconds,
+                               progress=progress, ctcae=ctcae, checkpoint=checkpoint, on_error=on_error,
+                               evaluator=evaluator, check_every=check_every, baseline=baseline, trial=trial,
+                               partitions=partitions, dask=dask)
+    finally:
+        if close_dask is not None:
+            close_dask()
 
 
 def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, profiles: tuple[str, ...],

@@ -70,7 +70,7 @@ def _sha256(path: Path) -> str:
 def cited(store: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
     """(record, batch) of every record that cites a batch file."""
     for use_case in USE_CASES:
-        for rec in store.iter(use_case=use_case):
+        for rec in store.iter(use_case=use_case, main_only=True):   # batch records are never partitioned
             batch = rec.outcome.get("batch") if isinstance(rec.outcome, dict) else None
             if isinstance(batch, dict) and "file" in batch and "sha256" in batch:
                 yield rec, batch

@@ -31,6 +31,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from engine.errors import AuditIntegrityError, InputError
+
 from .record import canonical_json
 
 HASH_RULE = "int.from_bytes(sha256(subject_id UTF-8)[:8], 'big') mod N"
@@ -157,7 +159,11 @@ class PartitionReader:
             for k in wanted:
                 rel = leaves[k].get("file")
                 if rel not in self._open:
-                    self._open[rel] = AuditStore.open(base_dir(self._store) / rel, create=False, read_only=True)
+                    try:
+                        self._open[rel] = AuditStore.open(base_dir(self._store) / rel, create=False, read_only=True)
+                    except (InputError, AuditIntegrityError) as exc:
+                        raise AuditIntegrityError(f"run {rid} partition {k} of {len(leaves)}: file {rel} cannot be "
+                                                  f"read ({exc}); `audit verify` checks the partitions") from None
                 yield self._open[rel]
 
     def close(self) -> None:

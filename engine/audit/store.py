@@ -527,9 +527,12 @@ class AuditStore:
                   run_id: str | None = None, item: str | None = None,
                   last: int | None = None, main_only: bool = False) -> Iterator[dict[str, Any]]:
         """Stored rows (JSON columns as text) in seq order, streamed; `last`: only the newest N.
-        Records of completed partitioned runs are included, in time order, unless `main_only`."""
+        A filtered read includes the records of completed partitioned runs (merged in time order)
+        unless `main_only`; an unfiltered one is the main trail's table (export, backup): each
+        partition file is a store of its own (`--db PARTITION_FILE`)."""
         bookkeeping = subject_id is not None and subject_id.startswith(BOOKKEEPING_PREFIX)
-        parts = [] if main_only or bookkeeping else self._partitions(run_id, subject_id)
+        unfiltered = subject_id is None and use_case is None and run_id is None and item is None
+        parts = [] if main_only or bookkeeping or unfiltered else self._partitions(run_id, subject_id)
         if parts:
             from collections import deque
 
@@ -556,9 +559,9 @@ class AuditStore:
 
     def iter(self, subject_id: str | None = None, use_case: str | None = None,
              run_id: str | None = None, item: str | None = None,
-             last: int | None = None) -> Iterator[StoredDecision]:
+             last: int | None = None, main_only: bool = False) -> Iterator[StoredDecision]:
         """Records matching every given filter, in seq order, streamed (never the whole table)."""
-        for row in self.iter_rows(subject_id, use_case, run_id, item, last):
+        for row in self.iter_rows(subject_id, use_case, run_id, item, last, main_only):
             yield StoredDecision.from_row(row)
 
     def latest(self, subject_id: str, use_case: str, item: str | None = None,
