@@ -5,6 +5,7 @@ CTCAE v4.03, attribution, TLS and dosing checks), the full audit trail written, 
     .venv/bin/python benchmarks/cohort_bench.py --n 1000 --n 10000 [--n 100000] [--workers 2] [--profile]
         [--format jsonl|yaml]   # the generated cohort as one JSON Lines table (default) or YAML files
         [--evaluator compiled|durable|both]   # both (default): the same cohort each way, and the ratio
+        [--partitions N] [--dask local:N|tcp://HOST:PORT]   # a partitioned run (then also: audit verify's time)
 
 Prints, per N (each in a fresh process): subjects/s and decisions/s end to end, peak RSS of the
 parent and of the largest child, read before the comparison below; and, measured in the same run on a sample of the same subjects in one process: our
@@ -55,7 +56,8 @@ def raw_comparison(folder: Path, sample: int) -> dict[str, float]:
             "ratio": ours / raw}
 
 
-def bench(n: int, workers: int, profile: bool, fmt: str = "jsonl", evaluators: tuple[str, ...] = ("compiled", "durable")) -> None:
+def bench(n: int, workers: int, profile: bool, fmt: str = "jsonl", evaluators: tuple[str, ...] = ("compiled", "durable"),
+          partitions: int = 0, dask: str | None = None) -> None:
     import generate
     from engine.adjudicate.cohort import run_cohort
     from engine.audit.store import AuditStore
@@ -72,14 +74,23 @@ def bench(n: int, workers: int, profile: bool, fmt: str = "jsonl", evaluators: t
                 t0, c0 = time.perf_counter(), _cpu()
                 if prof:
                     prof.enable()
-                res = run_cohort(str(folder), store, actor="bench", workers=workers, progress=False, evaluator=ev)
+                res = run_cohort(str(folder), store, actor="bench", workers=workers, progress=False, evaluator=ev,
+                                 partitions=partitions, dask=dask)
                 if prof:
                     prof.disable()
                 dt_s, cpu_s = time.perf_counter() - t0, _cpu() - c0
-                row = store._db.execute(  # the JSON the records hold (compact format: issue 15 item 3)
-                    "SELECT sum(length(input)), sum(length(trace)), sum(length(outcome)) + sum(length(packs)) "
-                    "+ sum(length(parameters)) FROM decisions WHERE subject_id NOT LIKE '\\_\\_%' ESCAPE '\\'").fetchone()
-            store_mb = db.stat().st_size / 1e6
+                files = [db] + [db.parent / leaf["file"] for leaf in (res.partitions or {}).get("leaves", [])]
+                row = [0, 0, 0]
+                for f in files:   # the JSON the records hold (compact format: issue 15 item 3)
+                    with AuditStore.open(f, create=False, read_only=True) as s:
+                        got = s._db.execute(
+                            "SELECT sum(length(input)), sum(length(trace)), sum(length(outcome)) + sum(length(packs)) "
+                            "+ sum(length(parameters)) FROM decisions WHERE subject_id NOT LIKE '\\_\\_%' ESCAPE '\\'"
+                        ).fetchone()
+                    row = [a + (b or 0) for a, b in zip(row, got)]
+                if res.partitions:
+                    verify_times(db, len(files) - 1)
+            store_mb = sum(f.stat().st_size for f in files) / 1e6
             per = max(res.subjects, 1)
             rates[ev] = (res.subjects / dt_s, cpu_s / per)
             parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -108,6 +119,25 @@ def bench(n: int, workers: int, profile: bool, fmt: str = "jsonl", evaluators: t
                   f"overhead x{r['ratio']:.1f}", flush=True)
 
 
+def verify_times(db: Path, n: int) -> None:
+    """`audit verify` of a partitioned trail: the main chain, then the partitions in one process
+    and in parallel processes (engine.audit.partitions.verify)."""
+    from engine.audit import partitions
+    from engine.audit.store import AuditStore
+    with AuditStore.open(db, create=False, read_only=True) as store:
+        t0 = time.perf_counter()
+        store.verify()
+        main_s = time.perf_counter() - t0
+        times = {}
+        for procs in (1, None):
+            t0 = time.perf_counter()
+            report = partitions.verify(store, processes=procs)
+            times[procs] = time.perf_counter() - t0
+    print(f"  audit verify: main trail {main_s:.2f}s; {n} partitions, {report['records']} records: "
+          f"{times[1]:.2f}s in one process, {times[None]:.2f}s in parallel ({times[1] / times[None]:.2f}x); "
+          f"problems: {len(report['problems'])}", flush=True)
+
+
 def _cpu() -> float:
     """CPU seconds of this process and its finished children (the pool's workers)."""
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -123,17 +153,20 @@ def main() -> None:
                     help="the generated cohort: one JSON Lines table (default) or one YAML file per subject")
     ap.add_argument("--evaluator", choices=("compiled", "durable", "both"), default="both",
                     help="the cohort's evaluator; both (default): the same cohort each way, with the ratio")
+    ap.add_argument("--partitions", type=int, default=0, help="a partitioned run of N partitions")
+    ap.add_argument("--dask", default=None, help="run the partitions on Dask: local, local:N or tcp://HOST:PORT")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: this process runs one N
     a = ap.parse_args()
     ns = a.n or [1000]
     evs = ("compiled", "durable") if a.evaluator == "both" else (a.evaluator,)
     if a.one or a.profile:
         for n in ns:
-            bench(n, a.workers, a.profile, a.fmt, evs)
+            bench(n, a.workers, a.profile, a.fmt, evs, a.partitions, a.dask)
         return
     for n in ns:  # a fresh process per N: peak RSS is a process's lifetime peak
         subprocess.run([sys.executable, __file__, "--n", str(n), "--workers", str(a.workers),
-                        "--format", a.fmt, "--evaluator", a.evaluator, "--one"], check=True)
+                        "--format", a.fmt, "--evaluator", a.evaluator, "--one", "--partitions", str(a.partitions)]
+                       + (["--dask", a.dask] if a.dask else []), check=True)
 
 
 if __name__ == "__main__":
