@@ -458,28 +458,11 @@ def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, pro
         return _complete(store, run_id, result, evaluator, check, actor, reason, checkpoint, parts)
     stream = _stream(work_items(paths), total, init, workers)
     bar = _progress(total, progress)
-    pending: list[Any] = []   # prepared audit entries of whole subjects
-    pending_subjects = 0
-    committed_at = time.monotonic()
-
-    def flush() -> None:
-        nonlocal pending, pending_subjects, committed_at
-        if pending:
-            with store.batch() as w:
-                for e in pending:
-                    w.add(e)
-        pending, pending_subjects, committed_at = [], 0, time.monotonic()
-
+    writer = SubjectWriter(store, batch_subjects, batch_seconds)
     try:
         for p, subject_id, entries, error, checked in stream:
             if checked is not None and check is not None:
-                check[checked["why"] if checked["why"] == "changed" else "sampled"] += 1
-                check["checked"] += 1
-                if checked["problems"]:   # a bug in one evaluator: the subject is not written, the run fails
-                    check["disagreements"].append({k: checked[k] for k in ("subject_id", "origin", "problems")})
-                    error = (f"{p}: subject {checked['subject_id']}: the compiled evaluator and durable-rules "
-                             f"disagree ({'; '.join(checked['problems'][:3])}); nothing of it was written")
-                    entries = None
+                error, entries = count_check(check, checked, p, error, entries)
             if error is not None:
                 result.failed.append((p, error))
                 if on_error:
@@ -487,19 +470,52 @@ def _run_locked(path: Any, store: Any, run_id: str, done: frozenset[str], *, pro
             elif entries is None:
                 result.skipped += 1
             else:
-                pending.extend(entries)
-                pending_subjects += 1
+                writer.add(entries)
                 result.subjects += 1
                 result.decisions += len(entries)
-                if pending_subjects >= batch_subjects or time.monotonic() - committed_at >= batch_seconds:
-                    flush()
             if bar:
                 bar.advance()
-        flush()
+        writer.flush()
     finally:
         if bar:
             bar.stop()
     return _complete(store, run_id, result, evaluator, check, actor, reason, checkpoint)
+
+
+class SubjectWriter:
+    """Commits whole subjects' prepared entries: a transaction of up to `batch_subjects` subjects
+    or `batch_seconds` (a commit is an fsync), never part of a subject."""
+
+    def __init__(self, store: Any, batch_subjects: int, batch_seconds: float) -> None:
+        self._store, self._most, self._seconds = store, batch_subjects, batch_seconds
+        self._pending: list[Any] = []
+        self._subjects, self._since = 0, time.monotonic()
+
+    def add(self, entries: list[Any]) -> None:
+        self._pending.extend(entries)
+        self._subjects += 1
+        if self._subjects >= self._most or time.monotonic() - self._since >= self._seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            with self._store.batch() as w:
+                for e in self._pending:
+                    w.add(e)
+        self._pending, self._subjects, self._since = [], 0, time.monotonic()
+
+
+def count_check(check: dict[str, Any], checked: dict[str, Any], origin: str, error: str | None,
+                entries: list[Any] | None) -> tuple[str | None, list[Any] | None]:
+    """Count one subject's durable-rules check in `check`; (error, entries) as they stand after it:
+    a disagreement (a bug in one evaluator) fails the subject, and nothing of it is written."""
+    check[checked["why"] if checked["why"] == "changed" else "sampled"] += 1
+    check["checked"] += 1
+    if checked["problems"]:
+        check["disagreements"].append({k: checked[k] for k in ("subject_id", "origin", "problems")})
+        return (f"{origin}: subject {checked['subject_id']}: the compiled evaluator and durable-rules "
+                f"disagree ({'; '.join(checked['problems'][:3])}); nothing of it was written"), None
+    return error, entries
 
 
 def _complete(store: Any, run_id: str, result: CohortResult, evaluator: str, check: dict[str, Any] | None,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -65,17 +64,7 @@ def run_partition(init: tuple, k: int, n: int, paths: list[str], path: str, batc
                 w.add(cohort._bookkeeping(START_ITEM, run_id, {"run_id": run_id, "partition": k, "partitions": n},
                                           actor, reason))
         done = store.done_subjects(run_id)
-        pending: list[Any] = []
-        pending_subjects, committed_at = 0, time.monotonic()
-
-        def flush() -> None:
-            nonlocal pending, pending_subjects, committed_at
-            if pending:
-                with store.batch() as w:
-                    for e in pending:
-                        w.add(e)
-            pending, pending_subjects, committed_at = [], 0, time.monotonic()
-
+        writer = cohort.SubjectWriter(store, batch_subjects, batch_seconds)
         for index, item in enumerate(cohort.work_items(paths)):
             key = _subject_key(item)
             if partition_of(key, n) != k:
@@ -85,25 +74,16 @@ def run_partition(init: tuple, k: int, n: int, paths: list[str], path: str, batc
                 continue
             origin, subject_id, entries, error, checked = cohort.adjudicate_item(item, index)
             if checked is not None:
-                check["sampled" if checked["why"] == "sample" else "changed"] += 1
-                check["checked"] += 1
-                if checked["problems"]:
-                    check["disagreements"].append({x: checked[x] for x in ("subject_id", "origin", "problems")})
-                    error = (f"{origin}: subject {checked['subject_id']}: the compiled evaluator and durable-rules "
-                             f"disagree ({'; '.join(checked['problems'][:3])}); nothing of it was written")
-                    entries = None
+                error, entries = cohort.count_check(check, checked, origin, error, entries)
             if error is None and subject_id is not None and partition_of(subject_id, n) != k:
                 error = f"{origin}: subject {subject_id}: its id was read two ways (internal error)"
             if error is not None:
                 out["failed"].append((origin, error))
             elif entries is not None:
-                pending.extend(entries)
-                pending_subjects += 1
+                writer.add(entries)
                 out["subjects"] += 1
                 out["decisions"] += len(entries)
-                if pending_subjects >= batch_subjects or time.monotonic() - committed_at >= batch_seconds:
-                    flush()
-        flush()
+        writer.flush()
         if not finished:
             with store.batch() as w:   # the partition's own account, its durable-rules check included
                 w.add(cohort._bookkeeping(END_ITEM, run_id, {
