@@ -27,8 +27,13 @@ printed by `adjudicator schema subject`. Synthetic examples: `fixtures/subjects/
 ## Conventions
 
 - **Numbers are `Decimal`** inside the record (never binary floats), so that rule comparisons
-  are exact (1.8 vs 1.5 x 1.2). YAML/JSON numbers and numeric strings are accepted; a float is
-  read through its shortest decimal form (0.1 -> `Decimal('0.1')`).
+  are exact (1.8 vs 1.5 x 1.2). A number is a YAML/JSON number, or a string holding only a
+  decimal number: optional sign, digits with an optional fraction, optional exponent (`"68"`,
+  `".5"`, `"6.8e1"`, `"1e-05"`); `"68 kg"`, `" 68"`, `"1_000"`, `"1,5"` are refused. A float is
+  read through its shortest decimal form (0.1 -> `Decimal('0.1')`). A whole number (ECOG, cycle
+  number, ...) is an integer (`2`, `2.0`) or a string of digits (`"2"`), never `"2.0"` or `true`.
+- **Booleans are `true`/`false`** (YAML's `yes`/`no` are read as such by YAML itself); a string
+  `"true"`, `"yes"` or a number `1` is refused rather than guessed.
 - **Canonical units inside**: blood counts (ANC, platelets, WBC) in 10^9/L, haemoglobin in
   g/dL, blasts, cellularity and MRD in %, weight kg, height cm, LVEF %, fibrinogen g/L.
   Counts and haemoglobin also accept `{value, unit}` at the edge, converted by exact scalings
@@ -43,7 +48,19 @@ printed by `adjudicator schema subject`. Synthetic examples: `fixtures/subjects/
   compared as multiples of the ULN (`OrganLab.ratio_to_uln()`).
 - **Unknown is null** (or the field is left out), never `false` or `0`. A gene left out is
   `not_tested`, which is distinct from `wild_type`.
-- **Dates** are ISO dates (`2021-09-30`).
+- **Dates** are ISO dates (`2021-09-30`, a YAML date or a JSON string); a number (seconds
+  since 1970 to pydantic), `20210930` or a date with a time is refused.
+- **The JSON Schema** (`adjudicator schema subject`, draft 2020-12) describes exactly these
+  spellings and shorthands (`anyOf`: a number or decimal text; a count as a number or
+  `{value, unit}` with the units below; a gene as its bare status or `{status, ...}`; a
+  karyotype code, or the integer YAML reads for `-5`/`-7`/`-17`), and forbids unknown keys in
+  every object. Every fixture subject validates against it (tests/test_subject_schema.py, which
+  also checks that the schema and the loader accept and refuse the same spellings). What a
+  schema cannot say is checked by the loader only: the range of a number written as a string,
+  the magnitude bound of every number (0, or 1E-12 to 1E13), calendar-valid dates (the schema's
+  `format: date`, which a validator checks only when asked to), and the cross-field checks
+  below. The patterns are read as Python's `re.search` reads them (the `jsonschema`
+  validator's reading), which allows one final newline that an ECMA-regex validator refuses.
 - **Age** is in completed years at consent: `demographics.age_years`, or computed from
   `demographics.birth_date` and `consent_date` (`age_at_consent()`); if both are given they
   must agree. The birthday counts on the day itself.

@@ -18,7 +18,8 @@ from engine.record.subject import SubjectRecord, age_at_consent, iter_dates
 
 def subject_json_schema() -> dict[str, Any]:
     """JSON Schema of a subject file (what the loader accepts, before unit conversion)."""
-    return SubjectRecord.model_json_schema(mode="validation")
+    from engine.record.schema import subject_json_schema as generate
+    return generate()
 
 
 __all__ = [

@@ -1,12 +1,16 @@
 """The base of every record model: unknown fields are refused with the list of allowed ones."""
 from __future__ import annotations
 
+import datetime as dt
 import types
 import typing
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, PlainValidator, WrapValidator,
+                      model_validator)
+
+from engine.record.spelling import spelling_problem
 
 
 class FieldError(ValueError):
@@ -28,34 +32,69 @@ def check_span(start: Any, end: Any) -> None:
 
 
 _FIELD_NAMES: dict[type, frozenset[str]] = {}   # per model class: runs on every mapping loaded
-_NO_BOOL: dict[type, frozenset[str]] = {}        # per model class: numeric fields that take no bool
+# per model class: (field, container, kind) of the fields whose scalar spelling the edge checks
+_SPELLED: dict[type, tuple[tuple[str, str, type], ...]] = {}
+_SCALARS = (bool, int, Decimal, dt.date)
+_CONVERTERS = (BeforeValidator, PlainValidator, WrapValidator)
 
 
-def _flat_types(annotation: Any) -> set[Any]:
-    """Every type an annotation admits (Optional, Union and Annotated unwrapped)."""
-    out: set[Any] = set()
-    stack = [annotation]
-    while stack:
-        a = stack.pop()
-        origin = typing.get_origin(a)
-        if origin is typing.Annotated:
-            stack.append(typing.get_args(a)[0])
-        elif origin is typing.Union or origin is types.UnionType:
-            stack.extend(typing.get_args(a))
-        else:
-            out.add(a)
-    return out
+def _scalar_kind(annotation: Any) -> tuple[str, type] | None:
+    """("", kind), ("list", kind) or ("dict", kind) when a field holds exactly one scalar kind of
+    spelling.py (optionally in a list or as mapping values, optionally null); None for unions of
+    kinds and for types with their own input converter (counts {value, unit}, clinical facts)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _scalar_kind(members[0]) if len(members) == 1 else None
+    if origin is typing.Annotated:
+        base, *meta = typing.get_args(annotation)
+        return None if any(isinstance(m, _CONVERTERS) for m in meta) else _scalar_kind(base)
+    if origin in (list, dict):
+        inner = _scalar_kind(typing.get_args(annotation)[-1])
+        return ("list" if origin is list else "dict", inner[1]) if inner and not inner[0] else None
+    return ("", annotation) if annotation in _SCALARS else None
 
 
-def _numeric_fields(cls: type[BaseModel]) -> frozenset[str]:
-    """Fields typed as a number (int, float, Decimal) that do not also admit a boolean: pydantic
-    would read `true` there as 1, and a decided 'age 1' is a silent wrong answer."""
-    names = []
+def _spelled_fields(cls: type[BaseModel]) -> tuple[tuple[str, str, type], ...]:
+    """The fields typed as a number, whole number, boolean or date (or lists / mappings of one)
+    whose spelling the edge checks before pydantic's lax conversion sees them: pydantic would read
+    `true` as 1, "1_000" as 1000, "yes" as true and 0 as 1970-01-01 (spelling.py)."""
+    out = []
     for name, f in cls.model_fields.items():
-        kinds = _flat_types(f.annotation)
-        if bool not in kinds and Any not in kinds and kinds & {int, float, Decimal}:
-            names.append(name)
-    return frozenset(names)
+        if any(isinstance(m, _CONVERTERS) for m in f.metadata):
+            continue
+        found = _scalar_kind(f.annotation)
+        if found:
+            out.append((name, found[0], found[1]))
+    return tuple(out)
+
+
+def _check_spelling(data: dict[str, Any], fields: tuple[tuple[str, str, type], ...]) -> None:
+    for name, container, kind in fields:
+        value = data.get(name)
+        if value is None:
+            continue
+        if not container:
+            problem = spelling_problem(kind, value)
+            where = name
+        elif container == "list" and isinstance(value, list):
+            problem = where = None
+            for i, item in enumerate(value):
+                problem = None if item is None else spelling_problem(kind, item)
+                if problem:
+                    where = f"{name}[{i}]"
+                    break
+        elif container == "dict" and isinstance(value, dict):
+            problem = where = None
+            for key, item in value.items():
+                problem = None if item is None else spelling_problem(kind, item)
+                if problem:
+                    where = f"{name}.{key}"
+                    break
+        else:
+            continue   # not a list / mapping: pydantic names the shape
+        if problem:
+            raise FieldError(where, problem[0], expected=problem[1])
 
 
 class RecordModel(BaseModel):
@@ -76,11 +115,8 @@ class RecordModel(BaseModel):
                 allowed = ", ".join(cls.model_fields)
                 raise FieldError(str(unknown[0]), f"unknown field {unknown[0]!r}",
                                  expected=f"one of: {allowed}")
-            numeric = _NO_BOOL.get(cls)
-            if numeric is None:
-                numeric = _NO_BOOL[cls] = _numeric_fields(cls)
-            for name in numeric:
-                if type(data.get(name)) is bool:
-                    raise FieldError(name, f"a boolean ({str(data[name]).lower()}) where a number is expected",
-                                     expected="a number")
+            spelled = _SPELLED.get(cls)
+            if spelled is None:
+                spelled = _SPELLED[cls] = _spelled_fields(cls)
+            _check_spelling(data, spelled)
         return data

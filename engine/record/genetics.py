@@ -5,9 +5,11 @@ the record is `not_tested`.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, GetJsonSchemaHandler, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from engine.record.base import FieldError, RecordModel
 from engine.record.units import NonNegative, Percent
@@ -17,6 +19,16 @@ KaryotypeCode = Literal[
     "inv(3)", "t(3;3)", "t(8;16)", "t(3q26.2;v)", "-5", "del(5q)", "-7", "-17", "abn(17p)",
     "complex", "monosomal", "hyperdiploid_trisomies_only", "normal",
 ]
+
+
+def _yaml_int(value: Any) -> Any:
+    # YAML reads `- -7` as the integer -7: give it back its karyotype spelling.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# A karyotype code, or the integer YAML makes of the numeric ones (-5, -7, -17).
+KaryotypeItem = Annotated[KaryotypeCode, BeforeValidator(_yaml_int, json_schema_input_type=Union[
+    KaryotypeCode, Literal[tuple(int(c) for c in get_args(KaryotypeCode) if c.lstrip("-").isdigit())]])]
 GeneStatus = Literal["mutated", "wild_type", "not_tested"]
 _STATUS_DOC = "mutated|wild_type|not_tested (not_tested = unknown, not negative)"
 
@@ -32,6 +44,11 @@ class Mutation(RecordModel):
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         return {"status": data} if isinstance(data, str) else data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        # the schema says what _shorthand accepts: a bare status, or the mapping
+        return {"anyOf": [{"enum": list(get_args(GeneStatus))}, handler(schema)]}
 
     @model_validator(mode="after")
     def _detail_needs_mutation(self) -> "Mutation":
@@ -120,7 +137,7 @@ class Genetics(RecordModel):
         "Metaphase karyotype (or FISH) performed and evaluable (true/false)."))
     karyotype: str | None = Field(None, max_length=500, description=(
         "Karyotype as reported, ISCN string (free text, not interpreted)."))
-    karyotype_findings: list[KaryotypeCode] = Field(default_factory=list, description=(
+    karyotype_findings: list[KaryotypeItem] = Field(default_factory=list, description=(
         "Controlled codes for the findings (no unit): t(8;21), inv(16), t(16;16), t(9;11), "
         "t(6;9), t(v;11q23.3), t(9;22), inv(3), t(3;3), t(8;16), t(3q26.2;v), -5, del(5q), -7, "
         "-17, abn(17p), complex, monosomal, hyperdiploid_trisomies_only, normal. t(v;11q23.3) = a "
@@ -133,15 +150,6 @@ class Genetics(RecordModel):
     fusions: list[Fusion] = Field(default_factory=list, description=(
         "Fusions tested outside the karyotype: [{name, status, method}]; a fusion left out is "
         "not tested."))
-
-    @field_validator("karyotype_findings", mode="before")
-    @classmethod
-    def _yaml_ints(cls, value: Any) -> Any:
-        # YAML reads `- -7` as the integer -7: give it back its karyotype spelling.
-        if isinstance(value, list):
-            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v
-                    for v in value]
-        return value
 
     @model_validator(mode="after")
     def _findings_consistent(self) -> "Genetics":

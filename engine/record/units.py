@@ -6,12 +6,15 @@ so 1200 cells/uL is exactly 1.2 x10^9/L. Converted values are stored as `Decimal
 """
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Union
 
 from typing_extensions import TypedDict
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
+
+from engine.record.spelling import is_decimal_text
 
 # Spellings are compared after lower-casing and removing spaces; "µ" and "μ" count as "u".
 COUNT_SCALE: dict[str, Decimal] = {
@@ -55,11 +58,13 @@ def to_decimal(value: Any) -> Decimal:
         raise ValueError("expected a number, got a boolean")
     if isinstance(value, Decimal):
         result = value
-    elif isinstance(value, (int, float, str)):
+    elif isinstance(value, (int, float)) or (isinstance(value, str) and is_decimal_text(value)):
         try:
-            result = Decimal(str(value).strip())
-        except InvalidOperation:
+            result = Decimal(str(value))
+        except InvalidOperation:   # pragma: no cover - the pattern admits only decimal text
             raise ValueError(f"expected a number, got {value!r}") from None
+    elif isinstance(value, str):
+        raise ValueError(f"expected a number, got {value[:40]!r}")
     else:
         raise ValueError(f"expected a number, got {type(value).__name__}")
     if not result.is_finite():
@@ -95,14 +100,33 @@ def _edge(table: dict[str, Decimal], canonical: str):
     return parse
 
 
-class MeasuredValue(TypedDict):
-    """A value with its unit as reported, converted at load to the canonical unit."""
+def unit_pattern(table: dict[str, Decimal]) -> str:
+    """A regex for the spellings `_norm_unit` maps onto a key of `table`: any case, spaces
+    anywhere inside, surrounding whitespace, "µ"/"μ" for "u" (the JSON Schema of a unit)."""
+    def letter(c: str) -> str:
+        if c == "u":
+            return "[uUµμ]"
+        return f"[{c}{c.upper()}]" if c.isalpha() else re.escape(c)
+    spelled = ("(" + " *".join(letter(c) for c in key) + ")" for key in sorted(table))
+    return r"^\s*(" + "|".join(spelled) + r")\s*$"
 
-    value: float | str
-    unit: str
+
+class MeasuredCount(TypedDict):
+    """A blood count with its unit as reported, converted at load to 10^9/L."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    value: Annotated[Decimal, Field(ge=0, description="The value, in `unit` (never negative).")]
+    unit: Annotated[str, Field(pattern=unit_pattern(COUNT_SCALE), description=(
+        "Its unit: an exact scaling of 10^9/L (docs/subject-record.md)."))]
 
 
-_COUNT_INPUT = Union[float, str, MeasuredValue]
+class MeasuredHemoglobin(TypedDict):
+    """A haemoglobin with its unit as reported, converted at load to g/dL."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    value: Annotated[Decimal, Field(ge=0, description="The value, in `unit` (never negative).")]
+    unit: Annotated[str, Field(pattern=unit_pattern(HB_SCALE), description=(
+        "Its unit: an exact scaling of g/dL (docs/subject-record.md)."))]
 
 # Field types. Counts >= 0; Hb > 0; percentages 0-100.
 def _non_negative(value: Decimal) -> Decimal:
@@ -111,11 +135,13 @@ def _non_negative(value: Decimal) -> Decimal:
     return bounded(value)
 
 
+# The JSON Schema of the input (schema.py): a number (or decimal text), or {value, unit}.
+_NonNegativeInput = Annotated[Decimal, Field(ge=0)]
 Count = Annotated[Decimal, BeforeValidator(_edge(COUNT_SCALE, "10^9/L"),
-                                           json_schema_input_type=_COUNT_INPUT),
+                                           json_schema_input_type=Union[_NonNegativeInput, MeasuredCount]),
                   AfterValidator(_non_negative)]
 Hemoglobin = Annotated[Decimal, BeforeValidator(_edge(HB_SCALE, "g/dL"),
-                                                json_schema_input_type=_COUNT_INPUT),
+                                                json_schema_input_type=Union[_NonNegativeInput, MeasuredHemoglobin]),
                        AfterValidator(_non_negative)]
 # Plain numbers: pydantic's Decimal converts a float through its shortest repr (0.1 -> 0.1).
 Number = Annotated[Decimal, Field(allow_inf_nan=False), AfterValidator(bounded)]
