@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from engine.adjudicate.committee import Overrides, pack_outputs, role_of, short
 from engine.errors import AuditIntegrityError
 from engine.report import plots, survival
+from engine.report.deciding import deciding_rows
 from engine.report.runs import packs_text, params_text, run_info
 from engine.report.summary import _path, summarize
 from engine.report.trail import Decision, SubjectTrail, iter_subjects
@@ -132,17 +133,6 @@ def reason_of(d: Decision, titles: Titles, pack_id: str | None = None) -> str:
     if missing:
         parts.append("missing " + ", ".join(map(str, missing[:6])) + ("..." if len(missing) > 6 else ""))
     return "; ".join(dict.fromkeys(parts)) or "-"
-
-
-def deciding_rows(trace: list[dict[str, Any]], pack_id: str | None = None) -> list[tuple[str, str]]:
-    """(pack, row key) of the first met row of each decision table in a trace (the row that
-    decided under a 'first' policy; rows are traced in table order)."""
-    seen: dict[tuple[str, str], str] = {}
-    for t in trace:
-        key = str(t.get("rule"))
-        if "#" in key and t.get("outcome") == "met" and (pack_id is None or t.get("pack") == pack_id):
-            seen.setdefault((t.get("pack"), key.split("#", 1)[0]), key)
-    return [(p, k) for (p, _), k in seen.items()]
 
 
 # --- the report -----------------------------------------------------------------------------------------

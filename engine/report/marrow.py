@@ -25,7 +25,7 @@ def _cat(v: Any) -> str:
 def reason(r: dict[str, Any], titles: dict[str, str] | None = None) -> str:
     """One line: the title of the row that decided each of the pack's tables (its id when it has no
     title), then what is missing or to review."""
-    from engine.report.html import deciding_rows
+    from engine.report.deciding import deciding_rows
     pack = (r.get("pack") or {}).get("id")
     parts = [(titles or {}).get(f"{p}:{k}") or k for p, k in deciding_rows(r.get("rules") or [], pack)]
     if r.get("missing"):

@@ -15,7 +15,7 @@ STYLE = {"pass": "green", "fail": "bold red", "unknown": "yellow",
 
 def verdict_reason(result: ScreeningResult, titles: dict[str, str] | None = None) -> str:
     """The title of the verdict table's deciding row (its id when untitled), '' when undecided."""
-    from engine.report.html import deciding_rows
+    from engine.report.deciding import deciding_rows
     rows = deciding_rows(result.trace(), result.pack["id"])
     return "; ".join(f"{k}: {(titles or {}).get(f'{p}:{k}')}" if (titles or {}).get(f"{p}:{k}") else k
                      for p, k in rows)

@@ -9,7 +9,9 @@ from rich.table import Table
 import sys
 
 # a pipe or a file gets wide tables rather than rich's 80-column default
-console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+# emoji=False: ":name:" in a subject's text is printed as written (and rich's emoji table, ~3,600
+# entries, is not loaded on every command)
+console = Console(soft_wrap=False, emoji=False, width=None if sys.stdout.isatty() else 160)
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
