@@ -183,6 +183,10 @@ def test_reads_and_overrides_reach_partitioned_decisions(runs):
         assert store.latest(rec.subject_id, "screen", rec.item).decision_id == rec.decision_id
         assert store.latest_machine(rec.subject_id, "screen", rec.item).decision_id == rec.decision_id
         assert store.current(rec.subject_id, "screen", rec.item).decision_id == rec.decision_id
+        from engine.audit.packs import _LOADED, pack_from_trail   # the packs' copies are in the partitions
+        for ident in rec.packs:
+            _LOADED.pop(ident["sha256"], None)
+            assert pack_from_trail(store, ident["id"], ident["sha256"]).sha256 == ident["sha256"]
         over = store.override(rec.decision_id, dict(rec.outcome, note="committee"), "dr-a", "reviewed", "t")
         assert store.current(rec.subject_id, "screen", rec.item).decision_id == over.decision_id
         assert store.verify().ok

@@ -76,6 +76,8 @@ def pack_from_trail(store: Any, pack_id: str, sha256: str, registry: Any = None)
     if hit is not None:
         return hit
     text = pack_text(store._db, sha256)
+    if text is None and hasattr(store, "_partitions"):   # a partitioned run's records: its partitions hold the copies
+        text = next((t for part in store._partitions() if (t := pack_text(part._db, sha256)) is not None), None)
     if text is None:
         return None
     from engine.rules.load import load_pack
