@@ -354,3 +354,29 @@ def test_bad_partition_options_are_refused(tmp_path, args, expected):
     out = _adj(["cohort", str(folder)] + args, tmp_path / "x.sqlite")
     assert out.returncode == 2 and expected in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "x.sqlite.partitions").exists()
+
+
+@pytest.fixture
+def pg_store(pg_url):
+    url, schema = storetools.new_schema(pg_url)
+    yield url
+    storetools.drop_schema(pg_url, schema)
+
+
+def test_a_postgresql_trail_roots_its_sqlite_partitions(tmp_path, monkeypatch, pg_store):
+    """The main trail in PostgreSQL: partitions are SQLite files under $ADJUDICATOR_BATCH_DIR (as
+    batch files); the root, the reads and verify work as with a SQLite trail."""
+    store_target = pg_store
+    monkeypatch.setenv("ADJUDICATOR_BATCH_DIR", str(tmp_path / "batches"))
+    (tmp_path / "batches").mkdir()
+    folder = _subset(tmp_path, 3)
+    with AuditStore.open(store_target) as store:
+        res = run_cohort(str(folder), store, actor="t", workers=1, progress=False, checkpoint=False, partitions=2)
+        assert res.subjects == 3 and len({k[0] for k in _records(store, res.run_id)}) == 3
+        assert all((tmp_path / "batches" / leaf["file"]).is_file() for leaf in res.partitions["leaves"])
+        assert store.verify().ok and P.verify(store)["problems"] == []
+    storetools.tamper(tmp_path / "batches" / res.partitions["leaves"][1]["file"],
+                      "UPDATE decisions SET actor = 'x' WHERE seq = 2")
+    with AuditStore.open(store_target, create=False, read_only=True) as store:
+        problems = P.verify(store)["problems"]
+    assert problems and all("partition 1 of 2" in p for p in problems)
