@@ -220,6 +220,8 @@ def test_verify_checks_every_partition_and_the_root(trail):
     assert out.returncode == 0, out.stderr
     n = sum(leaf["records"] for leaf in res.partitions["leaves"])
     assert f"3 partition(s) of 1 partitioned run(s): {n} records verified, Merkle roots match" in out.stdout
+    doc = json.loads(_adj(["audit", "verify", "--json"], db).stdout)
+    assert doc["ok"] and doc["partitions"] == {"runs": 1, "partitions": 3, "records": n, "problems": []}
 
 
 def test_an_edited_partition_record_is_named(trail):
@@ -380,3 +382,23 @@ def test_a_postgresql_trail_roots_its_sqlite_partitions(tmp_path, monkeypatch, p
     with AuditStore.open(store_target, create=False, read_only=True) as store:
         problems = P.verify(store)["problems"]
     assert problems and all("partition 1 of 2" in p for p in problems)
+
+
+def test_changed_subjects_are_checked_against_a_partitioned_baseline_and_bad_input_reported_once(tmp_path):
+    """A second partitioned run with a changed parameter: the partitions find each subject's
+    earlier decisions in the first run's partitions, and durable-rules checks exactly the changed
+    subjects; a bad subject file is reported once, by one partition."""
+    folder = _subset(tmp_path, 3)
+    (folder / "ZZ-bad.yaml").write_text("subject_id: ZZ-BAD\ndemographics: {age_years: 300}\n")
+    with AuditStore.open(tmp_path / "b.sqlite") as store:
+        kw = dict(actor="t", workers=1, progress=False, checkpoint=False, check_every=1000, partitions=2,
+                  profiles=("trial",))
+        first = run_cohort(str(folder), store, **kw)
+        assert first.subjects == 3 and len(first.failed) == 1 and first.exit_code == 2
+        assert "ZZ-bad.yaml" in first.failed[0][0] and "age_years" in first.failed[0][1]
+        again = run_cohort(str(folder), store, params={"vah-trial-response": {"mrd_threshold_pct": 0.1}}, **kw)
+        changed = {k[0] for k, v in _records(store, again.run_id).items()
+                   if _records(store, first.run_id).get(k, (None,) * 9)[-1] != v[-1]}
+    assert changed, "the parameter changes some decision"
+    assert again.check["changed"] == len(changed) and again.check["sampled"] == 1   # item 0 is sampled too
+    assert again.check["disagreements"] == []
