@@ -274,7 +274,9 @@ def audit_verify(ctx: click.Context, checkpoints: tuple[str, ...], keyring: str 
     if not as_json:
         click.echo(report.message() + (f"; {parts['partitions']} partition(s) of {parts['runs']} partitioned run(s): "
                                        f"{parts['records']} records verified, Merkle roots match"
-                                       if parts and parts["runs"] else ""))
+                                       if parts and parts["runs"] else "")
+                   + (f"; {parts['unfinished']} partition file(s) of unfinished runs: chains verified, not yet "
+                      "rooted" if parts and parts["unfinished"] else ""))
 
 
 @audit.command("explain")

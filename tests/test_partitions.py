@@ -221,7 +221,8 @@ def test_verify_checks_every_partition_and_the_root(trail):
     n = sum(leaf["records"] for leaf in res.partitions["leaves"])
     assert f"3 partition(s) of 1 partitioned run(s): {n} records verified, Merkle roots match" in out.stdout
     doc = json.loads(_adj(["audit", "verify", "--json"], db).stdout)
-    assert doc["ok"] and doc["partitions"] == {"runs": 1, "partitions": 3, "records": n, "problems": []}
+    assert doc["ok"] and doc["partitions"] == {"runs": 1, "partitions": 3, "records": n, "unfinished": 0,
+                                               "problems": []}
 
 
 def test_an_edited_partition_record_is_named(trail):
@@ -318,8 +319,18 @@ def test_a_partitioned_run_that_failed_midway_resumes(tmp_path, monkeypatch):
     with AuditStore.open(db) as store, pytest.raises(KeyboardInterrupt):
         run_cohort(str(folder), store, actor="t", workers=1, progress=False, checkpoint=False, partitions=3)
     monkeypatch.setattr(partitioned, "run_partition", original)
-    with AuditStore.open(db) as store:
+    with AuditStore.open(db, create=False, read_only=True) as store:
         assert P.completed_runs(store) == []           # not rooted, not read, until it completes
+        report = P.verify(store)                       # but the partitions written so far are checked
+        assert (report["partitions"], report["unfinished"], report["problems"]) == (0, 2, []), report
+    (run_id, _), = P.unfinished_runs(AuditStore.open(db, create=False, read_only=True))
+    part1 = next(P.folder(AuditStore.open(db, create=False, read_only=True), run_id).glob("part-01-*"))
+    storetools.tamper(part1, "UPDATE decisions SET actor = 'x' WHERE seq = 1")
+    with AuditStore.open(db, create=False, read_only=True) as store:
+        assert [p.split(":")[0] for p in P.verify(store)["problems"]] == [
+            f"run {run_id} (unfinished run) partition 1 of 3"]
+    storetools.rechain(part1)   # (the edit re-chained, so that the resumed run can go on)
+    with AuditStore.open(db) as store:
         res = run_cohort(None, store, actor="t", workers=1, progress=False, checkpoint=False, resume="latest")
         done_before = res.skipped
         assert res.subjects + done_before == 5 and res.partitions["count"] == 3

@@ -188,11 +188,12 @@ def _check_one(job: tuple[str, str, dict[str, Any], int]) -> tuple[int, int, lis
     from .store import AuditStore
     path, run_id, leaf, n = job
     k = leaf.get("partition")
+    rooted = "head_hash" in leaf   # else a partition of an unfinished run: its chain and identity only
     problems: list[str] = []
     p = Path(path)
     if not p.is_file():
         return k, 0, [f"file {leaf.get('file')} is missing"]
-    if file_sha256(p) != leaf.get("file_sha256"):
+    if rooted and file_sha256(p) != leaf.get("file_sha256"):
         problems.append(f"file {leaf.get('file')} was replaced or altered (its sha256 differs from the run record's)")
     try:
         with AuditStore.open(p, create=False, read_only=True) as part:
@@ -201,7 +202,7 @@ def _check_one(job: tuple[str, str, dict[str, Any], int]) -> tuple[int, int, lis
                 problems.append(f"its chain: {report.message()}")
                 return k, report.checked, problems
             seq, head = part.head()
-            if head != leaf.get("head_hash") or seq != leaf.get("records"):
+            if rooted and (head != leaf.get("head_hash") or seq != leaf.get("records")):
                 problems.append(f"its chain ends at seq {seq} with head {head[:12]}..., the run record says "
                                 f"{leaf.get('records')} record(s) ending {str(leaf.get('head_hash'))[:12]}...")
             first = next(part.iter_rows(item=START_ITEM), None)
@@ -224,10 +225,26 @@ class _EmptyRing:
         return None
 
 
+def unfinished_runs(store: Any) -> list[tuple[str, int]]:
+    """(run id, partitions) of every partitioned run with a start record and no complete record
+    (killed, or being written)."""
+    started: dict[str, int] = {}
+    for row in store.iter_rows(subject_id=RUN_SUBJECT, use_case=RUN_USE_CASE, main_only=True):
+        if row["item"] == "start":
+            n = json.loads(row["outcome"]).get("partitions")
+            if isinstance(n, int) and n > 0:
+                started[row["run_id"]] = n
+        elif row["item"] == "complete":
+            started.pop(row["run_id"], None)
+    return list(started.items())
+
+
 def verify(store: Any, processes: int | None = None) -> dict[str, Any]:
     """Check every completed partitioned run of the trail: each partition (file sha256, chain,
     head, count, identity) in parallel processes, then each run's Merkle root recomputed from its
-    leaves. {"runs": n, "partitions": n, "records": n, "problems": ["run R partition K: ..."]}."""
+    leaves; the partition files of an unfinished run: their chains and identity (nothing roots them
+    yet). {"runs": n, "partitions": n, "records": n, "unfinished": n, "problems": ["run R partition
+    K of N: ..."]}."""
     import multiprocessing as mp
     import os
     from concurrent.futures import ProcessPoolExecutor
@@ -251,6 +268,12 @@ def verify(store: Any, processes: int | None = None) -> dict[str, Any]:
                             f"recorded one (a leaf of partition(s) {bad} or the root was edited)")
         for leaf in leaves:
             jobs.append((str(base_dir(store) / str(leaf.get("file"))), rid, leaf, n))
+    rooted = len(jobs)
+    for rid, n in unfinished_runs(store):
+        for k in range(n):
+            path = folder(store, rid) / file_name(k, n)
+            if path.is_file():
+                jobs.append((str(path), rid, {"partition": k, "file": relative(store, path)}, n))
     records = 0
     if jobs:
         workers = min(len(jobs), processes or os.cpu_count() or 1)
@@ -259,10 +282,12 @@ def verify(store: Any, processes: int | None = None) -> dict[str, Any]:
                 results = list(pool.map(_check_one, jobs))
         else:
             results = [_check_one(j) for j in jobs]
-        for (path, rid, leaf, n), (k, checked, found) in zip(jobs, results):
+        for i, ((path, rid, leaf, n), (k, checked, found)) in enumerate(zip(jobs, results)):
             records += checked
-            problems.extend(f"run {rid} partition {k} of {n}: {p}" for p in found)
-    return {"runs": len(runs), "partitions": len(jobs), "records": records, "problems": problems}
+            state = "" if i < rooted else " (unfinished run)"
+            problems.extend(f"run {rid}{state} partition {k} of {n}: {p}" for p in found)
+    return {"runs": len(runs), "partitions": rooted, "records": records, "unfinished": len(jobs) - rooted,
+            "problems": problems}
 
 
 __all__ = ["HASH_RULE", "TREE_RULE", "LEAF_KEYS", "partition_of", "merkle_root", "leaf_bytes", "verify",
