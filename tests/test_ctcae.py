@@ -178,8 +178,8 @@ ADMIRAL_V5_EXTRA, ADMIRAL_V5_DROPPED = {"Blood lactate dehydrogenase increased"}
 
 
 def _ids(names):
-    from engine.facts.safety import term_id
-    return {term_id(n.replace(" (Fasting)", "")) for n in names}
+    lm = lab_map(REG)      # the lab-terms pack's aliases read "Hypocalcemia (Ionized)" too
+    return {lm.term_id(n.replace(" (Fasting)", "")) for n in names}
 
 
 def test_admiral_coverage():

@@ -104,7 +104,7 @@ def test_treated_example_loads_with_canonical_units() -> None:
     fn = record.adverse_events[0]
     assert fn.facts == {"anc_10e9_l": Decimal("0.12"), "temperature_c": Decimal("38.6"),
                         "sustained_1h": False, "hypotension": False}
-    assert fn.attribution.venetoclax == "probable"
+    assert fn.attribution["venetoclax"] == "probable"      # {<drug>: <level>}
 
 
 def test_json_file_loads_like_yaml(tmp_path: Path) -> None:

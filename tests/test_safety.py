@@ -437,3 +437,57 @@ def test_treatment_ongoing_with_a_last_dose_is_refused(tmp_path):
     with pytest.raises(InputError) as exc:
         load_subject(f)
     assert "treatment_ongoing" in str(exc.value)
+
+
+def _subject_with_attribution(tmp_path, attribution, trial=None):
+    import yaml
+    data = yaml.safe_load(SUBJECT.read_text())
+    data["adverse_events"][0]["attribution"] = attribution
+    if trial:
+        data["trial"] = trial
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(data))
+    return f
+
+
+def test_attribution_is_a_map_of_the_protocols_study_drugs(registry, tmp_path):
+    """Issue 12 item 3: attribution {<drug>: <level>} (the old per-drug keys are this map); the
+    drugs come from the protocol; an unrecorded drug leaves relatedness unknown, never 'unrelated'."""
+    rec = load_subject(_subject_with_attribution(tmp_path, {"venetoclax": "unlikely", "azacitidine": "unrelated"}))
+    e1 = _by_id(grade_subject(rec, "4.03", registry=registry))["E1"]
+    assert e1["attribution"]["investigator"] == {"venetoclax": "unlikely", "azacitidine": "unrelated",
+                                                 "homoharringtonine": None}
+    assert e1["attribution"]["treatment_related"] is None           # homoharringtonine not recorded
+    rec = load_subject(_subject_with_attribution(tmp_path, {"venetoclax": "unlikely", "azacitidine": "unrelated",
+                                                            "homoharringtonine": "unlikely"}))
+    assert _by_id(grade_subject(rec, "4.03", registry=registry))["E1"]["attribution"]["treatment_related"] is False
+
+
+def test_attribution_naming_another_drug_or_level_is_refused(tmp_path):
+    """A drug that is not a study drug of the trial, or a level the attribution pack does not
+    declare: exit 2, file, subject, field and expectation named, nothing written."""
+    db = tmp_path / "a.sqlite"
+    f = _subject_with_attribution(tmp_path, {"venetoclax": "possible", "cytarabine": "possible"})
+    r = _run(["ae", str(f)], db)
+    assert r.exit_code == 2, r.output
+    assert "s.yaml" in r.output and "subject SAF-01" in r.output
+    assert "adverse_events[0].attribution.cytarabine" in r.output and "not a study drug of trial vah" in r.output
+    assert "venetoclax, azacitidine, homoharringtonine" in r.output
+    f = _subject_with_attribution(tmp_path, {"venetoclax": "maybe"})
+    r = _run(["ae", str(f)], db)
+    assert r.exit_code == 2, r.output
+    assert "adverse event E1: attribution.venetoclax" in r.output and "'maybe' is not allowed" in r.output
+    assert not db.exists() or AuditStore.open(db).count() == 0
+
+
+def test_term_aliases_are_lab_terms_pack_data(registry):
+    """Issue 12 item 3: the reported wording -> CTCAE term id map is the lab-terms pack's decision
+    `term_aliases` (no alias table in engine/): a listed wording maps, any other is read as written."""
+    from engine.facts.labmap import lab_map
+    lm = lab_map(registry)
+    assert [lm.term_id(t) for t in ("Anaemia", "Tumour lysis syndrome", "TLS", "Hypocalcemia (Ionized)",
+                                    "Pneumonia", "Febrile neutropenia")] == [
+        "anemia", "tumor_lysis_syndrome", "tumor_lysis_syndrome", "hypocalcemia_ionized", "lung_infection",
+        "febrile_neutropenia"]
+    rows = {r.id for d in lm.pack.manifest.decisions if d.id == "term_aliases" for r in d.rows}
+    assert {"ANEMIA", "TUMOR-LYSIS-SYNDROME", "LUNG-INFECTION"} <= rows

@@ -67,9 +67,24 @@ def parse_params(pairs: Iterable[str], packs: Iterable[str] | None = None,
 
 def check_trial(record: Any, registry: Any, path: Any = None) -> None:
     """A subject file of another trial is refused (exit 2, nothing written): its `trial` must be
-    the protocol's id when it names one."""
+    the protocol's id when it names one, and the drugs its adverse events' attribution names must
+    be the protocol's study drugs."""
     proto = registry.trial()
     if record.trial is not None and record.trial != proto.id:
         raise InputError(f"subject file of trial {record.trial!r}, but the trial in force is {proto.id!r}",
                          file=str(path) if path else None, subject=record.subject_id, field="trial",
                          expected=f"--trial {record.trial} (or a subject of {proto.id})")
+    for i, ae in enumerate(record.adverse_events):
+        check_attribution_drugs(ae, proto, record.subject_id, path, f"adverse_events[{i}]")
+
+
+def check_attribution_drugs(ae: Any, proto: Any, subject: str | None = None, path: Any = None,
+                            where: str | None = None) -> None:
+    """An adverse event's relatedness names only study drugs of the trial (protocol study_drugs)."""
+    drugs = [d.name for d in proto.study_drugs]
+    for drug in (ae.attribution or {}):
+        if drug not in drugs:
+            raise InputError(f"attribution names {drug!r}, which is not a study drug of trial {proto.id}",
+                             file=str(path) if path else None, subject=subject,
+                             field=f"{where or f'adverse event {ae.id}'}.attribution.{drug}",
+                             expected="one of " + ", ".join(drugs) + f" (study_drugs of {proto.file})")

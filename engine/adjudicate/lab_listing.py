@@ -7,7 +7,7 @@ The flow, and why each step is safe:
    header); anything else is read by the listing reader the row path uses (`read_listing`), which
    also gives the same error for a broken file. Either way: the same rows, the same line numbers.
 2. Facts. Terms, lab tests and unit readings are asked once per distinct value of the same edge
-   functions as the row path (term_id, the lab-terms pack through SafetyGrader, lab_facts);
+   functions as the row path (the lab-terms pack's term aliases and units through SafetyGrader, lab_facts);
    numbers become exact decimals (engine/evaluate/columnar.py). A row the columns cannot take
    exactly goes to the row path: an unknown term or test, a number written with an exponent or
    beyond the exact limits, a unit scaling that is not a power of ten, a clinical qualifier
@@ -157,11 +157,10 @@ class _Edge:
         """(lab test, term) of each term the row path grades for these cells; None when it would
         not grade them from the columns' facts (an unknown term or test, a direction this version
         does not grade): the row path decides those rows."""
-        from engine.facts.safety import term_id
         g = self.grader
         t, a = raw_term.strip(), raw_analyte.strip().lower()
         if t:
-            tid = term_id(t)
+            tid = g.labmap.term_id(t)
             return [(None, tid)] if tid in g.terms else None
         if not a:
             return None

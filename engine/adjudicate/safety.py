@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from engine.adjudicate.common import audit_entry
+from engine.adjudicate.common import audit_entry, check_attribution_drugs
 from engine.errors import InputError
 from engine.safetext import csv_writer
 from engine.evaluate.facts import FactSheet, check_types
@@ -21,7 +21,7 @@ from engine.evaluate.events import Timeline
 from engine.evaluate.run import Evaluator, PackResult, evaluate_pack, resolve_params
 from engine.evaluate.values import to_json
 from engine.facts.labmap import lab_map
-from engine.facts.safety import (clinical_terms, LabFacts, TlsLookups, ae_facts, attribution_facts, lab_facts, study_dose_facts, term_id, tls_clinical_facts, tls_window_facts,
+from engine.facts.safety import (clinical_terms, LabFacts, TlsLookups, ae_facts, attribution_events, attribution_facts, lab_facts, study_dose_facts, tls_clinical_facts, tls_window_facts,
                                  venetoclax_day_events)
 from engine.rules.load import Registry, load_registry
 from engine.record.listing import read_listing, row_problem  # noqa: F401 - read_listing re-exported
@@ -155,14 +155,14 @@ class SafetyGrader:
     def grade_event(self, ae: Any, labs: list[Any], subject: str | None = None) -> Graded:
         """Clinical term: from its facts; lab term: the worst lab grade from onset to resolution;
         otherwise (or when the facts cannot decide) the investigator's grade, saying so."""
-        term = term_id(ae.term)
+        term = self.labmap.term_id(ae.term)
         reported = ae.reported_grade
         date = ae.onset_date.isoformat()
         clinical = self.registry.trial().optional_role("clinical_terms")
         if clinical and term in clinical_terms(self.registry.get(clinical)):
             pack = self.registry.get(clinical)
             declared = {f.name for f in pack.manifest.facts}
-            facts = ae_facts(ae, declared)
+            facts = ae_facts(ae, term, declared)
             sheet = FactSheet.of(facts)
             try:
                 check_types(sheet, pack.manifest.facts, subject=subject)
@@ -212,16 +212,31 @@ class SafetyGrader:
 
 # --- attribution, TLS, dosing ---------------------------------------------------------------------
 
-def attribution_of(ae: Any, on_study: Any, registry: Registry, evaluator: Evaluator | None = None
-                   ) -> tuple[bool | None, dict[str, Any], PackResult]:
-    """(treatment_emergent, {investigator per drug, treatment_related}, pack result)."""
-    pid = registry.trial().optional_role("attribution")
-    att = ae.attribution
-    inv = {d.name: getattr(att, d.name, None) if att else None for d in registry.trial().study_drugs}
+def attribution_of(ae: Any, on_study: Any, registry: Registry, evaluator: Evaluator | None = None,
+                   subject: str | None = None) -> tuple[bool | None, dict[str, Any], PackResult]:
+    """(treatment_emergent, {investigator per study drug, treatment_related}, pack result). The
+    drugs are the protocol's study_drugs; a relatedness naming another drug is refused."""
+    proto = registry.trial()
+    drugs = [d.name for d in proto.study_drugs]
+    check_attribution_drugs(ae, proto, subject)
+    inv = {d: (ae.attribution or {}).get(d) for d in drugs}
+    pid = proto.optional_role("attribution")
     if pid is None:   # a trial without an attribution pack: emergence and relatedness undecided
         return None, {"investigator": inv, "treatment_related": None, "adjudicated": None}, None
     pack = registry.get(pid)
-    res, _ = evaluate_pack(pack, FactSheet.of(attribution_facts(ae, on_study)), None, evaluator)
+    events = attribution_events(ae, drugs)
+    kinds = {k.kind: k for k in pack.manifest.events}
+    for e in events:   # a level the pack does not declare is bad input (exit 2)
+        kind = kinds.get(e.kind)
+        if kind is None:
+            continue
+        try:
+            check_types(FactSheet(dict(e.fields)), kind.fields, subject=subject)
+        except InputError as exc:
+            raise InputError(exc.detail, subject=subject, field=f"adverse event {ae.id}: attribution.{e.id}",
+                             expected=exc.expected) from None
+    res, _ = evaluate_pack(pack, FactSheet.of(attribution_facts(ae, on_study)), None, evaluator,
+                           timeline=Timeline(events))
     te = _tri(res.rules["TEAE"].outcome.value)
     return te, {"investigator": inv, "treatment_related": _tri(res.rules["RELATED"].outcome.value),
                 "adjudicated": None}, res
@@ -365,7 +380,7 @@ def _grade_items(record: Any, grader: "SafetyGrader", evaluator: Evaluator | Non
         items.append(g)
     for ae in record.adverse_events:
         g = grader.grade_event(ae, list(record.labs), sid)
-        te, attribution, res = attribution_of(ae, record.on_study, reg, evaluator)
+        te, attribution, res = attribution_of(ae, record.on_study, reg, evaluator, sid)
         g.treatment_emergent, g.attribution = te, attribution
         if res is not None:
             g.results.append(res)
@@ -485,7 +500,7 @@ def grade_listing(rows: Iterable[tuple[int, Mapping[str, str]]], version: str | 
         try:
             quals = _row_qualifiers(row, grader.qualifiers)
             if raw_term:
-                t = term_id(raw_term)
+                t = grader.labmap.term_id(raw_term)
                 if t not in terms:
                     raise ValueError(f"column term: {raw_term!r} is not a lab term of CTCAE v{version} in this pack")
                 g = grader.grade_lab(id=f"row {n}", term=t, value=row.get("value"), unit=row.get("unit"),

@@ -1,6 +1,6 @@
 """The lab-test vocabulary of a rule pack, read through the engine: which CTCAE terms a lab test
-is graded for (low and high direction), its unit family, and how a reported unit spelling reads
-(canonical unit and exact factor).
+is graded for (low and high direction), its unit family, how a reported unit spelling reads
+(canonical unit and exact factor), and which CTCAE term id a reported term wording names.
 
 The knowledge is pack data (rules/lab-terms); this module only asks the pack and caches the
 answers, so the engine names no lab test. Each answer keeps the pack result that produced it, for
@@ -26,6 +26,11 @@ def norm_unit(unit: str) -> str:
     return unit.strip().lower().replace(" ", "").replace("µ", "u").replace("μ", "u")
 
 
+def term_key(text: str) -> str:
+    """A term wording as the pack compares it: lower case, '-' as a space, words joined by _."""
+    return "_".join(str(text).strip().lower().replace("-", " ").split())
+
+
 @dataclass(frozen=True)
 class UnitReading:
     unit: str | None          # canonical unit, the reported spelling (ratio families), or None = unreadable
@@ -46,6 +51,7 @@ class LabMap:
         self.tests: tuple[str, ...] = tuple(decl.values)
         self._terms: dict[str, tuple[str | None, str | None, str | None]] = {}
         self._units: dict[tuple[str, str], UnitReading] = {}
+        self._aliases: dict[str, str] = {}
         for test in self.tests:
             self._terms[test] = self._ask_terms(test)
         self.analyte_of: dict[str, str] = {}
@@ -73,6 +79,17 @@ class LabMap:
     def family(self, test: str) -> str | None:
         hit = self._terms.get(test)
         return None if hit is None else hit[2]
+
+    def term_id(self, text: str) -> str:
+        """'Neutrophil count decreased' / 'Neutropenia' -> 'neutrophil_count_decreased': the wording
+        normalised (term_key), then the pack's `term_aliases` (a wording it does not list stays)."""
+        key = term_key(text)
+        hit = self._aliases.get(key)
+        if hit is None:
+            dec = self._evaluate({"term.reported": key}).decisions.get("term_aliases")
+            value = dec.value if dec is not None and dec.status == "decided" and isinstance(dec.value, dict) else {}
+            hit = self._aliases[key] = value.get("term") or key
+        return hit
 
     def reading(self, test: str, unit: str | None) -> UnitReading:
         """How `unit` reads for `test`: canonical unit and exact factor; unit None = unreadable."""

@@ -19,29 +19,10 @@ from engine.evaluate.events import Event
 from engine.facts.labmap import LabMap, norm_unit
 from engine.record.units import tidy
 
-# CTCAE display names and the trial's words for them -> term ids of the packs
-TERM_ALIASES: dict[str, str] = {
-    "neutropenia": "neutrophil_count_decreased", "thrombocytopenia": "platelet_count_decreased",
-    "leukopenia": "white_blood_cell_decreased", "lymphopenia": "lymphocyte_count_decreased",
-    "white_blood_cell_count_decreased": "white_blood_cell_decreased",
-    "ast_increased": "aspartate_aminotransferase_increased",
-    "alt_increased": "alanine_aminotransferase_increased",
-    "bilirubin_increased": "blood_bilirubin_increased",
-    "hypocalcemia_(ionized)": "hypocalcemia_ionized", "hypercalcemia_(ionized)": "hypercalcemia_ionized",
-    "pneumonia": "lung_infection", "hemorrhage": "bleeding", "haemorrhage": "bleeding",
-    "tls": "tumor_lysis_syndrome", "tumour_lysis_syndrome": "tumor_lysis_syndrome",
-    "diarrhoea": "diarrhea", "anaemia": "anemia",
-}
 def clinical_terms(pack: Any) -> tuple[str, ...]:
     """The terms a clinical grading pack grades: the values it declares for `ae.term`."""
     decl = next((f for f in pack.manifest.facts if f.name == "ae.term"), None)
     return tuple(decl.values or ()) if decl else ()
-
-
-def term_id(text: str) -> str:
-    """'Neutrophil count decreased' / 'Neutropenia' -> 'neutrophil_count_decreased'."""
-    key = "_".join(str(text).strip().lower().replace("-", " ").split())
-    return TERM_ALIASES.get(key, key)
 
 
 def number(raw: Any) -> Decimal | None:
@@ -106,9 +87,10 @@ def lab_facts(labmap: LabMap, test: str | None, term: str, value: Any, unit: str
     return LabFacts(term, facts, note, converted, sources, results)
 
 
-def ae_facts(ae: Any, declared: set[str], death_date: dt.date | None = None) -> dict[str, Any]:
-    """Facts `ae.*` of one adverse event for the clinical CTCAE pack (only declared names)."""
-    facts: dict[str, Any] = {"ae.term": term_id(ae.term)}
+def ae_facts(ae: Any, term: str, declared: set[str]) -> dict[str, Any]:
+    """Facts `ae.*` of one adverse event (its term id from the lab-terms pack's aliases) for the
+    clinical CTCAE pack (only declared names)."""
+    facts: dict[str, Any] = {"ae.term": term}
     for name, v in (ae.facts or {}).items():
         key = f"ae.{name}"
         if key in declared:
@@ -121,16 +103,21 @@ def ae_facts(ae: Any, declared: set[str], death_date: dt.date | None = None) -> 
 
 
 def attribution_facts(ae: Any, on_study: Any) -> dict[str, Any]:
-    """Facts for the ae-attribution pack: dates and investigator relatedness per drug."""
+    """Facts for the attribution pack: the event's onset and the study dose dates."""
     facts: dict[str, Any] = {"ae.onset_date": ae.onset_date}
     if on_study is not None:
         facts.update(study_dose_facts(on_study))
-    att = ae.attribution
-    for drug in ("venetoclax", "azacitidine", "homoharringtonine"):
-        v = getattr(att, drug, None) if att is not None else None
-        if v is not None:
-            facts[f"ae.attribution.{drug}"] = v
     return facts
+
+
+def attribution_events(ae: Any, drugs: list[str]) -> list[Event]:
+    """The investigator's relatedness as one `drug_attribution` event per study drug of the
+    protocol, dated the onset, whether or not a level is recorded (the listing is complete; an
+    unrecorded level is unknown, never 'unrelated'). The drugs and levels are data: the protocol's
+    study_drugs, the attribution pack's values."""
+    recorded = ae.attribution or {}
+    return [Event.of("drug_attribution", ae.onset_date, drug,
+                     {"attribution.drug": drug, "attribution.level": recorded.get(drug)}) for drug in drugs]
 
 
 def study_dose_facts(on_study: Any) -> dict[str, Any]:
@@ -218,7 +205,7 @@ class TlsLookups:
     def __init__(self, pack: Any, labmap: LabMap, evaluator: Any = None) -> None:
         from engine.evaluate.facts import FactSheet
         from engine.evaluate.run import evaluate_pack
-        self.pack, self._evaluator, self._features_of = pack, evaluator, {}
+        self.pack, self.labmap, self._evaluator, self._features_of = pack, labmap, evaluator, {}
         self._ask = lambda facts: evaluate_pack(pack, FactSheet.of(facts), None, evaluator)[0]
         self.inputs: dict[str, TlsInput] = {}
         for test in labmap.tests:
@@ -252,7 +239,7 @@ def tls_clinical_facts(adverse_events: list[Any], lo: dt.date, hi: dt.date, look
     in_window = [ae for ae in adverse_events if ae.onset_date is not None and lo <= ae.onset_date <= hi]
     by_feature: dict[str, list[Any]] = {f: [] for f in lookups.features}
     for ae in in_window:
-        f = lookups.feature_of(term_id(ae.term))
+        f = lookups.feature_of(lookups.labmap.term_id(ae.term))
         if f in by_feature:
             by_feature[f].append(ae)
     facts: dict[str, Any] = {}

@@ -9,13 +9,17 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, PlainValidator, WithJsonSchema, model_validator
+from pydantic import Field, PlainValidator, StringConstraints, WithJsonSchema, model_validator
 
 from engine.record.base import FieldError, RecordModel
 from engine.record.units import Number, bounded
 
 LAB_TEST_RE = r"^[a-z][a-z0-9_]*$"
-Attribution = Literal["unrelated", "unlikely", "possible", "probable", "definite"]
+# A study drug as the protocol names it (rules/_trials/<trial>/protocol.yaml `study_drugs`), and a
+# relatedness level as the trial's attribution pack declares it (checked there, not here).
+DRUG_RE = r"^[a-z0-9][a-z0-9_.-]*$"
+DrugName = Annotated[str, StringConstraints(pattern=DRUG_RE, max_length=64)]
+AttributionLevel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]*$", max_length=32)]
 
 
 class Lab(RecordModel):
@@ -87,23 +91,12 @@ FactValue = Annotated[Union[bool, Decimal, str], PlainValidator(_fact_value),
                       WithJsonSchema({"type": ["number", "boolean", "string"]})]
 
 
-class AeAttribution(RecordModel):
-    """Relatedness to each study drug (committee or investigator)."""
-
-    venetoclax: Attribution | None = Field(None, description=(
-        "unrelated|unlikely|possible|probable|definite."))
-    azacitidine: Attribution | None = Field(None, description=(
-        "unrelated|unlikely|possible|probable|definite."))
-    homoharringtonine: Attribution | None = Field(None, description=(
-        "unrelated|unlikely|possible|probable|definite."))
-
-
 class AdverseEvent(RecordModel):
     """One adverse event as reported, with the clinical facts a grader may read."""
 
     id: str = Field(max_length=64, description="Identifier of the event (unique).")
     term: str = Field(min_length=1, max_length=200, description=(
-        "CTCAE term as reported, e.g. Febrile neutropenia."))
+        "CTCAE term as reported: its display name or a wording the lab-terms pack's aliases read."))
     onset_date: dt.date = Field(description="Onset date (ISO date).")
     resolution_date: dt.date | None = Field(None, description=(
         "Resolution date (ISO date); null = ongoing."))
@@ -116,8 +109,10 @@ class AdverseEvent(RecordModel):
     facts: dict[str, FactValue] = Field(default_factory=dict, description=(
         "Clinical facts for grading, name -> number|true/false|text; units in the name, e.g. "
         "temperature_c (degrees C), sustained_1h, hypotension, vasopressors."))
-    attribution: AeAttribution | None = Field(None, description=(
-        "Relatedness per drug: venetoclax, azacitidine, homoharringtonine."))
+    attribution: dict[DrugName, AttributionLevel | None] | None = Field(None, description=(
+        "Relatedness per study drug, {<drug>: <level>}: the drugs are the protocol's study_drugs "
+        "(another name is refused), the levels those its attribution pack declares; null or "
+        "absent = not recorded."))
 
     @model_validator(mode="after")
     def _ordered(self) -> "AdverseEvent":

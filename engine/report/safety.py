@@ -18,7 +18,7 @@ def subject_lines(doc: dict[str, Any], version: str) -> list[str]:
         te = {True: "TE", False: "not TE", None: "TE?"}[it["treatment_emergent"]]
         rel = ""
         if it["attribution"]:
-            rel = {True: " related", False: " unrelated", None: " related?"}[related_of(it)]
+            rel = {True: " related", False: " not related", None: " related?"}[related_of(it)]
             if it["attribution"].get("adjudicated"):
                 rel += " (committee)"
         out.append(f"  {it['id']:<6} {it['term']:<38} G{g:<2} {it['source']:<9} {te}{rel}: {it['reason']}")
