@@ -7,10 +7,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import EvaluationError
+from engine.errors import EvaluationError, PackError
 from engine.evaluate.compiled import CompiledEvaluator, _bad
 from engine.evaluate.course import run_course
 from engine.evaluate.durable_adapter import DurableEvaluator
@@ -123,9 +123,13 @@ def test_random_conditions_decide_as_the_reference_and_durable_rules(conds, fact
     for n in unknown:   # facts that may or may not have a value (exists/missing are unknown on them)
         if n not in fs.values:
             fs.mark_unknown(n, [n])
-    got, _ = evaluate_pack(pack, fs, {"mode": mode}, COMPILED)
-    ref, _ = evaluate_pack(pack, fs, {"mode": mode}, REFERENCE)
-    dur, _ = evaluate_pack(pack, fs, {"mode": mode}, DURABLE)
+    try:
+        got, _ = evaluate_pack(pack, fs, {"mode": mode}, COMPILED)
+        ref, _ = evaluate_pack(pack, fs, {"mode": mode}, REFERENCE)
+        dur, _ = evaluate_pack(pack, fs, {"mode": mode}, DURABLE)
+    except PackError as exc:   # a random tree over durable-rules' alternatives limit is refused at load
+        assume("too large for the rules engine" not in str(exc))   # (a documented PackError, not a disagreement)
+        raise
     for other in (ref, dur):
         for rid, r in got.rules.items():
             assert r.outcome is other.rules[rid].outcome, (rid, conds, facts)
