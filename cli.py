@@ -676,7 +676,7 @@ def report_cmd(ctx: click.Context, run_id: str | None, output: str, packets: boo
     click.echo(f"report of run {run} written to {output} ({size // 1024} KiB)")
 
 
-# --- ae / ctcae: CTCAE grading, attribution, TLS, venetoclax advisories -----------------------
+# --- ae / ctcae: CTCAE grading, attribution, TLS, dosing advisories -----------------------
 _CTCAE = click.Choice(["4.03", "5.0"])
 
 
@@ -687,7 +687,7 @@ _CTCAE = click.Choice(["4.03", "5.0"])
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def ae_cmd(ctx: click.Context, subject_file: str, version: str, worst_case: bool, as_json: bool) -> None:
-    """Grade every lab and adverse event of SUBJECT_FILE; TLS and venetoclax advisories."""
+    """Grade every lab and adverse event of SUBJECT_FILE; TLS and dosing advisories."""
     from engine.adjudicate.safety import grade_subject
     from engine.audit.store import AuditStore
     from engine.record import load_subject

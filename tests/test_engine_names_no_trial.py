@@ -53,27 +53,22 @@ ALLOWED: dict[str, tuple[set[str], str]] = {
     "engine/record/history.py": (
         {"CR", "CRh", "CRi", "MLFS", "NR", "PD", "PR", "SD", "disease-status", "venetoclax", "azacitidine"},
         "record model: the site's response labels and regimen flags of the treatment history (item 2)"),
-    "engine/record/assessments.py": ({"posaconazole", "venetoclax", "platelets", "rbc"},
-                                     "record model: venetoclax daily doses, a CYP3A example (item 2: doses per drug); "
-                                     "the transfusion products of the record"),
+    "engine/record/assessments.py": ({"platelets", "rbc"}, "the transfusion products of the record"),
     "engine/record/subject.py": ({"venetoclax", "vah"},
                                  "record model: prior venetoclax attestation (item 2); a VAH subject id as example"),
     "engine/record/genetics.py": ({"unrelated"}, "English in a field description (not the attribution scale)"),
-    "engine/facts/safety.py": (
-        {"lab-terms", "venetoclax"},
-        "notes naming the lab map pack; the venetoclax-day events of the dosing pack (item 3)"),
+    "engine/facts/safety.py": ({"lab-terms"}, "notes naming the lab map pack"),
     "engine/facts/timeline.py": ({"venetoclax"}, "history cycle flag cycle.venetoclax_based (item 2)"),
     "engine/facts/labmap.py": ({"lab-terms"}, "the lab map pack id, shared by SDTM grading (no protocol there yet)"),
     "engine/sdtm/lb.py": ({"lab-terms"}, "message names the lab map pack (engine/sdtm is the sdtm helper's)"),
     "engine/sdtm/mapping.py": ({"lab-terms"}, "field description names the lab map pack (sdtm helper's)"),
     "engine/adjudicate/safety.py": (
-        {"lab-terms", "ctcae_version", "last_day", "simultaneous_24h", "window_days_after", "window_days_before",
-         "venetoclax"},
-        "TLS windows anchored on venetoclax cycles and the dosing pack's last_day read by name (item 3)"),
+        {"lab-terms", "ctcae_version", "simultaneous_24h", "window_days_after", "window_days_before"},
+        "the clinical CTCAE pack's version parameter and the TLS packs' window parameters, read by name "
+        "(a convention every TLS pack follows: docs/safety.md); the lab map pack named in notes"),
     "engine/adjudicate/committee.py": ({"NR"}, "an example in a help message"),
     "engine/report/plots.py": ({"NR"}, "'not reached' (median survival), not the response category"),
-    "engine/report/safety.py": ({"qualifier_policy", "venetoclax"},
-                                "text report of `ae`: the grading policy and the dosing advisories' heading"),
+    "engine/report/safety.py": ({"qualifier_policy"}, "text report of `ae`: the grading policy"),
 }
 
 

@@ -206,12 +206,12 @@ def test_venetoclax_resume_after_the_inhibitor_stops(registry, evaluator):
     assert rules({**half, 10: 200, 11: 200, **{d: 400 for d in range(12, 15)}}) == ["ADV-TARGET", "ADV-RESUME-LATE"]
 
 
-def test_venetoclax_day_events():
+def test_dose_day_events():
     """The day listing: every day to day 14 (or the last recorded dose), unrecorded doses absent,
     the strongest inhibitor of the day, P-gp unknown when not recorded, days since an inhibitor
     (of an earlier cycle too) ended."""
     import datetime as dt
-    from engine.facts.safety import venetoclax_day_events
+    from engine.facts.safety import dose_day_events
     from engine.record.assessments import OnStudyCycle
     c1 = OnStudyCycle.model_validate({"number": 1, "start_date": "2021-03-01", "venetoclax_doses": [{"day": 1, "dose_mg": 100}],
                                       "inhibitors": [{"name": "Voriconazole", "strength": "strong", "pgp": False,
@@ -221,18 +221,18 @@ def test_venetoclax_day_events():
                                       "cyp3a_inhibitor": {"name": "Fluvoxamine", "strength": "weak"},
                                       "inhibitors": [{"name": " Posaconazole ", "strength": "strong",
                                                       "start_date": "2021-04-03", "end_date": "2021-04-04"}]})
-    days = venetoclax_day_events(c2, [c1, c2], 14)
+    days = dose_day_events(c2, "venetoclax", [c1, c2], 14)
     assert [e.fields["day.number"] for e in days] == list(range(1, 17))
     assert days[0].date == dt.date(2021, 4, 1) and days[0].id == "cycle 2 day 1"
     d1, d2, d3, d5 = days[0].fields, days[1].fields, days[2].fields, days[4].fields
-    assert d1 == {"day.number": 1, "day.dose": 100, "day.cyp3a": "weak", "day.cyp3a_drug": "fluvoxamine",
+    assert d1 == {"day.number": 1, "day.cycle": 2, "day.dose": 100, "day.cyp3a": "weak", "day.cyp3a_drug": "fluvoxamine",
                   "day.days_since_inhibitor_stop": 2}       # no day.pgp: fluvoxamine's P-gp status not recorded
     assert "day.dose" not in d2
     assert d3["day.cyp3a"] == "strong" and d3["day.cyp3a_drug"] == "posaconazole"
     assert "day.days_since_inhibitor_stop" not in d3          # an inhibitor given that day
     assert d5["day.days_since_inhibitor_stop"] == 1           # posaconazole ended the day before
     c1b = c1.model_copy(update={"inhibitors": [c1.inhibitors[0].model_copy(update={"end_date": dt.date(2021, 4, 2)})]})
-    spill = venetoclax_day_events(c2, [c1b, c2], 14)         # cycle 1's voriconazole runs to cycle 2 day 2
+    spill = dose_day_events(c2, "venetoclax", [c1b, c2], 14)         # cycle 1's voriconazole runs to cycle 2 day 2
     assert [e.fields.get("day.cyp3a_drug") for e in spill[:3]] == ["voriconazole", "voriconazole", "posaconazole"]
     assert "day.days_since_inhibitor_stop" not in spill[0].fields
     with pytest.raises(Exception, match="end_date"):
@@ -491,3 +491,91 @@ def test_term_aliases_are_lab_terms_pack_data(registry):
         "febrile_neutropenia"]
     rows = {r.id for d in lm.pack.manifest.decisions if d.id == "term_aliases" for r in d.rows}
     assert {"ANEMIA", "TUMOR-LYSIS-SYNDROME", "LUNG-INFECTION"} <= rows
+
+
+# --- issue 12 item 3: doses per study drug; VIALE-A's dosing as data -----------------------------------
+
+VIALE_A_SUBJECT = ROOT / "fixtures/safety/viale-a-subject.yaml"
+
+
+def test_per_drug_doses_and_the_old_key_as_its_alias(tmp_path):
+    """`doses: {<drug>: [...]}`; the first records' `venetoclax_doses` is read as doses.venetoclax
+    (any `<drug>_doses` key); giving both for one drug is refused, naming the field."""
+    import yaml
+    from engine.errors import InputError
+    old = load_subject(SUBJECT).on_study.cycles[0]
+    assert [d.dose_mg for d in old.doses["venetoclax"][:3]] == [100, 200, 400]
+    new = load_subject(VIALE_A_SUBJECT).on_study.cycles[0]
+    assert sorted(new.doses) == ["azacitidine", "venetoclax"] and len(new.doses["azacitidine"]) == 7
+    data = yaml.safe_load(SUBJECT.read_text())
+    data["on_study"]["cycles"][0]["doses"] = {"venetoclax": [{"day": 1, "dose_mg": 100}]}
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError) as exc:
+        load_subject(f)
+    assert "cycles[0].venetoclax_doses" in str(exc.value) and "twice" in str(exc.value)
+
+
+@pytest.mark.parametrize("evaluator", ["durable", "reference"], indirect=True)
+def test_viale_a_missed_ramp_up_step_is_an_advisory(registry, evaluator):
+    """VIALE-A (rules/viale-a-dosing, no Python): venetoclax 100 mg day 1, 200 mg day 2, 400 mg from
+    day 3 in cycle 1, then 400 mg from day 1 in 28-day cycles. Day 2 left at 100 mg is a missed
+    ramp step; 200 mg there is the schedule; cycle 2's 0 mg days are an interruption."""
+    from engine.adjudicate.safety import dosing_advisories
+    viale_a = registry.for_trial("viale-a")
+    rec = load_subject(VIALE_A_SUBJECT)
+    got = dosing_advisories(rec, viale_a, evaluator)
+    assert [(d["drug"], d["cycle"], [a["rule"] for a in d["advisories"]]) for d in got] == [
+        ("venetoclax", 1, ["ADV-RAMP-UP"]), ("venetoclax", 2, [])]
+    assert [d["day.number"] for d in got[0]["days"]] == list(range(1, 29))   # the protocol's day 28
+    c1 = rec.on_study.cycles[0]
+    fixed = c1.model_copy(update={"doses": {**c1.doses, "venetoclax": [
+        d.model_copy(update={"dose_mg": 200}) if d.day == 2 else d for d in c1.doses["venetoclax"]]}})
+    ok = rec.model_copy(update={"on_study": rec.on_study.model_copy(update={"cycles": [fixed, *rec.on_study.cycles[1:]]})})
+    assert [a["rule"] for d in dosing_advisories(ok, viale_a, evaluator) for a in d["advisories"]] == []
+
+
+def test_viale_a_ae_command(tmp_path):
+    """`adjudicator --trial viale-a ae`: TLS around cycle 1 day 1 of the drug with a ramp-up, the
+    dosing advisory, attribution to VIALE-A's two study drugs (a VAH drug would be refused)."""
+    db = tmp_path / "a.sqlite"
+    r = CliRunner().invoke(main, ["--db", str(db), "--actor", "tester", "--trial", "viale-a", "ae",
+                                  str(VIALE_A_SUBJECT)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "TLS tls-cairo-bishop cycle 1 (start 2019-03-04): NO_TLS" in r.output
+    assert "venetoclax cycle 1: a cycle 1 ramp-up dose (day 1: 100 mg, day 2: 200 mg) differs" in r.output
+    assert "venetoclax cycle 2: no advisory" in r.output
+    import yaml
+    data = yaml.safe_load(VIALE_A_SUBJECT.read_text())
+    data["adverse_events"][0]["attribution"]["homoharringtonine"] = "unlikely"
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(data))
+    r = CliRunner().invoke(main, ["--db", str(tmp_path / "b.sqlite"), "--trial", "viale-a", "ae", str(f)])
+    assert r.exit_code == 2 and "not a study drug of trial viale-a" in r.output
+    assert "one of venetoclax, azacitidine" in r.output
+
+
+def test_a_dose_outside_the_dosing_packs_range_is_refused(tmp_path):
+    """The record takes any dose up to 100 g; the dosing pack declares venetoclax's plausible
+    range (0-1200 mg): 5000 mg on cycle 1 day 1 is bad input, naming the day and drug."""
+    import yaml
+    data = yaml.safe_load(VIALE_A_SUBJECT.read_text())
+    data["on_study"]["cycles"][0]["doses"]["venetoclax"][0]["dose_mg"] = 5000
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(data))
+    db = tmp_path / "a.sqlite"
+    r = CliRunner().invoke(main, ["--db", str(db), "--trial", "viale-a", "ae", str(f)])
+    assert r.exit_code == 2, r.output
+    assert "subject VA-SAF-01" in r.output and "cycle 1 day 1: doses.venetoclax (day.dose)" in r.output
+    assert not db.exists() or AuditStore.open(db).count() == 0
+
+
+def test_doses_of_a_drug_the_trial_does_not_give_are_refused(tmp_path):
+    import yaml
+    data = yaml.safe_load(VIALE_A_SUBJECT.read_text())
+    data["on_study"]["cycles"][0]["doses"]["homoharringtonine"] = [{"day": 1, "dose_mg": 2}]
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(data))
+    r = CliRunner().invoke(main, ["--db", str(tmp_path / "a.sqlite"), "--trial", "viale-a", "ae", str(f)])
+    assert r.exit_code == 2, r.output
+    assert "on_study.cycles[0].doses.homoharringtonine" in r.output and "not a study drug of trial viale-a" in r.output

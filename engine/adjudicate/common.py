@@ -67,8 +67,8 @@ def parse_params(pairs: Iterable[str], packs: Iterable[str] | None = None,
 
 def check_trial(record: Any, registry: Any, path: Any = None) -> None:
     """A subject file of another trial is refused (exit 2, nothing written): its `trial` must be
-    the protocol's id when it names one, and the drugs its adverse events' attribution names must
-    be the protocol's study drugs."""
+    the protocol's id when it names one, and the drugs its doses and its adverse events'
+    attribution name must be the protocol's study drugs."""
     proto = registry.trial()
     if record.trial is not None and record.trial != proto.id:
         raise InputError(f"subject file of trial {record.trial!r}, but the trial in force is {proto.id!r}",
@@ -76,15 +76,22 @@ def check_trial(record: Any, registry: Any, path: Any = None) -> None:
                          expected=f"--trial {record.trial} (or a subject of {proto.id})")
     for i, ae in enumerate(record.adverse_events):
         check_attribution_drugs(ae, proto, record.subject_id, path, f"adverse_events[{i}]")
+    for i, cycle in enumerate(record.on_study.cycles if record.on_study else []):
+        for drug in cycle.doses:
+            _study_drug(drug, proto, record.subject_id, path, f"on_study.cycles[{i}].doses.{drug}", "doses")
 
 
 def check_attribution_drugs(ae: Any, proto: Any, subject: str | None = None, path: Any = None,
                             where: str | None = None) -> None:
     """An adverse event's relatedness names only study drugs of the trial (protocol study_drugs)."""
-    drugs = [d.name for d in proto.study_drugs]
     for drug in (ae.attribution or {}):
-        if drug not in drugs:
-            raise InputError(f"attribution names {drug!r}, which is not a study drug of trial {proto.id}",
-                             file=str(path) if path else None, subject=subject,
-                             field=f"{where or f'adverse event {ae.id}'}.attribution.{drug}",
-                             expected="one of " + ", ".join(drugs) + f" (study_drugs of {proto.file})")
+        _study_drug(drug, proto, subject, path, f"{where or f'adverse event {ae.id}'}.attribution.{drug}",
+                    "attribution")
+
+
+def _study_drug(drug: str, proto: Any, subject: str | None, path: Any, field: str, what: str) -> None:
+    drugs = [d.name for d in proto.study_drugs]
+    if drug not in drugs:
+        raise InputError(f"{what} names {drug!r}, which is not a study drug of trial {proto.id}",
+                         file=str(path) if path else None, subject=subject, field=field,
+                         expected="one of " + ", ".join(drugs) + f" (study_drugs of {proto.file})")

@@ -1,8 +1,9 @@
 """Safety use case: CTCAE grades of labs and adverse events, attribution, treatment emergence,
-TLS around the venetoclax ramp-up, venetoclax dosing advisories, and the incidence summary.
+TLS around the ramp-up of a study drug, dosing advisories, and the incidence summary.
 
-Every number that decides a grade is in rules/ (ctcae-4.03, ctcae-5.0, ctcae-clinical,
-tls-cairo-bishop, ae-attribution, venetoclax-dosing). This module assembles facts, evaluates
+Every number that decides a grade is in rules/ (the CTCAE, TLS, attribution and dosing packs the
+trial's protocol names); the drugs, their ramp-up and schedule are the protocol's study_drugs.
+This module assembles facts, evaluates
 packs, keeps the investigator's grade where the facts cannot decide (source "reported"), and
 writes one audit record per graded item.
 """
@@ -22,7 +23,7 @@ from engine.evaluate.run import Evaluator, PackResult, evaluate_pack, resolve_pa
 from engine.evaluate.values import to_json
 from engine.facts.labmap import lab_map
 from engine.facts.safety import (clinical_terms, LabFacts, TlsLookups, ae_facts, attribution_events, attribution_facts, lab_facts, study_dose_facts, tls_clinical_facts, tls_window_facts,
-                                 venetoclax_day_events)
+                                 dose_day_events)
 from engine.rules.load import Registry, load_registry
 from engine.record.listing import read_listing, row_problem  # noqa: F401 - read_listing re-exported
 
@@ -225,16 +226,7 @@ def attribution_of(ae: Any, on_study: Any, registry: Registry, evaluator: Evalua
         return None, {"investigator": inv, "treatment_related": None, "adjudicated": None}, None
     pack = registry.get(pid)
     events = attribution_events(ae, drugs)
-    kinds = {k.kind: k for k in pack.manifest.events}
-    for e in events:   # a level the pack does not declare is bad input (exit 2)
-        kind = kinds.get(e.kind)
-        if kind is None:
-            continue
-        try:
-            check_types(FactSheet(dict(e.fields)), kind.fields, subject=subject)
-        except InputError as exc:
-            raise InputError(exc.detail, subject=subject, field=f"adverse event {ae.id}: attribution.{e.id}",
-                             expected=exc.expected) from None
+    _check_event_fields(events, pack, subject, lambda e, _: f"adverse event {ae.id}: attribution.{e.id}")
     res, _ = evaluate_pack(pack, FactSheet.of(attribution_facts(ae, on_study)), None, evaluator,
                            timeline=Timeline(events))
     te = _tri(res.rules["TEAE"].outcome.value)
@@ -267,8 +259,9 @@ def _lookups(pack: Any, registry: Registry, evaluator: Evaluator | None) -> TlsL
 def tls_assessments(record: Any, registry: Registry, evaluator: Evaluator | None = None,
                     params: Mapping[str, Mapping[str, Any]] | None = None,
                     packs: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """TLS around day 1 of every cycle with venetoclax (the ramp-up), by every TLS definition of
-    the registry (or the ids in `packs`); `params` by pack id. Each item names its definition."""
+    """TLS around day 1 of every cycle in which a study drug with a ramp-up (protocol) is given, by
+    every TLS definition of the registry (or the ids in `packs`); `params` by pack id. Each item
+    names its definition."""
     chosen = [registry.get(pid) for pid in packs] if packs is not None else tls_packs(registry)
     out = []
     for pack in chosen:
@@ -284,8 +277,9 @@ def _tls_by(pack: Any, record: Any, registry: Registry, evaluator: Evaluator | N
     abnormality = {r.id for r in pack.manifest.rules if r.kind == "abnormality"}
     out = []
     on = record.on_study
+    ramped = [d.name for d in registry.trial().ramp_up_drugs()]
     for cycle in (on.cycles if on else []):
-        if not cycle.venetoclax_doses:
+        if not any(cycle.doses.get(d) for d in ramped):
             continue
         start = cycle.start_date
         lo, hi = start - dt.timedelta(days=p["window_days_before"]), start + dt.timedelta(days=p["window_days_after"])
@@ -337,29 +331,47 @@ def worst_window(windows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def dosing_advisories(record: Any, registry: Registry, evaluator: Evaluator | None = None
                       ) -> list[dict[str, Any]]:
-    """Venetoclax advisories per cycle (never grades), day by day: the cycle's days are the pack's
-    `venetoclax_day` events (engine/facts/safety.py), through its schedule's `last_day`."""
-    pid = registry.trial().optional_role("dosing")
+    """Dosing advisories per cycle and study drug with a ramp-up (never grades), day by day: the
+    cycle's days are the pack's `dose_day` events (engine/facts/safety.py), through the drug's
+    last scheduled day (protocol study_drugs)."""
+    proto = registry.trial()
+    pid = proto.optional_role("dosing")
     if pid is None:      # a trial without dosing checks
         return []
     pack = registry.get(pid)
-    through = int(resolve_params(pack, None)["last_day"])
     rules = {r.id: r for r in pack.manifest.rules}
     out = []
     on = record.on_study
-    for cycle in (on.cycles if on else []):
-        if not cycle.venetoclax_doses:
-            continue
-        days = venetoclax_day_events(cycle, list(on.cycles), through)
-        res, _ = evaluate_pack(pack, FactSheet(), None, evaluator, timeline=Timeline(days))
-        met = [{"rule": rid, "message": rules[rid].message, "basis": rules[rid].basis}
-               for rid, r in res.rules.items() if r.outcome.value == "met"]
-        unknown = [{"rule": rid, "missing": list(r.missing)} for rid, r in res.rules.items()
-                   if r.outcome.value == "unknown"]
-        out.append({"cycle": cycle.number, "advisories": met, "not_checked": unknown,
-                    "days": [{"date": e.date.isoformat(), **{k: to_json(v) for k, v in e.fields.items()}}
-                             for e in days], "_result": res})
+    for drug in proto.ramp_up_drugs():
+        for cycle in (on.cycles if on else []):
+            if not cycle.doses.get(drug.name):
+                continue
+            days = dose_day_events(cycle, drug.name, list(on.cycles), drug.last_day)
+            _check_event_fields(days, pack, record.subject_id,
+                                lambda e, exc, d=drug.name: f"{e.id}: doses.{d} ({exc.field})")
+            res, _ = evaluate_pack(pack, FactSheet(), None, evaluator, timeline=Timeline(days))
+            met = [{"rule": rid, "message": rules[rid].message, "basis": rules[rid].basis}
+                   for rid, r in res.rules.items() if r.outcome.value == "met"]
+            unknown = [{"rule": rid, "missing": list(r.missing)} for rid, r in res.rules.items()
+                       if r.outcome.value == "unknown"]
+            out.append({"drug": drug.name, "cycle": cycle.number, "advisories": met, "not_checked": unknown,
+                        "days": [{"date": e.date.isoformat(), **{k: to_json(v) for k, v in e.fields.items()}}
+                                 for e in days], "_result": res})
     return out
+
+
+def _check_event_fields(events: list[Any], pack: Any, subject: str | None, field: Any) -> None:
+    """A value of the wrong type or outside the range the pack declares for its event kind (a level
+    it does not list, an impossible dose) is bad input (exit 2); `field(event, error)` names where."""
+    kinds = {k.kind: k for k in pack.manifest.events}
+    for e in events:
+        kind = kinds.get(e.kind)
+        if kind is None:
+            continue
+        try:
+            check_types(FactSheet(dict(e.fields)), kind.fields, subject=subject)
+        except InputError as exc:
+            raise InputError(exc.detail, subject=subject, field=field(e, exc), expected=exc.expected) from None
 
 
 # --- a subject ------------------------------------------------------------------------------------

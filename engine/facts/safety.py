@@ -147,16 +147,17 @@ def _span(inh: Any, cycle: Any) -> tuple[dt.date, dt.date | None]:
     return inh.start_date or cycle.start_date, inh.end_date
 
 
-def venetoclax_day_events(cycle: Any, all_cycles: list[Any], through_day: int) -> list[Event]:
-    """The cycle as `venetoclax_day` events for the dosing pack: one per day from day 1 to the later
-    of the last recorded dose and `through_day` (the pack's schedule length), whether or not a dose
-    is recorded, so the listing is complete and an unrecorded dose is unknown. Each day: the dose,
+def dose_day_events(cycle: Any, drug: str, all_cycles: list[Any], through_day: int) -> list[Event]:
+    """One drug's cycle as `dose_day` events for the dosing pack: one per day from day 1 to the
+    later of the last recorded dose and `through_day` (the protocol's schedule of that drug),
+    whether or not a dose is recorded, so the listing is complete and an unrecorded dose is
+    unknown. Each day: the cycle number, the drug's dose,
     the strongest CYP3A inhibition given that day and its drug (the inhibitors' dates; one without
     dates covers its whole cycle, one with an end date counts into the next cycle), whether a P-gp inhibitor is given (unknown when an inhibitor's
     P-gp status is not recorded), and the days since a moderate/strong CYP3A or P-gp inhibitor
     ended, on a day without one (earlier cycles' inhibitors count). Structure only: the schedule
     and the limits are the pack's."""
-    by_day = {d.day: d.dose_mg for d in cycle.venetoclax_doses}
+    by_day = {d.day: d.dose_mg for d in cycle.doses.get(drug, [])}
     # this cycle's inhibitors, and another cycle's that end on a recorded date (one listed in the
     # previous cycle may run into this one)
     mine = [(inh, *_span(inh, c)) for c in all_cycles if c is not cycle for inh in _inhibitors(c)
@@ -167,7 +168,7 @@ def venetoclax_day_events(cycle: Any, all_cycles: list[Any], through_day: int) -
     out: list[Event] = []
     for day in range(1, max([through_day, *by_day]) + 1):
         date = cycle.start_date + dt.timedelta(days=day - 1)
-        fields: dict[str, Any] = {"day.number": day, "day.dose": by_day.get(day)}
+        fields: dict[str, Any] = {"day.number": day, "day.cycle": cycle.number, "day.dose": by_day.get(day)}
         active = [inh for inh, lo, hi in mine if lo <= date and (hi is None or date <= hi)]
         strongest = max(active, key=lambda inh: _STRENGTH[inh.strength], default=None)
         fields["day.cyp3a"] = strongest.strength if strongest else "none"
@@ -182,7 +183,7 @@ def venetoclax_day_events(cycle: Any, all_cycles: list[Any], through_day: int) -
             before = [end for end in ended if end < date]
             if before:
                 fields["day.days_since_inhibitor_stop"] = (date - max(before)).days
-        out.append(Event.of("venetoclax_day", date, f"cycle {cycle.number} day {day}", fields))
+        out.append(Event.of("dose_day", date, f"cycle {cycle.number} day {day}", fields))
     return out
 
 

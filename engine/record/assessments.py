@@ -5,26 +5,32 @@ Counts are stored in 10^9/L, haemoglobin in g/dL, blasts and MRD in % (see units
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from engine.record.base import FieldError, RecordModel, check_span
+from engine.record.safety import DRUG_RE, DrugName
 from engine.record.units import Count, Hemoglobin, NonNegative, Percent, Positive
 
 
-class VenetoclaxDose(RecordModel):
-    """The venetoclax dose given on one day of a cycle."""
+class DailyDose(RecordModel):
+    """The dose of one study drug given on one day of a cycle (the dosing pack checks the range)."""
 
     day: int = Field(ge=1, le=60, description="Cycle day (1 = first day of the cycle).")
-    dose_mg: NonNegative = Field(le=1200, description="Venetoclax dose given that day (mg).")
+    dose_mg: NonNegative = Field(le=100000, description="Dose given that day (mg; 0 = none given).")
+
+
+DOSES_SUFFIX = "_doses"     # `<drug>_doses: [...]` is read as `doses: {<drug>: [...]}` (the first records' shape)
 
 
 class Cyp3aInhibitor(RecordModel):
-    """A CYP3A and/or P-gp inhibitor given with venetoclax (dose adjustment, OP-DDI-1). Without
-    dates it covers the whole cycle; with them, only the days from start_date to end_date."""
+    """A CYP3A and/or P-gp inhibitor given with a study drug (medication class data the dosing pack
+    reads). Without dates it covers the whole cycle; with them, only the days from start_date to
+    end_date."""
 
-    name: str = Field(max_length=200, description="Drug name, e.g. posaconazole.")
+    name: str = Field(max_length=200, description=(
+        "Drug name as given (the dosing pack reads it lower case, e.g. to apply a drug's own label dose)."))
     strength: Literal["strong", "moderate", "weak", "none"] = Field(description=(
         "CYP3A inhibitor strength: strong|moderate|weak|none (none: a P-gp inhibitor only)."))
     pgp: bool | None = Field(None, description=(
@@ -44,24 +50,50 @@ class Cyp3aInhibitor(RecordModel):
 class OnStudyCycle(RecordModel):
     """One cycle of trial treatment."""
 
+    # the `<drug>_doses` alias, in the JSON Schema too (keys matching the pattern are not "additional")
+    model_config = ConfigDict(**RecordModel.model_config, json_schema_extra={"patternProperties": {
+        f"{DRUG_RE[:-1]}{DOSES_SUFFIX}$": {"type": "array", "items": DailyDose.model_json_schema()}}})
+
     number: int = Field(ge=1, le=50, description="Cycle number (1, 2, ...).")
     start_date: dt.date = Field(description="Day 1 of the cycle (ISO date).")
-    venetoclax_doses: list[VenetoclaxDose] = Field(default_factory=list, description=(
-        "Venetoclax doses by day: [{day, dose_mg (mg)}]."))
+    doses: dict[DrugName, list[DailyDose]] = Field(default_factory=dict, description=(
+        "Daily doses per study drug: {<drug>: [{day, dose_mg (mg)}]}; the drugs are the protocol's "
+        "study_drugs. `<drug>_doses: [{day, dose_mg}]` beside it is read as doses[<drug>]."),
+    )
     cyp3a_inhibitor: Cyp3aInhibitor | None = Field(None, description=(
         "Concomitant CYP3A inhibitor during the cycle: {name, strength, pgp, start_date, end_date}."))
     inhibitors: list[Cyp3aInhibitor] = Field(default_factory=list, description=(
         "Further CYP3A / P-gp inhibitors with their dates: [{name, strength, pgp, start_date, "
-        "end_date}] (each checked day by day against the venetoclax dose)."))
+        "end_date}] (each checked day by day against the doses of the drug the dosing pack checks)."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_drug_keys(cls, data: Any) -> Any:
+        """`<drug>_doses: [...]` -> doses[<drug>] (documented alias: docs/subject-record.md)."""
+        if not isinstance(data, dict) or not any(isinstance(k, str) and k.endswith(DOSES_SUFFIX) for k in data):
+            return data
+        data = dict(data)
+        doses = dict(data.get("doses") or {}) if isinstance(data.get("doses") or {}, dict) else data.get("doses")
+        if not isinstance(doses, dict):
+            return data
+        for key in [k for k in data if isinstance(k, str) and k.endswith(DOSES_SUFFIX)]:
+            drug = key[: -len(DOSES_SUFFIX)]
+            if drug in doses:
+                raise FieldError(key, f"doses of {drug!r} given twice ({key} and doses.{drug})",
+                                 expected=f"one of {key} or doses.{drug}")
+            doses[drug] = data.pop(key)
+        data["doses"] = doses
+        return data
 
     @model_validator(mode="after")
     def _days_unique(self) -> "OnStudyCycle":
-        seen: set[int] = set()
-        for i, dose in enumerate(self.venetoclax_doses):
-            if dose.day in seen:
-                raise FieldError(f"venetoclax_doses[{i}].day", f"day {dose.day} listed twice",
-                                 expected="one dose per day")
-            seen.add(dose.day)
+        for drug, listed in self.doses.items():
+            seen: set[int] = set()
+            for i, dose in enumerate(listed):
+                if dose.day in seen:
+                    raise FieldError(f"doses.{drug}[{i}].day", f"day {dose.day} listed twice",
+                                     expected="one dose per day")
+                seen.add(dose.day)
         return self
 
 

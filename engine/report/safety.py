@@ -32,7 +32,7 @@ def subject_lines(doc: dict[str, Any], version: str) -> list[str]:
         msgs = "; ".join(a["message"] for a in d["advisories"]) or "no advisory"
         open_ = "; ".join(f"{u['rule']} (missing {', '.join(u['missing'][:3])}{', ...' if len(u['missing']) > 3 else ''})"
                           for u in d.get("not_checked", []))
-        out.append(f"  venetoclax cycle {d['cycle']}: {msgs}" + (f"; not checked: {open_}" if open_ else ""))
+        out.append(f"  {d['drug']} cycle {d['cycle']}: {msgs}" + (f"; not checked: {open_}" if open_ else ""))
     return out
 
 

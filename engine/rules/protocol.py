@@ -72,6 +72,11 @@ class StudyDrug(_Strict):
     schedule: list[Dose] = Field(min_length=1)
     source: str = Field(min_length=1)
 
+    @property
+    def last_day(self) -> int:
+        """The last scheduled day of a cycle (the dosing checks' horizon)."""
+        return max([s.days[1] for s in self.schedule] + [r.day for r in self.ramp_up])
+
 
 class Assessments(_Strict):
     schedule: str = Field(min_length=1, description="the protocol's sentence")
@@ -198,6 +203,11 @@ class Protocol(_Strict):
     def optional_role(self, name: str) -> str | None:
         """The pack id of a role the trial may leave out (None then)."""
         return self.role(name) if getattr(self.packs, name) else None
+
+    def ramp_up_drugs(self) -> list[StudyDrug]:
+        """The study drugs started with a ramp-up: TLS is assessed around day 1 of each cycle in
+        which one is given, and the dosing pack checks their daily doses."""
+        return [d for d in self.study_drugs if d.ramp_up]
 
     def pack_ids(self) -> list[tuple[str, str]]:
         """(key path, pack id) of every pack the protocol names."""
