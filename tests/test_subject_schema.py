@@ -23,6 +23,7 @@ from cli import main
 from engine.errors import InputError
 from engine.record import load_subject, parse_subject_json, subject_json_schema
 from engine.record.units import MAGNITUDE_MAX_EXP, MAGNITUDE_MIN_EXP
+from test_bad_input import nothing_written
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -227,6 +228,42 @@ def test_an_unknown_key_is_refused_by_both(path: str, value: Any) -> None:
 ])
 def test_a_wrong_type_or_shape_is_refused_by_both(path: str, value: Any) -> None:
     assert _agree(path, value) is False
+
+
+@pytest.mark.parametrize("written, message", [
+    ("  weight_kg: 66 kg", "field demographics.weight_kg: '66 kg' is not a number (expected a number, "
+                           'or a string holding only one (e.g. "68" or "6.8e1", no unit))'),
+    ("  weight_kg: '6.6e1'", None),
+    ("  ecog: '2.0'", "field demographics.ecog: '2.0' is not a whole number"),
+    ("  ecog: '2'", None),
+    ("  sex: male\n  childbearing_potential: 'no'", "field demographics.childbearing_potential: 'no' "
+                                                     "is not true or false (expected true or false)"),
+    ("  sex: male\n  childbearing_potential: no", None),   # YAML's own boolean
+])
+def test_a_spelling_the_loader_refuses_is_one_line_and_exit_2(tmp_path: Path, written: str,
+                                                              message: str | None) -> None:
+    text = BASE.read_text(encoding="utf-8")
+    line = written.split(":")[0] + ":"
+    old = next(t for t in text.splitlines() if t.startswith(line))
+    bad = tmp_path / "s.yaml"
+    bad.write_text(text.replace(old, written, 1), encoding="utf-8")
+    result = CliRunner().invoke(main, ["--db", str(tmp_path / "a.sqlite"), "screen", str(bad), "--json"])
+    if message is None:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "Traceback" not in result.output
+    line_no = text.splitlines().index(old) + 1 + written.count("\n")   # the last line written
+    assert f"s.yaml:{line_no}, subject EX-TREATED-03, {message}" in result.output
+    nothing_written(tmp_path / "a.sqlite")
+
+
+def test_a_yaml_timestamp_is_not_a_date(tmp_path: Path) -> None:
+    bad = tmp_path / "s.yaml"
+    bad.write_text(BASE.read_text(encoding="utf-8").replace("consent_date: 2021-09-01",
+                                                            "consent_date: 2021-09-01T10:00:00"))
+    with pytest.raises(InputError, match=r"consent_date: 2021-09-01T10:00:00 \(a date with a time\) "
+                                         r"is not an ISO date \(expected an ISO date YYYY-MM-DD\)"):
+        load_subject(bad)
 
 
 # --- property: any text or number in a number field ------------------------------------------

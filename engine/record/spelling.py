@@ -61,6 +61,8 @@ def spelling_problem(kind: type, value: Any) -> tuple[str, str] | None:
 
 
 def _shown(value: Any) -> str:
+    if isinstance(value, dt.datetime):   # a YAML timestamp: a date with a time of day
+        return f"{value.isoformat()} (a date with a time)"
     if isinstance(value, (dict, list)):
         return f"a {'mapping' if isinstance(value, dict) else 'list'}"
     text = repr(value)
