@@ -195,6 +195,15 @@ def test_whole_numbers_booleans_and_dates(path: str, value: Any, accepted: bool)
     assert _agree(path, value) is accepted
 
 
+@pytest.mark.parametrize("value, accepted", [
+    ([{"day": 1, "dose_mg": 400}], True), ([{"day": "1", "dose_mg": "400"}], True),
+    ([{"day": 1, "dose_mg": "400 mg"}], False), ([{"day": 1.5, "dose_mg": 400}], False),
+    ([{"day": 1, "dose_mg": 400, "route": "oral"}], False),
+])
+def test_the_per_drug_doses_alias(value: Any, accepted: bool) -> None:
+    assert _agree("on_study.cycles.0.venetoclax_doses", value) is accepted
+
+
 @pytest.mark.parametrize("path, value, accepted", [
     ("genetics.mutations.npm1", "mutated", True), ("genetics.mutations.npm1", "wild_type", True),
     ("genetics.mutations.npm1", {"status": "mutated", "vaf_pct": 30}, True),

@@ -47,12 +47,18 @@ class Cyp3aInhibitor(RecordModel):
         return self
 
 
+def _doses_alias_schema(schema: dict[str, Any], cls: type) -> None:
+    """`<drug>_doses: [...]` in the JSON Schema, with the very list schema of `doses` values (the
+    generator's DailyDose definition, so the alias is spelled as strictly as `doses`)."""
+    lists = schema["properties"]["doses"]["patternProperties"]
+    schema["patternProperties"] = {f"{DRUG_RE[:-1]}{DOSES_SUFFIX}$": next(iter(lists.values()))}
+
+
 class OnStudyCycle(RecordModel):
     """One cycle of trial treatment."""
 
     # the `<drug>_doses` alias, in the JSON Schema too (keys matching the pattern are not "additional")
-    model_config = ConfigDict(**RecordModel.model_config, json_schema_extra={"patternProperties": {
-        f"{DRUG_RE[:-1]}{DOSES_SUFFIX}$": {"type": "array", "items": DailyDose.model_json_schema()}}})
+    model_config = ConfigDict(**RecordModel.model_config, json_schema_extra=_doses_alias_schema)
 
     number: int = Field(ge=1, le=50, description="Cycle number (1, 2, ...).")
     start_date: dt.date = Field(description="Day 1 of the cycle (ISO date).")
