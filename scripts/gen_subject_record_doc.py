@@ -44,8 +44,8 @@ printed by `adjudicator schema subject`. Synthetic examples: `fixtures/subjects/
     scaling).
   Any other unit is refused with a message naming it.
 - **Lab listings (`labs`) keep value and unit as reported**: the CTCAE grader applies the
-  cut-off published for the reported unit. Screening organ labs keep their unit too and are
-  compared as multiples of the ULN (`OrganLab.ratio_to_uln()`).
+  cut-off published for the reported unit. Screening organ labs keep their unit too; a pack
+  reads them as multiples of the ULN (`x_uln`, else value / uln, in its `from:`).
 - **Unknown is null** (or the field is left out), never `false` or `0`. A gene left out is
   `not_tested`, which is distinct from `wild_type`.
 - **Dates** are ISO dates (`2021-09-30`, a YAML date or a JSON string); a number (seconds
@@ -64,11 +64,9 @@ printed by `adjudicator schema subject`. Synthetic examples: `fixtures/subjects/
 - **Age** is in completed years at consent: `demographics.age_years`, or computed from
   `demographics.birth_date` and `consent_date` (`age_at_consent()`); if both are given they
   must agree. The birthday counts on the day itself.
-- **Creatinine clearance**: `screening.labs.creatinine_clearance_ml_min` as reported, or
-  `cockcroft_gault(age, weight_kg, sex, creatinine_mg_dl)` ((140 - age) x weight / (72 x Cr),
-  x 0.85 for women); `creatinine_mg_dl()` reads mg/dL or umol/L (1 mg/dL = 88.4 umol/L).
-- **Prior venetoclax** (`SubjectRecord.prior_venetoclax()`): true if the screening says so or
-  any history cycle is `venetoclax_based`.
+- **Creatinine clearance**: `screening.labs.creatinine_clearance_ml_min` as reported; without it
+  an eligibility pack computes Cockcroft-Gault from age, weight, sex and serum creatinine (mg/dL,
+  or umol/L / 88.4) in its `from:` (docs/rule-language.md, "Where a fact comes from").
 
 ## Validation
 

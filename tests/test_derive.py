@@ -95,6 +95,25 @@ def test_a_reported_clearance_wins_and_sources_name_the_record_fields(tmp_path, 
     assert reported.sources["screening.labs.crcl_ml_min"].endswith("#screening.labs.creatinine_clearance_ml_min")
 
 
+@pytest.mark.parametrize("sex, value, unit, crcl", [
+    ("male", 1, "mg/dL", Decimal(100)),                  # (140 - 40) x 72 / (72 x 1)
+    ("female", 1, "mg/dL", Decimal(85)),                 # x 0.85
+    ("male", 88.4, "umol/L", Decimal(100)),              # 88.4 umol/L = 1 mg/dL
+    ("male", 71, "umol/L", Decimal(100) * Decimal("88.4") / Decimal(71)),
+    ("male", 1, "mmol/L", None),                         # a unit the pack's table lacks: missing, not a guess
+    ("male", 0, "mg/dL", None),                          # a zero creatinine: missing, not a division error
+])
+def test_cockcroft_gault_formula_in_both_eligibility_packs(tmp_path, vah, sex, value, unit, crcl):
+    def change(d):
+        d["demographics"].update(age_years=40, weight_kg=72, sex=sex)
+        d["screening"]["labs"].pop("creatinine_clearance_ml_min")
+        d["screening"]["labs"]["creatinine"] = {"value": value, "unit": unit, "uln": 1.2}
+    rec = load_subject(_record(tmp_path, change))
+    for pack in ("vah-eligibility", "viale-a-eligibility"):
+        got = derive(rec, vah.get(pack).manifest.facts).values.get("screening.labs.crcl_ml_min")
+        assert (got is None and crcl is None) or abs(got - crcl) < Decimal("1e-12"), (pack, got)
+
+
 def test_missing_is_never_no(tmp_path, vah):
     """An unrecorded input leaves the fact missing, never false or zero: no weight -> no CrCl; a
     karyotype not done -> no karyotype fact; a gene not tested -> no status; no medication list ->
@@ -116,6 +135,20 @@ def test_missing_is_never_no(tmp_path, vah):
     no_history = SubjectRecord.model_validate({"subject_id": "X"})
     sheet = derive(no_history, vah.get("disease-status").manifest.facts)
     assert sheet.missing_roots("history.recorded") == ["treatment_history"]
+
+
+def test_an_indeterminate_screening_says_which_record_fields_would_decide_it(tmp_path, vah):
+    f = ROOT / "fixtures" / "screening" / "C042-crcl-missing.yaml"
+    r = screen(load_subject(f), vah, source_file=f)
+    assert r.verdict == "INDETERMINATE" and r.missing == ["screening.labs.crcl_ml_min"]
+    fields = r.record_fields["screening.labs.crcl_ml_min"]
+    assert fields[0] == "screening.labs.creatinine_clearance_ml_min"      # the reported value first
+    for want in ("screening.labs.creatinine.value", "screening.labs.creatinine.unit", "demographics.weight_kg",
+                 "demographics.sex", "demographics.age_years", "demographics.birth_date", "consent_date"):
+        assert want in fields, want
+    out = CliRunner().invoke(main, ["--db", str(tmp_path / "a.sqlite"), "--actor", "t", "--trial", "vah",
+                                    "screen", str(f)]).output
+    assert "screening.labs.crcl_ml_min <- record screening.labs.creatinine_clearance_ml_min | " in out
 
 
 # --- the language: refused at load with file, line and key ---------------------------------------------

@@ -16,9 +16,8 @@ from hypothesis import given, strategies as st
 
 from cli import main
 from engine.errors import InputError
-from engine.record import (SubjectRecord, age_at_consent, cockcroft_gault, completed_years,
-                           creatinine_mg_dl, field_source, load_subject, load_subjects,
-                           subject_json_schema)
+from engine.record import (SubjectRecord, age_at_consent, completed_years, field_source, load_subject,
+                           load_subjects, subject_json_schema)
 from engine.record.units import COUNT_SCALE, convert
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +74,7 @@ def test_primary_refractory_example_loads() -> None:
     assert record.genetics.mutations.tp53.vaf_pct == Decimal("34.5")
     assert record.genetics.mutations.kit.status == "not_tested"
     assert record.genetics.mutations.bcor.status == "not_tested"  # left out = not tested
-    assert record.prior_venetoclax() is False
+    assert record.screening.prior_venetoclax is False
     assert record.on_study is None
 
 
@@ -89,7 +88,8 @@ def test_relapse_after_hsct_example_loads() -> None:
     assert gvhd.present and gvhd.kind == "chronic"
     assert gvhd.steroid.dose_mg_per_day == Decimal("20") and gvhd.cni_indication == "prophylaxis"
     assert record.screening.wbc_10e9_l == Decimal("14.3")  # 14300 cells/uL
-    assert record.screening.labs.ast.ratio_to_uln() == Decimal("1.4")
+    ast = record.screening.labs.ast
+    assert ast.x_uln == Decimal("1.4")   # given as x ULN (the packs read x_uln, else value / uln)
     assert record.genetics.mutations.flt3_itd.allelic_ratio == Decimal("0.62")
 
 
@@ -355,22 +355,6 @@ def test_age_from_birth_date_needs_consent_date(tmp_path: Path) -> None:
     assert age_at_consent(load_subject(write(tmp_path, data))) is None
     data["consent_date"] = "2022-06-21"
     assert load_subject(write(tmp_path, data)).age_at_consent() == 36
-
-
-def test_cockcroft_gault_and_creatinine_units() -> None:
-    assert cockcroft_gault(40, Decimal(72), "male", Decimal(1)) == Decimal(100)
-    assert cockcroft_gault(40, Decimal(72), "female", Decimal(1)) == Decimal(85)
-    hsct = load_subject(HSCT)
-    assert creatinine_mg_dl(hsct.screening.labs.creatinine) == Decimal(71) / Decimal("88.4")
-    assert creatinine_mg_dl(load_subject(TREATED).screening.labs.creatinine) == Decimal("1.1")
-
-
-def test_prior_venetoclax_from_history(tmp_path: Path) -> None:
-    data = set_in(raw(TREATED), "treatment_history[0].venetoclax_based", True)
-    assert load_subject(write(tmp_path, data)).prior_venetoclax() is True
-    data = raw(TREATED)
-    del data["screening"]["prior_venetoclax"]
-    assert load_subject(write(tmp_path, data)).prior_venetoclax() is None
 
 
 # --- schema and docs ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from engine.errors import InputError
 from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.logic import Outcome
 from engine.evaluate.run import Evaluator, PackResult, RuleResult, evaluate_chain, evaluate_pack
+from engine.facts.derive import record_fields as fields_read
 from engine.facts.screening import declared_facts, finding_units, screening_facts, unread_warnings
 from engine.record import SubjectRecord
 from engine.rules.load import Registry
@@ -50,6 +51,7 @@ class ScreeningResult(BaseModel):
     verdict: Literal["ELIGIBLE", "INELIGIBLE", "INDETERMINATE"]
     decided_by: list[str]
     missing: list[str]
+    record_fields: dict[str, list[str]] = {}   # a missing fact -> the record fields its `from:` reads
     criteria: list[Criterion]
     disease_status: dict[str, Any]
     eln_risk: dict[str, Any]
@@ -135,10 +137,12 @@ def screen(record: SubjectRecord, registry: Registry, params: Mapping[str, Mappi
             inputs=_inputs(res, elig.rules)))
 
     warnings = unread_warnings(record, source_file, decls, ", ".join(pack_ids))
+    by_name = {d.name: d for d in decls}
     results = [r for r in (status_res, elig, risk) if r is not None]
     op = {pid: sorted(p.name for p in packs[pid].manifest.parameters if p.operational) for pid in pack_ids}
     result = ScreeningResult(
         subject_id=record.subject_id, verdict=verdict, decided_by=decided_by, missing=missing,
+        record_fields={m: fields_read(m, by_name) for m in missing if fields_read(m, by_name)},
         criteria=criteria, disease_status=_disease_status(status_res) if status_res else {},
         eln_risk=_eln_risk(risk, base) if risk else {},
         advisories=advisories, warnings=warnings, pack=elig.pack, packs=[r.pack for r in results],

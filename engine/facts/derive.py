@@ -430,3 +430,21 @@ def _no_cycle(name: str, own: Mapping[str, FactDecl], stack: tuple, fail: Any, f
     for node in _nodes(own[name].from_):
         if isinstance(node, FromFact) and node.fact in own:
             _no_cycle(node.fact, own, stack + (name,), fail, facts)
+
+
+def record_fields(name: str, decls: Mapping[str, FactDecl]) -> list[str]:
+    """The record fields a declared fact's `from:` reads (through `fact:` references): what to
+    record so that a missing fact can be derived. [] for a fact without `from:`."""
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def visit(n: str) -> None:
+        if n in seen or n not in decls or decls[n].from_ is None:
+            return
+        seen.add(n)
+        for node in _nodes(decls[n].from_):
+            if isinstance(node, FromFact):
+                visit(node.fact)
+            out.extend(p for _, p, _ in _paths(node) if p not in out)
+    visit(name)
+    return out

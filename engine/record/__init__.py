@@ -2,8 +2,9 @@
 
 Public surface: `load_subject`, `load_subjects`, `field_source`, `SubjectRecord`, subject
 tables (`parse_subject_json`, `iter_table`, `count_table`, `is_table`),
-`subject_json_schema`, and the helpers `completed_years`, `age_at_consent`,
-`cockcroft_gault`, `creatinine_mg_dl`. Field reference: docs/subject-record.md.
+`subject_json_schema`, and the helpers `completed_years` and `age_at_consent`. How a fact is
+derived from the record (a ratio to the ULN, a creatinine clearance) is the packs' `from:`
+(engine/facts/derive.py). Field reference: docs/subject-record.md.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import Any
 from engine.record.demographics import completed_years
 from engine.record.load import (count_table, field_source, is_table, iter_table, load_subject,
                                 load_subjects, parse_subject_json)
-from engine.record.screening import cockcroft_gault, creatinine_mg_dl
 from engine.record.subject import SubjectRecord, age_at_consent, iter_dates
 
 
@@ -24,6 +24,6 @@ def subject_json_schema() -> dict[str, Any]:
 
 __all__ = [
     "SubjectRecord", "load_subject", "load_subjects", "field_source", "subject_json_schema",
-    "completed_years", "age_at_consent", "cockcroft_gault", "creatinine_mg_dl", "iter_dates",
+    "completed_years", "age_at_consent", "iter_dates",
     "parse_subject_json", "iter_table", "count_table", "is_table",
 ]

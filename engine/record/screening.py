@@ -4,17 +4,12 @@ organ labs, medications, other conditions). No threshold lives here: the rule pa
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from engine.record.base import FieldError, RecordModel, check_span
 from engine.record.units import Count, NonNegative, Percent, Positive
-
-# Conventional conversion for serum creatinine: 1 mg/dL = 88.4 umol/L (molar mass 113.12 g/mol).
-CREATININE_UMOL_PER_MG_DL = Decimal("88.4")
-
 
 class Steroid(RecordModel):
     """The corticosteroid currently given (for the GVHD criterion, EXC-04)."""
@@ -116,13 +111,6 @@ class OrganLab(RecordModel):
                              expected="value, unit and uln, or x_uln")
         return self
 
-    def ratio_to_uln(self) -> Decimal:
-        """The result as a multiple of the ULN (exact Decimal division)."""
-        if self.x_uln is not None:
-            return self.x_uln
-        assert self.value is not None and self.uln is not None  # guaranteed by _one_form
-        return self.value / self.uln
-
 
 class OrganLabs(RecordModel):
     """Organ-function labs at screening and the cause the investigator attributes."""
@@ -134,8 +122,8 @@ class OrganLabs(RecordModel):
     creatinine: OrganLab | None = Field(None, description=(
         "Serum creatinine: {value, unit (mg/dL or umol/L), uln} or {x_uln}."))
     creatinine_clearance_ml_min: NonNegative | None = Field(None, le=1000, description=(
-        "Creatinine clearance as reported (mL/min); if absent, `cockcroft_gault()` computes it "
-        "from age, weight, sex and serum creatinine."))
+        "Creatinine clearance as reported (mL/min); if absent, an eligibility pack may compute it "
+        "from age, weight, sex and serum creatinine (Cockcroft-Gault in its `from:`)."))
     bilirubin_cause: Literal["leukemic_involvement", "gilbert", "other"] | None = Field(
         None, description="Attributed cause of a raised bilirubin.")
     transaminase_cause: Literal["leukemic_involvement", "other"] | None = Field(
@@ -188,26 +176,3 @@ class Screening(RecordModel):
         "with venetoclax_based true (EXC-01)."))
     other_conditions: list[OtherCondition] = Field(default_factory=list, description=(
         "Other conditions with the investigator's attestation (EXC-08)."))
-
-
-def cockcroft_gault(age_years: int, weight_kg: Decimal, sex: str,
-                    creatinine_mg_dl: Decimal) -> Decimal:
-    """Creatinine clearance (mL/min) by Cockcroft-Gault: (140 - age) x weight / (72 x Cr),
-    x 0.85 for women. A formula, not a threshold: the renal limit is in the rule pack."""
-    if creatinine_mg_dl <= 0:
-        raise ValueError("serum creatinine must be positive")
-    clearance = (Decimal(140) - Decimal(age_years)) * Decimal(weight_kg) / (
-        Decimal(72) * Decimal(creatinine_mg_dl))
-    return clearance * Decimal("0.85") if sex == "female" else clearance
-
-
-def creatinine_mg_dl(lab: OrganLab | None) -> Decimal | None:
-    """Serum creatinine in mg/dL from a lab reported in mg/dL or umol/L; None if unknown."""
-    if lab is None or lab.value is None or lab.unit is None:
-        return None
-    unit = lab.unit.strip().lower().replace("µ", "u").replace("μ", "u")
-    if unit == "mg/dl":
-        return lab.value
-    if unit in ("umol/l", "µmol/l"):
-        return lab.value / CREATININE_UMOL_PER_MG_DL
-    return None

@@ -14,7 +14,7 @@ from engine.record.demographics import Demographics, Diagnosis, completed_years
 from engine.record.findings import Finding
 from engine.record.follow_up import FollowUp
 from engine.record.genetics import Genetics
-from engine.record.history import Cycle, HistoryEntry
+from engine.record.history import HistoryEntry
 from engine.record.safety import AdverseEvent, Death, Lab
 from engine.record.screening import Screening
 
@@ -92,16 +92,6 @@ class SubjectRecord(RecordModel):
     def age_at_consent(self) -> int | None:
         """Completed years at consent: age_years, or computed from birth_date (A17)."""
         return age_at_consent(self)
-
-    def prior_venetoclax(self) -> bool | None:
-        """Prior venetoclax-based treatment: screening attestation or a venetoclax history
-        cycle; None when neither says so and nothing says otherwise."""
-        from_history = any(isinstance(e, Cycle) and e.venetoclax_based
-                           for e in self.treatment_history)
-        stated = self.screening.prior_venetoclax if self.screening else None
-        if from_history or stated:
-            return True
-        return stated
 
 
 def age_at_consent(record: SubjectRecord) -> int | None:

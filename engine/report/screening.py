@@ -41,6 +41,8 @@ def print_screening(result: ScreeningResult, console: Console | None = None,
                   + (f"  ({why})" if why else ""), highlight=False)
     if result.missing:
         console.print("still missing: " + ", ".join(result.missing))
+        for fact, fields in result.record_fields.items():   # where the packs' `from:` would read it
+            console.print(f"  {fact} <- record {' | '.join(fields)}", highlight=False)
     ds = result.disease_status
     if ds:   # a trial with a disease-status pack (its protocol's packs.disease_status)
         line = f"disease status: {ds['trial_status']}"
