@@ -237,6 +237,29 @@ def test_a_from_path_the_record_lacks_is_refused(tmp_path, rules_copy):
     nothing_written(db)
 
 
+@pytest.mark.parametrize("pack, fact, command", [
+    ("vah-trial-response", "subject.transfusions_recorded", "marrow"),   # a response profile
+    ("vah-follow-up", "follow_up.death_date", "marrow"),                 # the follow-up role, on any use
+])
+def test_response_and_follow_up_packs_are_checked_too(tmp_path, rules_copy, pack, fact, command):
+    line = _edit_fact(rules_copy, pack, fact, lambda s: s.split(", from:")[0] + "}")
+    marrow = ROOT / "fixtures" / "marrow" / "adequacy-200-cells.yaml"
+    db = tmp_path / "audit.sqlite"
+    refused(cli(db, "--rules-dir", str(rules_copy), "--trial", "vah", command, str(marrow)),
+            f"{pack}/pack.yaml", f":{line}", fact, "nothing provides")
+    nothing_written(db)
+
+
+def test_a_fact_another_pack_of_its_sheet_derives_is_provided(tmp_path, rules_copy):
+    """The response profiles share one fact sheet: eln-2022-response may read the first dose date
+    the other profiles derive."""
+    _edit_fact(rules_copy, "eln-2022-response", "subject.first_dose_date", lambda s: s.split(", from:")[0] + "}")
+    marrow = ROOT / "fixtures" / "marrow" / "adequacy-200-cells.yaml"
+    r = cli(tmp_path / "a.sqlite", "--rules-dir", str(rules_copy), "--trial", "vah", "marrow", str(marrow),
+            "--profile", "eln-2022", "--json")
+    assert r.exit_code == 0, r.output
+
+
 def test_two_packs_deriving_one_fact_differently_are_refused(tmp_path, rules_copy):
     _edit_fact(rules_copy, "disease-status", "screening.reference_date",
                lambda s: s.split(", from:")[0] + ", from: {field: screening.date}}")

@@ -17,25 +17,17 @@ from engine.adjudicate.common import audit_entry, input_snapshot
 from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.run import Evaluator, evaluate_pack
 from engine.evaluate.values import to_json
-from engine.record import SubjectRecord, field_source
+from engine.facts.derive import derive
+from engine.record import SubjectRecord
 from engine.rules.load import Registry
 
 USE_CASE = "follow-up"
 
 
-def follow_up_sheet(record: SubjectRecord, path: str | Path) -> FactSheet:
-    """The facts the follow-up pack reads, each with the record field it came from."""
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-
-    def put(name: str, value: Any, src: str) -> None:
-        if value is not None:
-            values[name], sources[name] = value, field_source(str(path), src)
-    os_ = record.on_study
-    put("study.first_dose_date", os_.first_dose_date if os_ else None, "on_study.first_dose_date")
-    put("follow_up.death_date", record.death.date if record.death else None, "death.date")
-    put("follow_up.last_contact_date", record.last_contact_date, "last_contact_date")
-    return FactSheet.of(values, sources)
+def follow_up_sheet(record: SubjectRecord, path: str | Path, pack: Any) -> FactSheet:
+    """The facts the follow-up pack declares, derived as its `from:` says, each with the record
+    field it came from."""
+    return derive(record, pack.manifest.facts, path)
 
 
 def timeline(record: SubjectRecord) -> list[dict[str, Any]]:
@@ -75,7 +67,7 @@ def cohort_entries(record: SubjectRecord, path: str | Path, registry: Registry,
     pack = registry.packs.get(pack_id) if pack_id else None
     if pack is None or record.on_study is None:
         return []
-    sheet = follow_up_sheet(record, path)
+    sheet = follow_up_sheet(record, path, pack)
     check_types(sheet, pack.manifest.facts, file=str(path), subject=record.subject_id)
     result, full = evaluate_pack(pack, sheet, params.get(pack.id), evaluator)
     outcome: dict[str, Any] = {}

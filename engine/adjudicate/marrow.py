@@ -177,7 +177,7 @@ def adjudicate_profile(record: SubjectRecord, path: str | Path, profile: str, re
     folds over the committee's outputs for those items (engine.adjudicate.committee.fixed_outputs)."""
     pack = registry.get(profiles_of(registry)[profile])
     resolved = resolve_params(pack, params)
-    sheet, timeline = inputs or course_inputs(record, path)
+    sheet, timeline = inputs or course_inputs(record, path, [registry.get(pid) for pid in profiles_of(registry).values()])
     check_types(sheet, pack.manifest.facts, file=str(path), subject=record.subject_id)
     _check_events(pack, timeline, path, record.subject_id)
     fixed = committee_fixed(pack, profile, committee)
@@ -202,7 +202,7 @@ def adjudicate_subject(record: SubjectRecord, path: str | Path, registry: Regist
                        evaluator: Evaluator | None = None,
                        committee: Mapping[str, Any] | None = None) -> SubjectMarrow:
     out = SubjectMarrow(record.subject_id, profiles)
-    inputs = course_inputs(record, path)
+    inputs = course_inputs(record, path, [registry.get(pid) for pid in profiles_of(registry).values()])
     for p in profiles:
         run = adjudicate_profile(record, path, p, registry, (params or {}).get(profiles_of(registry)[p]), evaluator, inputs,
                                  committee)
@@ -292,7 +292,7 @@ def item_ids(record: SubjectRecord, path: str | Path, registry: Registry, profil
     from engine.evaluate.collections import ElementEvaluator
     from engine.evaluate.course import select_items
     from engine.evaluate.reference import ReferenceEvaluator
-    sheet, timeline = course_inputs(record, path)
+    sheet, timeline = course_inputs(record, path, [registry.get(pid) for pid in profiles_of(registry).values()])
     ids: list[str] = []
     for p in profiles:
         pack = registry.get(profiles_of(registry)[p])

@@ -17,8 +17,8 @@ from engine.errors import InputError
 from engine.evaluate.facts import FactSheet, check_types
 from engine.evaluate.logic import Outcome
 from engine.evaluate.run import Evaluator, PackResult, RuleResult, evaluate_chain, evaluate_pack
-from engine.facts.derive import record_fields as fields_read
-from engine.facts.screening import declared_facts, finding_units, screening_facts, unread_warnings
+from engine.facts.derive import declared_facts, record_fields as fields_read
+from engine.facts.screening import finding_units, screening_facts, unread_warnings
 from engine.record import SubjectRecord
 from engine.rules.load import Registry
 

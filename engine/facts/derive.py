@@ -268,6 +268,17 @@ class Deriver:
         return all(getattr(item, k, None) == v for k, v in where.items())
 
 
+def declared_facts(packs: Iterable[Any]) -> list[FactDecl]:
+    """The facts the packs declare, each name once (the declaration with a `from:` first; a trial's
+    packs derive one fact one way: engine/rules/protocol.py check_fact_sources)."""
+    out: dict[str, FactDecl] = {}
+    for pack in packs:
+        for d in pack.manifest.facts:
+            if d.name not in out or (out[d.name].from_ is None and d.from_ is not None):
+                out[d.name] = d
+    return list(out.values())
+
+
 def _cite(paths: list[str]) -> str:
     """The record fields a value came from: one path, the object holding them all, or `a+b`."""
     unique = list(dict.fromkeys(paths))

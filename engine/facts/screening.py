@@ -19,16 +19,6 @@ from engine.record.findings import FINDING_PREFIX
 from engine.rules.model import FactDecl
 
 
-def declared_facts(packs: Iterable[Any]) -> list[FactDecl]:
-    """The facts the packs declare, each name once (the declaration with a `from:` first)."""
-    out: dict[str, FactDecl] = {}
-    for pack in packs:
-        for d in pack.manifest.facts:
-            if d.name not in out or (out[d.name].from_ is None and d.from_ is not None):
-                out[d.name] = d
-    return list(out.values())
-
-
 def screening_facts(record: SubjectRecord, path: str | Path, decls: Iterable[FactDecl]) -> FactSheet:
     """The fact sheet the screening packs read, each value with `file#field` as its source."""
     sheet = derive(record, decls, path)

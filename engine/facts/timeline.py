@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from engine.evaluate.events import Event, Timeline
-from engine.evaluate.facts import FactSheet
 from engine.record import SubjectRecord, field_source
 from engine.record.assessments import Assessment
 from engine.record.history import Cycle, Dli, HistoryMarrow, Hsct, Relapse, Remission
@@ -199,20 +198,3 @@ class _Dated:
 
     def __init__(self, m: Any, date: dt.date) -> None:
         self.blood, self.date = m.blood, date
-
-
-def subject_facts(record: SubjectRecord, path: str | Path = "<record>") -> FactSheet:
-    """The subject-level dates the course packs read."""
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    os_ = record.on_study
-
-    def put(name: str, value: Any, where: str) -> None:
-        if value is not None:
-            values[name], sources[name] = value, field_source(str(path), where)
-    put("subject.first_dose_date", os_.first_dose_date if os_ else None, "on_study.first_dose_date")
-    put("subject.last_dose_date", os_.last_dose_date if os_ else None, "on_study.last_dose_date")
-    put("subject.last_contact_date", record.last_contact_date, "last_contact_date")
-    put("subject.transfusions_recorded", True if os_ is not None and os_.transfusions is not None else None,
-        "on_study.transfusions")
-    return FactSheet.of(values, sources)

@@ -303,18 +303,24 @@ def load_protocol(rules_dir: str | Path | None, trial: str | None = None,
     return proto
 
 
-SCREENING_ROLES = ("disease_status", "eligibility", "genetic_risk")
+# The roles whose packs read the subject record through `from:` (the screening, the response
+# profiles' subject dates, the follow-up). The other roles read one lab result or adverse event at
+# a time, built by engine/facts/safety.py (the engine's core vocabulary there: docs/known-gaps.md).
+RECORD_ROLES = ("disease_status", "eligibility", "genetic_risk", "follow_up")
 
 
 def check_fact_sources(proto: Protocol, packs: Any) -> None:
-    """Every fact a screening pack of the trial declares (and so may read) has a provider: its
-    `from:` (derived from the subject record), the coded findings (`finding.<name>`), or an output
-    of another pack of the trial (a decision, derived fact or aggregate). Otherwise the pack is
-    refused naming its file, line and fact: a fact nothing provides would leave every decision
+    """Every fact a record-reading pack of the trial declares (and so may read) has a provider:
+    its `from:` (derived from the subject record), the coded findings (`finding.<name>`), or an
+    output of another pack of the trial (a decision, derived fact or aggregate). Otherwise the pack
+    is refused naming its file, line and fact: a fact nothing provides would leave every decision
     reading it INDETERMINATE for every subject. Two packs deriving one fact differently are refused."""
     from engine.record.findings import FINDING_PREFIX
-    ids = [getattr(proto.packs, r) for r in SCREENING_ROLES if getattr(proto.packs, r) in packs]
-    trial = [packs[i] for i in dict.fromkeys(ids)]
+    p = proto.packs
+    # the packs that share one fact sheet: a fact one of them derives, the others may read
+    groups = [[p.disease_status, p.eligibility, p.genetic_risk], list(p.response.profiles.values()), [p.follow_up]]
+    groups = [[packs[i] for i in dict.fromkeys(g) if i in packs] for g in groups]
+    trial = [pk for g in groups for pk in g]
     derived: dict[str, tuple[Any, int]] = {}
     for pack in trial:
         for i, d in enumerate(pack.manifest.facts):
@@ -327,15 +333,18 @@ def check_fact_sources(proto: Protocol, packs: Any) -> None:
                                 file=pack.file, line=pack.line_of("facts", i, "from"), key=f"facts.{i}.from",
                                 expected="one derivation per fact in a trial (copy it, or read the other's)")
             derived.setdefault(d.name, (pack, i))
-    for pack in trial:
-        outputs = {n for other in trial if other is not pack
-                   for n in (set(other.known) | set(other.timeline.get("course_known", {})))
-                   if n not in {d.name for d in other.manifest.facts}}
-        for i, d in enumerate(pack.manifest.facts):
-            if d.name in derived or d.name.startswith(FINDING_PREFIX) or d.name in outputs:
-                continue
-            raise PackError(f"reads fact {d.name!r}, which nothing provides in trial {proto.id}",
-                            file=pack.file, line=pack.line_of("facts", i), key=f"facts.{i}.name",
-                            expected=f"a from: saying where the subject record holds it, a coded finding "
-                                     f"({FINDING_PREFIX}<name>), or an output of another pack of the trial "
-                                     f"({', '.join(p.id for p in trial if p is not pack) or 'none'})")
+    for group in groups:
+        shared = {d.name for pk in group for d in pk.manifest.facts if d.from_ is not None}
+        for pack in group:
+            outputs = {n for other in group if other is not pack
+                       for n in (set(other.known) | set(other.timeline.get("course_known", {})))
+                       if n not in {d.name for d in other.manifest.facts}}
+            for i, d in enumerate(pack.manifest.facts):
+                if d.name in shared or d.name.startswith(FINDING_PREFIX) or d.name in outputs:
+                    continue
+                others = ", ".join(o.id for o in group if o is not pack) or "none"
+                raise PackError(f"reads fact {d.name!r}, which nothing provides in trial {proto.id}",
+                                file=pack.file, line=pack.line_of("facts", i), key=f"facts.{i}.name",
+                                expected=f"a from: saying where the subject record holds it, a coded finding "
+                                         f"({FINDING_PREFIX}<name>), or an output of a pack it is evaluated "
+                                         f"with ({others})")
