@@ -150,8 +150,7 @@ def _history_events(record: SubjectRecord, ev: _Events, assessments: list) -> No
             ev.add("cycle", e.start_date, e.id or base, {
                 "cycle.line": ("prior", base), "cycle.intensity": (e.intensity, f"{base}.intensity"),
                 "cycle.phase": (e.phase, f"{base}.phase"), "cycle.regimen": (e.regimen, f"{base}.regimen"),
-                "cycle.venetoclax_based": (e.venetoclax_based, f"{base}.venetoclax_based"),
-                "cycle.hma_based": (e.hma_based, f"{base}.hma_based")})
+                **{f"cycle.agent.{a}": (v, f"{base}.agents.{a}") for a, v in e.agents.items()}})
             for part, order in (("marrow_before", BEFORE), ("marrow_after", AFTER)):
                 m = getattr(e, part)
                 if m is None:

@@ -9,12 +9,13 @@ disease-status pack, which judges each earlier marrow from its facts.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from engine.record.assessments import AssessmentFacts, Marrow, Mrd
 from engine.record.base import FieldError, RecordModel
+from engine.record.safety import DRUG_RE, DrugName
 from engine.record.units import Percent
 
 SiteResponse = Literal["CR", "CRi", "CRh", "MLFS", "PR", "NR", "SD", "PD", "NOT_EVALUABLE"]
@@ -59,8 +60,20 @@ class MarrowAfter(EarlierMarrow):
     """Bone marrow after a cycle, with the site's recorded response."""
 
 
+BASED_SUFFIX = "_based"     # `<agent>_based: true|false` is read as `agents: {<agent>: true|false}` (the first records' shape)
+
+
+def _based_alias_schema(schema: dict[str, Any], cls: type) -> None:
+    """`<agent>_based: true|false` in the JSON Schema, spelled as strictly as `agents` values."""
+    values = schema["properties"]["agents"]["patternProperties"]
+    schema["patternProperties"] = {f"{DRUG_RE[:-1]}{BASED_SUFFIX}$": next(iter(values.values()))}
+
+
 class Cycle(RecordModel):
     """One cycle (course) of prior therapy."""
+
+    # the `<agent>_based` alias, in the JSON Schema too (keys matching the pattern are not "additional")
+    model_config = ConfigDict(**RecordModel.model_config, json_schema_extra=_based_alias_schema)
 
     type: Literal["cycle"] = Field(description="Entry type discriminator: cycle.")
     id: str | None = Field(None, max_length=64, description="Identifier of the cycle.")
@@ -70,14 +83,34 @@ class Cycle(RecordModel):
         None, description="Purpose: induction|reinduction|consolidation|salvage.")
     intensity: Literal["intensive", "non_intensive"] | None = Field(None, description=(
         "Intensity: intensive|non_intensive (ELN 2017 counts intensive courses, A12)."))
-    venetoclax_based: bool | None = Field(None, description=(
-        "The regimen contained venetoclax (true/false); exclusion EXC-01."))
-    hma_based: bool | None = Field(None, description=(
-        "The regimen contained a hypomethylating agent (azacitidine, decitabine)."))
+    agents: dict[DrugName, bool | None] = Field(default_factory=dict, description=(
+        "Whether the regimen contained each agent or agent class a pack asks about: "
+        "{<agent>: true|false} (e.g. a drug, or a class such as hma); an agent not listed, or null, "
+        "is unknown. `<agent>_based: true|false` beside it is read as agents[<agent>]."))
     marrow_before: MarrowBefore | None = Field(None, description=(
         "Marrow before the cycle: date, blasts_pct (%)."))
     marrow_after: MarrowAfter | None = Field(None, description=(
         "Marrow after the cycle: date, blasts_pct (%), response, mrd_pct (%)."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_agent_keys(cls, data: Any) -> Any:
+        """`<agent>_based: ...` -> agents[<agent>] (documented alias: docs/subject-record.md)."""
+        if not isinstance(data, dict) or not any(isinstance(k, str) and k.endswith(BASED_SUFFIX) for k in data):
+            return data
+        data = dict(data)
+        agents = data.get("agents") or {}
+        if not isinstance(agents, dict):
+            return data
+        agents = dict(agents)
+        for key in [k for k in data if isinstance(k, str) and k.endswith(BASED_SUFFIX)]:
+            agent = key[: -len(BASED_SUFFIX)]
+            if agent in agents:
+                raise FieldError(key, f"agent {agent!r} given twice ({key} and agents.{agent})",
+                                 expected=f"one of {key} or agents.{agent}")
+            agents[agent] = data.pop(key)
+        data["agents"] = agents
+        return data
 
     @model_validator(mode="after")
     def _marrow_after_follows_start(self) -> "Cycle":
