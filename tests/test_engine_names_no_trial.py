@@ -39,12 +39,6 @@ RECORD_VOCABULARY = {
 # Most of it is issue 12 item 2 (the trial-agnostic subject record: the record still has VAH's
 # fields, and engine/facts derives the facts by name instead of from the packs' declarations).
 ALLOWED: dict[str, tuple[set[str], str]] = {
-    "engine/record/safety.py": (
-        {"albumin", "alp", "alt", "amylase", "aptt", "ast", "bilirubin", "calcium_corrected", "calcium_ionized",
-         "cd4", "cholesterol", "ck", "creatinine", "ggt", "glucose", "haptoglobin", "hemoglobin", "inr", "ldh",
-         "lipase", "lymphocytes", "magnesium", "neutrophils", "ph_blood", "phosphate", "platelets", "potassium",
-         "sodium", "triglycerides", "uric_acid", "wbc", "lab-terms", "hypotension"},
-        "record model: field help lists the lab tests and an AE fact example"),
     "engine/record/screening.py": (
         {"bilirubin", "creatinine", "arrhythmia", "bleeding", "budesonide_topical",
          "dexamethasone", "hydrocortisone", "methylprednisolone", "prednisone", "gvhd_treatment", "prophylaxis",

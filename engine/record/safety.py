@@ -28,12 +28,9 @@ class Lab(RecordModel):
     id: str = Field(max_length=64, description="Identifier of the result (unique).")
     date: dt.date = Field(description="Sample date (ISO date).")
     test: str = Field(max_length=40, pattern=LAB_TEST_RE, description=(
-        "Analyte, a controlled lower-case name that the lab-terms rule pack maps to CTCAE terms "
-        "(neutrophils, platelets, wbc, lymphocytes, cd4, hemoglobin, creatinine, bilirubin, ast, "
-        "alt, alp, ggt, ck, ldh, lipase, amylase, aptt, inr, haptoglobin, fibrinogen, albumin, "
-        "potassium, sodium, magnesium, calcium_corrected, calcium_ionized, uric_acid, phosphate, "
-        "glucose, cholesterol, triglycerides, ph_blood); a name no pack maps is not gradable, "
-        "with the reason."))
+        "Analyte, a controlled lower-case name: one of the `lab.test` values the lab map pack "
+        "declares (it maps each to CTCAE terms); a name no pack maps is not gradable, with the "
+        "reason."))
     value: Number = Field(description="Result, in `unit` as reported.")
     unit: str = Field(min_length=1, max_length=32, description=(
         "Unit as reported, e.g. 10^9/L, cells/mm3, g/L, g/dL, mg/dL, mmol/L, umol/L, U/L. "
@@ -43,9 +40,8 @@ class Lab(RecordModel):
     baseline: Number | None = Field(None, description=(
         "Baseline value of this analyte, in `unit` (for baseline-relative CTCAE grades)."))
     qualifiers: dict[str, bool] = Field(default_factory=dict, description=(
-        "Clinical qualifiers of the result that a CTCAE pack reads, name -> true/false: fasting "
-        "(glucose), on_anticoagulation (INR), symptomatic, intervention_indicated, "
-        "physiologic_consequences. Absent = not recorded."))
+        "Clinical qualifiers of the result that a CTCAE pack reads, name -> true/false, named as "
+        "the pack declares them (e.g. fasting, symptomatic). Absent = not recorded."))
 
     @model_validator(mode="after")
     def _plausible(self) -> "Lab":
@@ -96,7 +92,7 @@ class AdverseEvent(RecordModel):
 
     id: str = Field(max_length=64, description="Identifier of the event (unique).")
     term: str = Field(min_length=1, max_length=200, description=(
-        "CTCAE term as reported: its display name or a wording the lab-terms pack's aliases read."))
+        "CTCAE term as reported: its display name or a wording the lab map pack's aliases read."))
     onset_date: dt.date = Field(description="Onset date (ISO date).")
     resolution_date: dt.date | None = Field(None, description=(
         "Resolution date (ISO date); null = ongoing."))
@@ -107,8 +103,8 @@ class AdverseEvent(RecordModel):
                      "fatal", "unknown"] | None = Field(None, description=(
         "recovered|recovering|not_recovered|recovered_with_sequelae|fatal|unknown."))
     facts: dict[str, FactValue] = Field(default_factory=dict, description=(
-        "Clinical facts for grading, name -> number|true/false|text; units in the name, e.g. "
-        "temperature_c (degrees C), sustained_1h, hypotension, vasopressors."))
+        "Clinical facts for grading, name -> number|true/false|text, named as the grading pack "
+        "declares them; units in the name, e.g. temperature_c (degrees C)."))
     attribution: dict[DrugName, AttributionLevel | None] | None = Field(None, description=(
         "Relatedness per study drug, {<drug>: <level>}: the drugs are the protocol's study_drugs "
         "(another name is refused), the levels those its attribution pack declares; null or "
