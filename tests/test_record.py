@@ -382,3 +382,16 @@ def test_docs_are_generated_from_the_models() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert (ROOT / "docs" / "subject-record.md").read_text(encoding="utf-8") == module.render()
+
+
+def test_history_agents_and_their_based_alias() -> None:
+    """A history cycle's `<agent>_based` key is read as agents[<agent>]; giving both is refused; an
+    agent not listed stays unknown (not false)."""
+    from engine.record.history import Cycle
+    c = Cycle.model_validate({"type": "cycle", "start_date": "2020-01-01", "venetoclax_based": True,
+                              "agents": {"hma": False}})
+    assert c.agents == {"venetoclax": True, "hma": False}
+    assert "cytarabine" not in Cycle.model_validate({"type": "cycle", "start_date": "2020-01-01"}).agents
+    with pytest.raises(Exception, match="agent 'venetoclax' given twice"):
+        Cycle.model_validate({"type": "cycle", "start_date": "2020-01-01", "venetoclax_based": True,
+                              "agents": {"venetoclax": False}})

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from engine.record.base import FieldError, RecordModel, check_span
+from engine.record.base import FieldError, RecordModel, check_span, suffix_alias
 from engine.record.safety import DRUG_RE, DrugName
 from engine.record.units import Count, Hemoglobin, NonNegative, Percent, Positive
 
@@ -76,20 +76,7 @@ class OnStudyCycle(RecordModel):
     @classmethod
     def _per_drug_keys(cls, data: Any) -> Any:
         """`<drug>_doses: [...]` -> doses[<drug>] (documented alias: docs/subject-record.md)."""
-        if not isinstance(data, dict) or not any(isinstance(k, str) and k.endswith(DOSES_SUFFIX) for k in data):
-            return data
-        data = dict(data)
-        doses = dict(data.get("doses") or {}) if isinstance(data.get("doses") or {}, dict) else data.get("doses")
-        if not isinstance(doses, dict):
-            return data
-        for key in [k for k in data if isinstance(k, str) and k.endswith(DOSES_SUFFIX)]:
-            drug = key[: -len(DOSES_SUFFIX)]
-            if drug in doses:
-                raise FieldError(key, f"doses of {drug!r} given twice ({key} and doses.{drug})",
-                                 expected=f"one of {key} or doses.{drug}")
-            doses[drug] = data.pop(key)
-        data["doses"] = doses
-        return data
+        return suffix_alias(data, DOSES_SUFFIX, "doses", "doses of")
 
     @model_validator(mode="after")
     def _days_unique(self) -> "OnStudyCycle":

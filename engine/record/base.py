@@ -38,6 +38,25 @@ _SCALARS = (bool, int, Decimal, dt.date)
 _CONVERTERS = (BeforeValidator, PlainValidator, WrapValidator)
 
 
+def suffix_alias(data: Any, suffix: str, target: str, what: str) -> Any:
+    """`<name><suffix>: v` keys beside `target` read as `target[<name>] = v` (the first records'
+    per-drug keys, e.g. `venetoclax_doses` for `doses`); a name given both ways is refused."""
+    if not isinstance(data, dict) or not any(isinstance(k, str) and k.endswith(suffix) for k in data):
+        return data
+    mapping = data.get(target) or {}
+    if not isinstance(mapping, dict):
+        return data
+    data, mapping = dict(data), dict(mapping)
+    for key in [k for k in data if isinstance(k, str) and k.endswith(suffix)]:
+        name = key[: -len(suffix)]
+        if name in mapping:
+            raise FieldError(key, f"{what} {name!r} given twice ({key} and {target}.{name})",
+                             expected=f"one of {key} or {target}.{name}")
+        mapping[name] = data.pop(key)
+    data[target] = mapping
+    return data
+
+
 def _scalar_kind(annotation: Any) -> tuple[str, type] | None:
     """("", kind), ("list", kind) or ("dict", kind) when a field holds exactly one scalar kind of
     spelling.py (optionally in a list or as mapping values, optionally null); None for unions of

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import ConfigDict, Field, model_validator
 
 from engine.record.assessments import AssessmentFacts, Marrow, Mrd
-from engine.record.base import FieldError, RecordModel
+from engine.record.base import FieldError, RecordModel, suffix_alias
 from engine.record.safety import DRUG_RE, DrugName
 from engine.record.units import Percent
 
@@ -96,21 +96,7 @@ class Cycle(RecordModel):
     @classmethod
     def _per_agent_keys(cls, data: Any) -> Any:
         """`<agent>_based: ...` -> agents[<agent>] (documented alias: docs/subject-record.md)."""
-        if not isinstance(data, dict) or not any(isinstance(k, str) and k.endswith(BASED_SUFFIX) for k in data):
-            return data
-        data = dict(data)
-        agents = data.get("agents") or {}
-        if not isinstance(agents, dict):
-            return data
-        agents = dict(agents)
-        for key in [k for k in data if isinstance(k, str) and k.endswith(BASED_SUFFIX)]:
-            agent = key[: -len(BASED_SUFFIX)]
-            if agent in agents:
-                raise FieldError(key, f"agent {agent!r} given twice ({key} and agents.{agent})",
-                                 expected=f"one of {key} or agents.{agent}")
-            agents[agent] = data.pop(key)
-        data["agents"] = agents
-        return data
+        return suffix_alias(data, BASED_SUFFIX, "agents", "agent")
 
     @model_validator(mode="after")
     def _marrow_after_follows_start(self) -> "Cycle":
