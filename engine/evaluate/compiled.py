@@ -151,8 +151,44 @@ class _Gen:
         raise EvaluationError(f"the compiled evaluator does not know the operator {op!r}")
 
 
+def first_test(cond: Any, params: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(fact, text) when the first test a condition evaluates is `{fact: F, eq: "text"}` (the
+    condition itself, or the first part of an `all`, at any depth). Then a present text other than
+    "text" makes the whole condition false before anything else in it is read."""
+    while isinstance(cond, AllOf):
+        cond = cond.all[0]
+    if isinstance(cond, Compare) and cond.fact is not None and cond.op == "eq" and not isinstance(cond.operand, FactRef):
+        value = literal(cond.operand, params)
+        if type(value) is str:
+            return cond.fact, value
+    return None
+
+
+class _Other:
+    """A split fact's text that no row of the table tests for: every row guarded by it is refuted."""
+    __slots__ = ()
+
+
+_OTHER = _Other()
+
+
+class Split:
+    """One stratum for one combination of split-fact values: the evaluables still to evaluate (in
+    plan order), their function, and the decision rows refuted by their first test (never
+    evaluated: not met, nothing read). `memo` is the caller's (run_plan keeps its prebuilt results
+    of the refuted rows there)."""
+    __slots__ = ("visit", "keys", "function", "refuted", "kept", "memo")
+
+    def __init__(self, visit: list[Any], keys: tuple[str, ...], function: Any, refuted: tuple[str, ...],
+                 kept: dict[str, tuple[int, ...]]) -> None:
+        self.visit, self.keys, self.function, self.refuted, self.memo = visit, keys, function, refuted, None
+        # decision id -> the indices of its rows not refuted (a table whose rows are all in this stratum)
+        self.kept = kept
+
+
 class _CompiledPlan:
-    """One plan compiled for one set of parameters: per stratum, its keys and its function."""
+    """One plan compiled for one set of parameters: per stratum, its keys and its function; and
+    per stratum the decision tables split by the fact their rows test first (`split`)."""
 
     def __init__(self, plan: Plan, params: Mapping[str, Any]) -> None:
         ns: dict[str, Any] = {"M": _MISSING, "_OI": _OI, "_atleast": _atleast, "_isin": _isin,
@@ -165,9 +201,85 @@ class _CompiledPlan:
             body = ", ".join(gen.expr(ev.cond) for ev in stratum)
             src.append(f"def s{k}(v, u, r):\n    return ({body},)\n")
         self.source = "\n".join(src)
-        code = compile(self.source, f"<compiled plan {plan.pack_id}/{plan.scope}>", "exec")
+        self._name = f"<compiled plan {plan.pack_id}/{plan.scope}>"
+        code = compile(self.source, self._name, "exec")
         exec(code, ns)   # noqa: S102 - generated from the validated plan; pack values are constants
         self.functions = [ns[f"s{k}"] for k in range(len(plan.strata))]
+        self._gen, self._ns, self._strata, self._row_keys = gen, ns, plan.strata, plan.row_keys
+        self.split_facts, self._guards = _splits(plan, params)
+        self._splits: list[dict[tuple[Any, ...], Split | None]] = [{} for _ in plan.strata]
+
+    def split(self, k: int, values: Mapping[str, Any]) -> Split | None:
+        """Stratum k for these facts, or None when no split applies (no split table in the stratum,
+        or every split fact unknown, absent or not a text: then the full stratum is evaluated)."""
+        facts = self.split_facts[k]
+        if not facts:
+            return None
+        key = tuple((w if w in texts else _OTHER) if type(w := values.get(f)) is str else None
+                    for f, texts in facts)
+        cache = self._splits[k]
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        sp = cache[key] = self._build(k, dict(zip((f for f, _ in facts), key)))
+        return sp
+
+    def _build(self, k: int, known: dict[str, Any]) -> Split | None:
+        visit, refuted = [], []
+        for ev, guard in zip(self._strata[k], self._guards[k]):
+            if guard is not None and known.get(guard[0]) is not None and known[guard[0]] != guard[1]:
+                refuted.append(ev.key)
+            else:
+                visit.append(ev)
+        if not refuted:
+            return None
+        name = f"s{k}_{len(self._ns)}"
+        body = ", ".join(self._gen.expr(ev.cond) for ev in visit)
+        source = f"def {name}(v, u, r):\n    return ({body}{',' if visit else ''})\n"
+        exec(compile(source, self._name, "exec"), self._ns)   # noqa: S102 - as above
+        gone = set(refuted)
+        here = {ev.key for ev in self._strata[k]}
+        kept = {d: tuple(j for j, key in enumerate(keys) if key not in gone)
+                for d, keys in self._row_keys.items() if gone.intersection(keys) and here.issuperset(keys)}
+        return Split(visit, tuple(ev.key for ev in visit), self._ns[name], tuple(refuted), kept)
+
+
+def _splits(plan: Plan, params: Mapping[str, Any]) -> tuple[list[tuple[tuple[str, frozenset[str]], ...]],
+                                                           list[list[tuple[str, str] | None]]]:
+    """Per stratum, the split facts (with the texts rows test them for) and each evaluable's guard.
+    A decision table is split by the fact most of its rows test first, when they test it for at
+    least two texts; rules, transitions and other tables' rows are never refuted this way."""
+    rows: dict[str, list[tuple[str, str] | None]] = {}
+    for stratum in plan.strata:
+        for ev in stratum:
+            if ev.decision is not None:
+                rows.setdefault(ev.decision, []).append(first_test(ev.cond, params))
+    chosen: dict[str, str] = {}
+    for dec, guards in rows.items():
+        by_fact: dict[str, set[str]] = {}
+        count: dict[str, int] = {}
+        for g in guards:
+            if g is not None:
+                by_fact.setdefault(g[0], set()).add(g[1])
+                count[g[0]] = count.get(g[0], 0) + 1
+        best = max(sorted(count), key=lambda f: count[f], default=None)
+        if best is not None and len(by_fact[best]) >= 2:
+            chosen[dec] = best
+    facts_of, guards_of = [], []
+    for stratum in plan.strata:
+        texts: dict[str, set[str]] = {}
+        guards: list[tuple[str, str] | None] = []
+        for ev in stratum:
+            g = first_test(ev.cond, params) if ev.decision is not None else None
+            if g is not None and chosen.get(ev.decision) == g[0]:
+                texts.setdefault(g[0], set()).add(g[1])
+                guards.append(g)
+            else:
+                guards.append(None)
+        facts_of.append(tuple((f, frozenset(t)) for f, t in sorted(texts.items())))
+        guards_of.append(guards)
+    return facts_of, guards_of
 
 
 _MISSING = _Missing()
@@ -195,6 +307,15 @@ class CompiledSession:
         values = self.c.functions[stratum](sheet.values, sheet.unknown, results)
         return {k: _OUT[t] for k, t in zip(self.c.keys[stratum], values) if t != 1}
 
+    def split(self, stratum: int, sheet: FactSheet) -> Split | None:
+        """The stratum split by its tables' first tested facts (None: evaluate it whole)."""
+        return self.c.split(stratum, sheet.values)
+
+    def evaluate_split(self, sp: Split, sheet: FactSheet, results: Mapping[str, Tri]) -> dict[str, Outcome]:
+        """`evaluate` of the split's evaluables only (the refuted rows are not met)."""
+        values = sp.function(sheet.values, sheet.unknown, results)
+        return {k: _OUT[t] for k, t in zip(sp.keys, values) if t != 1}
+
     def close(self) -> None:
         pass
 
@@ -211,4 +332,4 @@ class CompiledEvaluator:
         return CompiledSession(compiled_plan(plan, pack_identity, params))
 
 
-__all__ = ["CompiledEvaluator", "compiled_plan"]
+__all__ = ["CompiledEvaluator", "Split", "compiled_plan", "first_test"]

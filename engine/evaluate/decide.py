@@ -16,7 +16,7 @@ unknown fact leaves that field undecided (`Undecided`, with the facts it misses)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from engine.errors import EvaluationError
 from engine.rules.model import Decision, HitPolicy
@@ -82,12 +82,15 @@ def _undecided_in(v: Any) -> list[Undecided]:
     return []
 
 
-def decide(dec: Decision, rows: list[Tri], resolve: Callable[[Any], Any] | None = None) -> DecisionResult:
+def decide(dec: Decision, rows: Sequence[Tri] | Mapping[int, Tri], resolve: Callable[[Any], Any] | None = None,
+           only: Sequence[int] | None = None) -> DecisionResult:
     """The table's result from its rows' outcomes; `resolve` turns `{fact: ...}` output fields into
-    values (or `Undecided`)."""
+    values (or `Undecided`). `only`: the indices of the rows that may be met or unknown, in order
+    (`rows` holds those; every other row is not met)."""
     out = resolve or (lambda v: v)
-    met = [j for j, r in enumerate(rows) if r.outcome is Outcome.MET]
-    unk = [j for j, r in enumerate(rows) if r.outcome is Outcome.UNKNOWN]
+    idx = range(len(rows)) if only is None else only
+    met = [j for j in idx if rows[j].outcome is Outcome.MET]
+    unk = [j for j in idx if rows[j].outcome is Outcome.UNKNOWN]
     policy = dec.hit_policy
     if policy is HitPolicy.collect:
         missing = sorted({m for j in unk for m in rows[j].missing})

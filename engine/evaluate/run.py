@@ -225,11 +225,25 @@ def run_plan(pack: Pack, plan: Plan, scope: str, sheet: FactSheet, params: Mappi
     resolve = _resolver(sheet)
     refuted_inputs = getattr(evaluator, "refuted_row_inputs", True)
     session = evaluator.session(plan, pack.plan_identity(scope), params, pack.file)
+    # a batch session may split a stratum's decision tables by the fact their rows test first:
+    # rows refuted by that test are not evaluated (not met, nothing read; their values read would
+    # not be built anyway)
+    split = None if refuted_inputs else getattr(session, "split", None)
     if on_stratum is not None:
         on_stratum(-1, transitions, sheet)
     try:
         for k, stratum in enumerate(plan.strata):
-            fired = session.evaluate(k, sheet, results)
+            sp = split(k, sheet) if split is not None else None
+            if sp is None:
+                fired = session.evaluate(k, sheet, results)
+            else:
+                fired = session.evaluate_split(sp, sheet, results)
+                if sp.memo is None:
+                    sp.memo = (dict.fromkeys(sp.refuted, FALSE),
+                               {key: RuleResult(key, Outcome.NOT_MET) for key in sp.refuted})
+                results.update(sp.memo[0])
+                row_results.update(sp.memo[1])   # shared, never changed (as every RuleResult)
+                stratum = sp.visit
             for ev in stratum:
                 tri = _KNOWN.get(fired.get(ev.key))
                 if tri is None:
@@ -252,7 +266,12 @@ def run_plan(pack: Pack, plan: Plan, scope: str, sheet: FactSheet, params: Mappi
                     continue
                 rule_results[ev.key] = RuleResult(ev.key, tri.outcome, missing, _inputs(ev, sheet.values, results, as_json))
             for dec in plan.decisions_after[k]:
-                res = decide(dec, [results[k] for k in dec.row_keys], resolve)
+                only = sp.kept.get(dec.id) if sp is not None else None
+                if only is None:
+                    res = decide(dec, [results[k] for k in dec.row_keys], resolve)
+                else:   # the refuted rows are not met: they change no hit policy's result
+                    keys = dec.row_keys
+                    res = decide(dec, {j: results[keys[j]] for j in only}, resolve, only)
                 dec_results[dec.id] = res
                 _publish(pack.id, dec.id, res, sheet)
             if on_stratum is not None:
