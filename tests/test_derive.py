@@ -267,3 +267,21 @@ def test_two_packs_deriving_one_fact_differently_are_refused(tmp_path, rules_cop
     refused(cli(db, "--rules-dir", str(rules_copy), "--trial", "vah", "screen", str(SUBJECT)),
             "screening.reference_date", "derived differently")
     nothing_written(db)
+
+
+def test_unread_codes_are_worked_out_per_set_of_declarations():
+    """The codes the packs name are a property of the declarations (remembered per set of them, not
+    per subject): another set of declarations gives its own answer, the same set the same one."""
+    from engine.facts.derive import unread_codes
+    record = SubjectRecord.model_validate({**BASE, "genetics": {**BASE.get("genetics", {}),
+                                                               "karyotype_done": True,
+                                                               "karyotype_findings": ["t(8;21)", "inv(16)"]}})
+
+    def decl(value):
+        return FactDecl.model_validate({"name": "k.v" + str(len(value)), "type": "boolean", "from": {"contains": {
+            "field": "genetics.karyotype_findings", "value": value, "when_recorded": "genetics.karyotype_done"}}})
+    one, other = [decl("t(8;21)")], [decl("inv(16)")]
+    assert unread_codes(record, one) == [("genetics.karyotype_findings[1]", "inv(16)")]
+    assert unread_codes(record, other) == [("genetics.karyotype_findings[0]", "t(8;21)")]
+    assert unread_codes(record, one) == [("genetics.karyotype_findings[1]", "inv(16)")]
+    assert unread_codes(record, one + other) == []

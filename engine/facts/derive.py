@@ -9,6 +9,7 @@ names no field of the record itself. Every value cites the record fields it was 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -40,8 +41,9 @@ MISSING = Value(None)
 
 # --- record paths ------------------------------------------------------------------------------
 
-def _segments(path: str) -> list[tuple[str, bool]]:
-    return [(s[:-len(LIST_ALL)], True) if s.endswith(LIST_ALL) else (s, False) for s in path.split(".")]
+@functools.lru_cache(maxsize=4096)   # the packs' paths: a few hundred, read for every subject
+def _segments(path: str) -> tuple[tuple[str, bool], ...]:
+    return tuple((s[:-len(LIST_ALL)], True) if s.endswith(LIST_ALL) else (s, False) for s in path.split("."))
 
 
 def resolve(record: BaseModel, path: str) -> list[tuple[Any, str]]:
@@ -311,17 +313,34 @@ def derive(record: SubjectRecord, decls: Iterable[FactDecl], path: str | Path = 
     return sheet
 
 
-def unread_codes(record: SubjectRecord, decls: Iterable[FactDecl]) -> list[tuple[str, Any]]:
-    """(concrete path, value) of every code in a record list that some declaration searches
-    (`contains`, or `find` by one field) but none names: a value no pack reads decides nothing."""
+def _named_codes(decls: tuple[FactDecl, ...]) -> dict[str, set[Any]]:
+    """Record list path -> the codes the declarations name there (a property of the packs alone:
+    worked out once per set of declarations, not once per subject)."""
+    key = tuple(map(id, decls))
+    hit = _NAMED.get(key)
+    if hit is not None:   # the entry holds the declarations: their ids cannot be reused meanwhile
+        return hit[1]
     named: dict[str, set[Any]] = {}
     for d in decls:
         for node in _nodes(d.from_):
             if isinstance(node, FromContains):
                 named.setdefault(node.contains.field, set()).add(node.contains.value)
             elif isinstance(node, FromFind) and len(node.find.where) == 1:
-                (key, value), = node.find.where.items()
-                named.setdefault(f"{node.find.in_}.{key}", set()).add(value)
+                (key_, value), = node.find.where.items()
+                named.setdefault(f"{node.find.in_}.{key_}", set()).add(value)
+    if len(_NAMED) >= 16:
+        _NAMED.clear()
+    _NAMED[key] = (decls, named)
+    return named
+
+
+_NAMED: dict[tuple[int, ...], tuple[tuple[FactDecl, ...], dict[str, set[Any]]]] = {}
+
+
+def unread_codes(record: SubjectRecord, decls: Iterable[FactDecl]) -> list[tuple[str, Any]]:
+    """(concrete path, value) of every code in a record list that some declaration searches
+    (`contains`, or `find` by one field) but none names: a value no pack reads decides nothing."""
+    named = _named_codes(tuple(decls))
     out: list[tuple[str, Any]] = []
     for path, values in named.items():
         lst, _, key = path.rpartition(".")
