@@ -31,6 +31,7 @@ from engine.rules.model import Aggregate, Collection, DaysFrom, ParamRef, Window
 from engine.evaluate.events import Event, Timeline
 from engine.evaluate.facts import FactSheet
 from engine.evaluate.logic import FALSE, TRUE, Outcome, Tri, all_of, unknown
+from engine.evaluate.reference import evaluate_condition
 from engine.evaluate.values import normalize
 
 _ABSENT = object()
@@ -72,7 +73,6 @@ class ElementEvaluator:
     def outcomes(self, coll_id: str, event: Event, sheet: FactSheet) -> dict[str, Tri]:
         """Outcome of each per-element condition of collection `coll_id` (or the course's items)
         for `event` (keys as in the plan)."""
-        from engine.evaluate.reference import evaluate_condition
         plan = self.plan
         k = plan.stratum_of[coll_id]
         evs = plan.strata[k]

@@ -286,13 +286,25 @@ _MISSING = _Missing()
 _CACHE: dict[tuple[Any, ...], _CompiledPlan] = {}
 
 
+_PLANS: dict[int, tuple[Plan, Any]] = {}   # id(plan) -> (the plan, its identity key): asked per evaluation
+
+
 def compiled_plan(plan: Plan, pack_identity: Mapping[str, str], params: Mapping[str, Any]) -> _CompiledPlan:
-    """The plan compiled for these parameters (once per process)."""
+    """The plan compiled for these parameters (once per process). `pack_identity` is the plan's
+    pack's (a plan object belongs to one pack)."""
     try:   # parameters are scalars (numbers, text, dates): hashing them is cheaper than encoding
-        pkey: Any = frozenset((k, type(v), v) for k, v in params.items())   # True == 1: the type too
+        # names and values in order, and their types (True == 1 == Decimal(1)); another order
+        # of the same parameters only compiles the plan once more
+        pkey: Any = (tuple(params.items()), tuple(map(type, params.values())))
+        hash(pkey)
     except TypeError:
         pkey = json.dumps(dict(params), sort_keys=True, default=str)
-    key = (tuple(sorted(pack_identity.items())), plan.scope, pkey)
+    entry = _PLANS.get(id(plan))
+    if entry is None or entry[0] is not plan:
+        if len(_PLANS) >= 512:   # registries loaded again and again (tests): the plans are let go
+            _PLANS.clear()
+        entry = _PLANS[id(plan)] = (plan, (tuple(sorted(pack_identity.items())), plan.scope))
+    key = (entry[1], pkey)
     hit = _CACHE.get(key)
     if hit is None:
         hit = _CACHE[key] = _CompiledPlan(plan, params)

@@ -116,18 +116,24 @@ def decide(dec: Decision, rows: Sequence[Tri] | Mapping[int, Tri], resolve: Call
     elif dec.default is not None or not dec.complete:
         # every unknown row may yet be false: "no row" (the default, or no output) stays possible
         candidates.append(out(dec.default))
-    candidates = _unique(candidates)
-    open_fields = [u for c in candidates for u in _undecided_in(c)]
+    fields: dict[str, Any] = {}
+    if len(candidates) == 1:   # the usual case (one row met, none open before it): the same, directly
+        only_one = candidates[0]
+        open_fields = _undecided_in(only_one)
+        if isinstance(only_one, dict):
+            fields = {k: only_one[k] for k in sorted(only_one) if not isinstance(only_one[k], Undecided)}
+    else:
+        candidates = _unique(candidates)
+        open_fields = [u for c in candidates for u in _undecided_in(c)]
+        if all(isinstance(c, dict) for c in candidates) and candidates:
+            keys = set().union(*candidates)
+            for k in sorted(keys):
+                vals = _unique([c.get(k) for c in candidates])
+                if len(vals) == 1 and not isinstance(vals[0], Undecided):
+                    fields[k] = vals[0]
     missing = sorted({m for j in relevant_unknown for m in rows[j].missing}
                      | {m for u in open_fields for m in u.missing})
     decided = len(candidates) == 1 and not open_fields
-    fields: dict[str, Any] = {}
-    if all(isinstance(c, dict) for c in candidates) and candidates:
-        keys = set().union(*candidates)
-        for k in sorted(keys):
-            vals = _unique([c.get(k) for c in candidates])
-            if len(vals) == 1 and not isinstance(vals[0], Undecided):
-                fields[k] = vals[0]
     return DecisionResult(dec.id, policy.value, "decided" if decided else "indeterminate",
                           candidates[0] if decided else None, candidates, fields,
                           [] if decided else missing, met, relevant_unknown)

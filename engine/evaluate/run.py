@@ -119,6 +119,8 @@ def resolve_params(pack: Pack, overrides: Mapping[str, Any] | None = None) -> di
         return overrides
     params = ResolvedParams((p.name, p.value) for p in pack.manifest.parameters)
     params.pack_id = pack.id
+    if not overrides:
+        return params
     decl = {p.name: p for p in pack.manifest.parameters}
     for name, value in (overrides or {}).items():
         if name not in decl:
