@@ -14,6 +14,10 @@ from typing import Any
 # No pydantic plugin observes or alters validation here, and looking for them scans every installed
 # package's metadata on the first model built (~30 ms of every command): none are loaded.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+# pydantic's plugin loader imports importlib.metadata even then (~5 % of a cold `screen`): skipped
+from engine.pydantic_plugins import skip_plugin_loader  # noqa: E402
+
+skip_plugin_loader()
 
 import click  # noqa: E402
 
