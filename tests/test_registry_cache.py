@@ -157,3 +157,87 @@ def test_embedded_tests_are_loaded_on_first_use(rules, cache_dir):
     pack = load_registry(rules).get("eln-risk")
     assert pack._tests is None
     assert len(pack.tests) > 10 and pack._tests is pack.tests
+
+
+# --- per-pack entries: a command unpickles the packs it uses ----------------------------------
+
+def test_a_hit_unpickles_only_the_packs_used(rules, cache_dir, tmp_path):
+    from engine.adjudicate.screening import run_screen
+    load_registry(rules)
+    reg = load_registry(rules)
+    assert isinstance(reg.packs, load.LazyPacks) and reg.packs.loaded() == []
+    assert list(reg.packs) == sorted(PACKS) and len(reg.packs) == len(PACKS) and "eln-risk" in reg.packs
+    reg.get("eln-risk")
+    assert reg.packs.loaded() == ["eln-risk"]
+    assert reg.get("eln-risk") is reg.get("eln-risk")   # unpickled once
+    again = load_registry(rules)
+    run_screen(str(ROOT / "fixtures/screening/C001-age-17.yaml"), again, (), str(tmp_path / "a.sqlite"), "t")
+    assert sorted(again.packs.loaded()) == sorted(PACKS)   # the screening packs, nothing else
+
+
+def test_the_full_rules_folder_screens_with_its_screening_packs_only(cache_dir, tmp_path):
+    from engine.adjudicate.screening import run_screen, screening_packs
+    load_registry(ROOT / "rules")
+    reg = load_registry(ROOT / "rules")
+    run_screen(str(ROOT / "fixtures/screening/C001-age-17.yaml"), reg, (), str(tmp_path / "a.sqlite"), "t")
+    assert sorted(reg.packs.loaded()) == sorted(p for p in screening_packs(reg) if p)
+    assert len(reg.packs) > len(reg.packs.loaded())
+
+
+def test_what_is_kept_beside_the_packs_is_what_the_packs_say(cache_dir):
+    from engine.adjudicate.safety import tls_packs
+    from engine.rules.explain import titles_of
+    cache.save("k", load_registry(ROOT / "rules"))    # whatever the key: the entry's content
+    fresh = load.Registry(packs={p.id: p for p in (load.load_pack(f) for f in sorted(
+        (ROOT / "rules").iterdir()) if f.is_dir() and not f.name.startswith((".", "_")))}, root=ROOT / "rules")
+    cached = cache.load("k")
+    assert titles_of(cached) == titles_of(fresh) and len(titles_of(fresh)) > 100
+    assert [p.id for p in tls_packs(cached)] == [p.id for p in tls_packs(fresh)] != []
+    assert cached.packs.loaded() == [p.id for p in tls_packs(fresh)]   # titles: no pack unpickled
+    assert dict(cached.packs.files()) == {p.sha256: p.path for p in fresh.packs.values()}
+
+
+def test_a_cached_registry_pickles_as_every_pack(rules, cache_dir):
+    import pickle
+    load_registry(rules)
+    reg = load_registry(rules)
+    copy = pickle.loads(pickle.dumps(reg))
+    assert type(copy.packs) is dict and list(copy.packs) == list(reg.packs)
+    assert copy.packs == dict(reg.packs.items())
+
+
+def test_an_entry_saved_under_another_key_is_a_miss(rules, cache_dir, monkeypatch):
+    load_registry(rules)
+    (entry,) = entries(cache_dir)
+    key = cache.registry_key(rules, sorted(p for p in rules.iterdir() if not p.name.startswith("_")), load.PACK_FILE)
+    other = cache_dir / f"registry-{'0' * 64}.pickle"
+    entry.rename(other)
+    assert cache.load("0" * 64) is None    # its content names the key it was saved under
+    other.rename(entry)
+    assert cache.load(key) is not None
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX owners")
+def test_an_entry_another_user_owns_is_never_loaded(rules, cache_dir, monkeypatch):
+    load_registry(rules)
+    key = cache.registry_key(rules, sorted(p for p in rules.iterdir() if not p.name.startswith("_")), load.PACK_FILE)
+    assert cache.load(key) is not None
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(cache_dir).st_uid + 1)   # as another user sees it
+    assert cache.load(key) is None
+    no_parsing(monkeypatch)
+    with pytest.raises(AssertionError, match="parsed"):
+        load_registry(rules)
+
+
+def test_an_edited_protocol_is_checked_again(rules, cache_dir, monkeypatch):
+    from engine.rules import protocol
+    load_registry(rules)
+    calls = []
+    real = protocol.check_fact_sources
+    monkeypatch.setattr(protocol, "check_fact_sources", lambda proto, packs: calls.append(proto.id) or real(proto, packs))
+    load_registry(rules).trial()
+    assert calls == []        # these protocol bytes passed with these packs when the entry was saved
+    f = rules / "_trials" / "vah" / "protocol.yaml"
+    f.write_text(f.read_text() + "\n# an edit: the protocol is not in the key\n")
+    load_registry(rules).for_trial("vah")
+    assert calls == ["vah"]

@@ -241,8 +241,10 @@ def _tri(outcome: str) -> bool | None:
 def tls_packs(registry: Registry) -> list[Any]:
     """The TLS definitions of a registry: every pack with a `tls` decision and the `lab_inputs` /
     `clinical_features` tables that say what it reads (Cairo-Bishop, Howard, ...)."""
-    return [p for p in registry.packs.values()
-            if {"tls", "lab_inputs", "clinical_features"} <= set(p.decision_ids)]
+    packs = registry.packs
+    cached = getattr(packs, "decision_ids", None)   # known without unpickling the pack (LazyPacks)
+    return [packs[pid] for pid in packs
+            if {"tls", "lab_inputs", "clinical_features"} <= set(cached(pid) if cached else packs[pid].decision_ids)]
 
 
 _LOOKUPS: dict[tuple, TlsLookups] = {}

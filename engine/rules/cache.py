@@ -1,21 +1,27 @@
 """An on-disk cache of the validated rule registry, so that a command does not parse and validate
 every pack on every run (issue 15: loading the registry was a third of a cold `screen`).
 
-The cache holds the Registry exactly as `load_registry` built it (pickled: the pack models, their
-line maps and evaluation plans; never the embedded tests, which are read on demand). It is keyed
-by the sha256 of:
+An entry holds every pack of the Registry exactly as `load_registry` built it (the pack models,
+their line maps and evaluation plans; never the embedded tests, which are read on demand), each
+pickled on its own, so that a command unpickles only the packs it uses (`LazyPacks`: `screen`
+reads its trial's few packs of the ~20). Beside each pack, what a command needs of every pack
+without using it: its sha256 and file (the audit store's copy of a cited pack) and its rule and
+row titles (the text output names rules of any pack). An entry is keyed by the sha256 of:
 - the content of every pack file of the rules folder (its `pack.yaml` bytes; the same bytes whose
   sha256 each decision records), the folder's path and the pack folders' names;
 - the engine that loaded them: the size and mtime of every engine source file, and the Python and
   pydantic versions (a changed model or check invalidates every entry).
-A changed pack is therefore a miss (loaded, checked and saved again); a hit is the registry that the
-same files and the same engine produced. Any unreadable, foreign or corrupt entry is a miss.
+A changed pack is therefore a miss for the whole registry (every pack loaded, checked and saved
+again: the checks across packs, such as the facts a pack reads from its dependencies, are made
+again too); a hit is the registry that the same files and the same engine produced. Any
+unreadable, foreign or corrupt entry is a miss.
 
 Where: $ADJUDICATOR_CACHE, else $XDG_CACHE_HOME/trial-adjudicator, else ~/.cache/trial-adjudicator;
 `ADJUDICATOR_CACHE=off` disables it. The folder is created private (0700) and an entry is used
 only if this user owns it and nobody else can write it or its folder: a pickle is code to whoever
 can write it, so the cache trusts no one but the user who runs the engine (who can edit the engine
-itself anyway).
+itself anyway). The packs' pickles are read with the entry, under that check, and unpickled later
+from memory.
 """
 from __future__ import annotations
 
@@ -26,12 +32,12 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.rules.load import Registry
 
-FORMAT = 1            # bump when the cached shape changes in a way the fingerprint cannot see
+FORMAT = 2            # bump when the cached shape changes in a way the fingerprint cannot see
 ENV = "ADJUDICATOR_CACHE"
 _ENGINE = Path(__file__).resolve().parents[1]   # engine/
 
@@ -92,10 +98,12 @@ def load(key: str) -> "Registry | None":
             return None
         with entry.open("rb") as fh:
             obj = pickle.load(fh)
+        if not (isinstance(obj, dict) and obj.get("format") == FORMAT and obj.get("key") == key):
+            return None
+        from engine.rules.load import LazyPacks, Registry
+        return Registry(packs=LazyPacks(obj["packs"], obj["sources_checked"]), root=obj["root"])
     except Exception:  # absent, unreadable or written by another engine: a miss, never an error
         return None
-    from engine.rules.load import Registry
-    return obj if isinstance(obj, Registry) else None
 
 
 def save(key: str, registry: "Registry") -> None:
@@ -108,7 +116,7 @@ def save(key: str, registry: "Registry") -> None:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not _private(folder, os.getuid()):
             return
-        data = pickle.dumps(registry, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(entry_of(key, registry), protocol=pickle.HIGHEST_PROTOCOL)
         fd, tmp = tempfile.mkstemp(prefix=".registry-", dir=folder)   # created 0600
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -120,6 +128,32 @@ def save(key: str, registry: "Registry") -> None:
         _prune(folder, keep=f"registry-{key}.pickle")
     except Exception:
         return
+
+
+def entry_of(key: str, registry: "Registry") -> dict[str, Any]:
+    """What an entry holds: each pack pickled on its own, with what is needed of it unloaded."""
+    from engine.rules.explain import rule_titles
+    packs = {pid: {"sha256": p.sha256, "path": p.path, "titles": rule_titles(p),
+                   "decision_ids": p.decision_ids,
+                   "pickle": pickle.dumps(p, protocol=pickle.HIGHEST_PROTOCOL)}
+             for pid, p in registry.packs.items()}
+    return {"format": FORMAT, "key": key, "root": registry.root, "packs": packs,
+            "sources_checked": _sources_checked(registry)}
+
+
+def _sources_checked(registry: "Registry") -> list[str]:
+    """The sha256 of every trial protocol of the rules folder whose packs' facts all have a
+    provider (engine.rules.protocol.check_fact_sources) with these packs: a command need not load
+    the trial's other packs to check it again. A protocol that fails is not listed (checked, and
+    refused, when a command uses it); a protocol is not in the key, so an edited one is checked."""
+    from engine.rules.protocol import known_trials, load_protocol
+    passed = []
+    for trial in known_trials(registry.root):
+        try:
+            passed.append(load_protocol(registry.root, trial, set(registry.packs), packs=registry.packs)._sha256)
+        except Exception:  # refused (InputError, PackError) or unreadable: checked when used
+            continue
+    return passed
 
 
 def _prune(folder: Path, keep: str, max_entries: int = 8) -> None:

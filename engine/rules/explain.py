@@ -169,8 +169,12 @@ def rule_titles(pack: Pack) -> dict[str, str]:
 
 
 def titles_of(registry: Any) -> dict[str, str]:
-    """`<pack>:<rule or row key>` -> title for every pack loaded (names in traces and diffs)."""
-    return {f"{p.id}:{k}": t for p in registry.packs.values() for k, t in rule_titles(p).items()}
+    """`<pack>:<rule or row key>` -> title for every pack loaded (names in traces and diffs).
+    A registry from the cache knows every pack's titles without unpickling the pack (LazyPacks)."""
+    packs = registry.packs
+    cached = getattr(packs, "titles", None)
+    return {f"{pid}:{k}": t for pid in packs
+            for k, t in (cached(pid) if cached else rule_titles(packs[pid])).items()}
 
 
 # --- collections and the course -------------------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -219,10 +221,62 @@ def load_tests(pack: Pack) -> list[PackTest]:
     return tests
 
 
+class LazyPacks(Mapping[str, Pack]):
+    """Packs by id from the registry cache (engine/rules/cache.py), each unpickled when first used:
+    a command pays for the packs it evaluates, not for every pack of the rules folder. Besides the
+    packs, what is known of each without loading it: `titles(pid)` (its rule and row titles) and
+    `decision_ids(pid)`, and which trial protocols passed `check_fact_sources` with them. Pickled, it is the plain dict of every pack (e.g. sent to a worker)."""
+
+    def __init__(self, entries: dict[str, dict[str, Any]], sources_checked: Any = ()) -> None:
+        self._entries = entries
+        self._sources = frozenset(sources_checked)
+        self._loaded: dict[str, Pack] = {}
+
+    def __getitem__(self, pack_id: str) -> Pack:
+        pack = self._loaded.get(pack_id)
+        if pack is None:
+            pack = self._loaded[pack_id] = pickle.loads(self._entries[pack_id]["pickle"])
+        return pack
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, pack_id: object) -> bool:
+        return pack_id in self._entries
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self.items()),))
+
+    def __repr__(self) -> str:
+        return f"LazyPacks({list(self._entries)}, loaded={list(self._loaded)})"
+
+    def loaded(self) -> list[str]:
+        """The ids of the packs unpickled so far (what a command used)."""
+        return list(self._loaded)
+
+    def files(self) -> Iterator[tuple[str, Path]]:
+        """(sha256, folder) of every pack, loaded or not."""
+        return ((e["sha256"], e["path"]) for e in self._entries.values())
+
+    def sources_checked(self, protocol_sha256: str) -> bool:
+        """Whether the protocol file with this sha256 passed `check_fact_sources` with these packs
+        when the entry was saved."""
+        return protocol_sha256 in self._sources
+
+    def titles(self, pack_id: str) -> dict[str, str]:
+        return self._entries[pack_id]["titles"]
+
+    def decision_ids(self, pack_id: str) -> tuple[str, ...]:
+        return self._entries[pack_id]["decision_ids"]
+
+
 @dataclass
 class Registry:
     """Every pack of a rules folder, by id, in dependency order."""
-    packs: dict[str, Pack]
+    packs: Mapping[str, Pack]   # a dict, or LazyPacks when it came from the registry cache
     root: Path
     protocol: Any = field(default=None, repr=False)   # the trial in force (engine/rules/protocol.py)
 
@@ -271,8 +325,8 @@ def load_registry(rules_dir: str | Path | None = None) -> Registry:
     key = cache.registry_key(root, folders, PACK_FILE)
     cached = cache.load(key)
     if cached is not None:
-        for p in cached.packs.values():
-            _PACK_FILES[p.sha256] = p.path / PACK_FILE
+        for sha256, path in cached.packs.files():   # type: ignore[attr-defined]
+            _PACK_FILES[sha256] = path / PACK_FILE
         return cached
     packs = {}
     for folder in folders:

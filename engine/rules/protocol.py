@@ -10,6 +10,7 @@ The trial in force: `--trial NAME`, else $ADJUDICATOR_TRIAL, else `default:` of
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -224,6 +225,7 @@ class Protocol(_Strict):
     _file: str = PrivateAttr("")
     _lines: dict = PrivateAttr(default_factory=dict)
     _known: Any = PrivateAttr(None)       # the rules folder's pack ids (None: not checked)
+    _sha256: str = PrivateAttr("")        # of the protocol file's bytes (when checked against packs)
 
     @property
     def file(self) -> str:
@@ -260,9 +262,13 @@ def default_trial(rules_dir: str | Path | None) -> str:
 
 
 def _read(path: Path) -> tuple[Any, dict[tuple, int]]:
-    from engine.rules.load import _read_yaml
-    data, lines, _ = _read_yaml(path)
+    data, lines, _ = _read_raw(path)
     return data, lines
+
+
+def _read_raw(path: Path) -> tuple[Any, dict[tuple, int], bytes]:
+    from engine.rules.load import _read_yaml
+    return _read_yaml(path)
 
 
 def load_protocol(rules_dir: str | Path | None, trial: str | None = None,
@@ -279,7 +285,7 @@ def load_protocol(rules_dir: str | Path | None, trial: str | None = None,
                          expected=f"one of: {', '.join(known) or 'none'} "
                                   f"({trials_root(rules_dir)}/<trial>/{PROTOCOL_FILE})")
     path = trials_root(rules_dir) / trial / PROTOCOL_FILE
-    data, lines = _read(path)
+    data, lines, raw = _read_raw(path)
     try:
         proto = Protocol.model_validate(data if isinstance(data, dict) else {"": data})
     except ValidationError as exc:
@@ -299,7 +305,12 @@ def load_protocol(rules_dir: str | Path | None, trial: str | None = None,
         for key, pid in proto.pack_ids():
             proto._pack(key, pid)
     if packs is not None:
-        check_fact_sources(proto, packs)
+        proto._sha256 = hashlib.sha256(raw).hexdigest()
+        # a registry from the cache knows whether these protocol bytes passed with these very packs
+        # (engine/rules/cache.py): then the trial's packs need not be unpickled to check it again
+        passed = getattr(packs, "sources_checked", None)
+        if not (passed and passed(proto._sha256)):
+            check_fact_sources(proto, packs)
     return proto
 
 
