@@ -56,6 +56,23 @@ class Event:
         return self.unknown.get(name) or [f"{self.id}:{name}"]
 
 
+def _sorted(events: list[Event], first: Any) -> list[Event]:
+    """`events` sorted by `first(e)`, then (content_key, id): the content key (a text of every
+    field) is worked out only for events that tie on `first`. The same order as sorting by the
+    whole key at once."""
+    res = sorted(events, key=first)
+    keys = [first(e) for e in res]
+    i, n = 0, len(res)
+    while i < n:
+        j = i + 1
+        while j < n and keys[j] == keys[i]:
+            j += 1
+        if j - i > 1:
+            res[i:j] = sorted(res[i:j], key=lambda e: (e.content_key, e.id))
+        i = j
+    return res
+
+
 @dataclass
 class Timeline:
     """Every event of a subject. `incomplete` maps a kind whose listing the record does not say is
@@ -83,10 +100,10 @@ class Timeline:
             return hit
         out = [e for k in kinds for e in self._by_kind.get(k, ())]
         if len(kinds) == 1:
-            res = sorted(out, key=lambda e: (e.date, e.order, e.content_key, e.id))
+            res = _sorted(out, lambda e: (e.date, e.order))
         else:
             rank = {k: i for i, k in enumerate(kinds)}
-            res = sorted(out, key=lambda e: (e.date, e.order, rank[e.kind], e.content_key, e.id))
+            res = _sorted(out, lambda e: (e.date, e.order, rank[e.kind]))
         self._sorted[kinds] = res
         return res
 
