@@ -230,3 +230,30 @@ def test_the_split_is_per_stratum_and_the_guard_of_a_later_row_is_its_own():
     got, _ = evaluate_pack(pack, sheet, None, COMPILED)
     assert got.decisions["dec"].value == "row6"
     _same(got, evaluate_pack(pack, sheet, None, REFERENCE)[0])
+
+
+def test_splits_built_by_threads_at_once_are_each_their_own():
+    """Threads (an in-process Dask worker) building a plan's splits at the same moment: each
+    split's function evaluates its own rows."""
+    import threading
+    texts = [f"t{i}" for i in range(12)]
+    facts = FACTS[:2] + [{"name": "s", "type": "string", "values": texts}]
+    pack = pack_from_data({"id": "threads", "version": "1.0.0", "effective": "2026-01-01", "title": "t",
+                           "source": "s", "facts": facts,
+                           "decisions": [{"id": "dec", "hit_policy": "first", "default": "NONE",
+                                          "rows": [{"when": {"all": [{"fact": "s", "eq": t}, {"fact": "a", "lt": j}]},
+                                                    "then": t} for j, t in enumerate(texts)]}]})
+    start, problems = threading.Barrier(len(texts)), []
+
+    def one(t):
+        sheet = FactSheet.of({"s": t, "a": Decimal(-1)})
+        start.wait()
+        got = evaluate_pack(pack, sheet, None, COMPILED)[0].decisions["dec"].value
+        if got != t:
+            problems.append((t, got))
+    threads = [threading.Thread(target=one, args=(t,)) for t in texts]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert problems == []

@@ -22,6 +22,7 @@ executed as code.
 from __future__ import annotations
 
 import json
+import threading
 from decimal import Decimal
 from typing import Any, Mapping
 
@@ -208,6 +209,7 @@ class _CompiledPlan:
         self._gen, self._ns, self._strata, self._row_keys = gen, ns, plan.strata, plan.row_keys
         self.split_facts, self._guards = _splits(plan, params)
         self._splits: list[dict[tuple[Any, ...], Split | None]] = [{} for _ in plan.strata]
+        self._lock = threading.Lock()
 
     def split(self, k: int, values: Mapping[str, Any]) -> Split | None:
         """Stratum k for these facts, or None when no split applies (no split table in the stratum,
@@ -222,8 +224,10 @@ class _CompiledPlan:
             return cache[key]
         except KeyError:
             pass
-        sp = cache[key] = self._build(k, dict(zip((f for f, _ in facts), key)))
-        return sp
+        with self._lock:   # one generator and namespace per plan: threads (an in-process Dask worker) take turns
+            if key not in cache:
+                cache[key] = self._build(k, dict(zip((f for f, _ in facts), key)))
+            return cache[key]
 
     def _build(self, k: int, known: dict[str, Any]) -> Split | None:
         visit, refuted = [], []
