@@ -5,7 +5,6 @@ The verdict, the criteria and their thresholds are the packs' (rules/disease-sta
 rules/vah-eligibility, rules/eln-risk); this module only evaluates them and turns rule outcomes
 into the candidate's side (an exclusion that is met is a *fail*).
 """
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping

@@ -10,7 +10,6 @@ The chain starts from the store's genesis hash, the sha256 of the canonical JSON
 the chain too. Schema 1 stores (before signatures and the meta-derived genesis) started from 64
 zeros and had no signature field; they stay verifiable.
 """
-from __future__ import annotations
 
 import hashlib
 import json

@@ -10,7 +10,6 @@ reviewer's Ed25519 signature, and signed checkpoints kept elsewhere (engine.audi
 catch what a chain alone cannot: a rewrite by whoever can write the store.
 What differs between the databases is in sqlite_db.py and postgres_db.py.
 """
-from __future__ import annotations
 
 import datetime as dt
 import json

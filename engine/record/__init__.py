@@ -6,7 +6,6 @@ tables (`parse_subject_json`, `iter_table`, `count_table`, `is_table`),
 derived from the record (a ratio to the ULN, a creatinine clearance) is the packs' `from:`
 (engine/facts/derive.py). Field reference: docs/subject-record.md.
 """
-from __future__ import annotations
 
 from typing import Any
 

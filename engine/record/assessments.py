@@ -2,7 +2,6 @@
 
 Counts are stored in 10^9/L, haemoglobin in g/dL, blasts and MRD in % (see units.py).
 """
-from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Literal

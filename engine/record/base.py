@@ -1,5 +1,4 @@
 """The base of every record model: unknown fields are refused with the list of allowed ones."""
-from __future__ import annotations
 
 import datetime as dt
 import types

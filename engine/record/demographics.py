@@ -1,5 +1,4 @@
 """Who the subject is: age or birth date, sex, pregnancy, performance status, size; diagnosis."""
-from __future__ import annotations
 
 import datetime as dt
 from typing import Literal

@@ -3,7 +3,6 @@
 a value, and optionally its unit, date and source; it becomes the fact `finding.<name>`, typed
 and range-checked by the pack that declares it (docs/subject-record.md, docs/writing-a-trial.md).
 """
-from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal

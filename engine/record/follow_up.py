@@ -2,7 +2,6 @@
 (transplant, donor lymphocyte infusions). Deaths and the last contact are top-level fields of the
 record; relapses are marrow assessments (adjudicated by the response packs, never entered here).
 """
-from __future__ import annotations
 
 from typing import Annotated, Union
 

@@ -3,7 +3,6 @@
 `not_tested` is distinct from `wild_type`: it means unknown, never negative. A gene left out of
 the record is `not_tested`.
 """
-from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union, get_args
 

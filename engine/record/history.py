@@ -6,7 +6,6 @@ assessment (marrow, blood, MRD, extramedullary disease, transfusion); the site's
 is kept beside them as a fallback. Disease status (refractory / relapsed) is derived by the
 disease-status pack, which judges each earlier marrow from its facts.
 """
-from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any, Literal, Union

@@ -12,7 +12,6 @@ A row whose *values* cannot be real (a negative count, ULN 0, LLN above ULN, a n
 measurement has) is not a broken file: `row_problem` names it and the grader reports that row
 as not gradable, without grading or auditing it (the same checks as a subject file's lab).
 """
-from __future__ import annotations
 
 import csv
 import re

@@ -6,7 +6,6 @@ dotted field (e.g. `on_study.assessments[1].marrow.blasts_pct`) and the expectat
 (`.jsonl`/`.ndjson`) holds one subject JSON object per non-blank line, for bulk runs where a
 folder of a million files is impractical; its subjects are named `<table>:<line>`.
 """
-from __future__ import annotations
 
 import functools
 import json

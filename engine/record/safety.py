@@ -3,7 +3,6 @@
 Lab values keep the unit as reported: the CTCAE grader applies the cut-off published for that
 unit (mass and molar cut-offs are rounded separately), so nothing is converted here.
 """
-from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal

@@ -9,7 +9,6 @@ karyotype code). Not expressible here, and checked by the loader only: the range
 written as a string, the magnitude bound of every number (units.bounded), and the cross-field
 checks (dates in order, age against birth date, unique ids).
 """
-from __future__ import annotations
 
 from typing import Any
 

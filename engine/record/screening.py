@@ -1,7 +1,6 @@
 """Screening: the facts the exclusion criteria read (GVHD, coagulation, heart, infection,
 organ labs, medications, other conditions). No threshold lives here: the rule packs hold them.
 """
-from __future__ import annotations
 
 import datetime as dt
 from typing import Literal

@@ -7,7 +7,6 @@ true, 1632960000 or "0" as a date (seconds since 1970). Those are refused at the
 Patterns are checked with `re.search` (Python's reading of `^...$`, as the `jsonschema`
 validator does; a JSON Schema validator with ECMA regexes is stricter only about a final newline).
 """
-from __future__ import annotations
 
 import datetime as dt
 import re

@@ -1,5 +1,4 @@
 """The root of the subject record and the checks that span its parts (dates, age)."""
-from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal

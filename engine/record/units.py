@@ -4,7 +4,6 @@ Only exact scalings are converted (the same quantity written differently); anyth
 refused with a message naming the unit. Arithmetic is Decimal on the string form of the input,
 so 1200 cells/uL is exactly 1.2 x10^9/L. Converted values are stored as `Decimal`.
 """
-from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation

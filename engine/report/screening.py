@@ -1,6 +1,5 @@
 """The readable `adjudicator screen` output: one table of criteria, then the verdict, disease
 status, ELN risk, advisories and the decision id."""
-from __future__ import annotations
 
 from typing import Any
 

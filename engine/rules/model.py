@@ -4,7 +4,6 @@ against and `adjudicator rules schema` publishes as JSON Schema.
 A pack is a folder `rules/<pack-id>/` with `pack.yaml` (manifest, facts, parameters, derived
 facts, rules, decisions) and optionally `tests.yaml` (embedded tests). See docs/rule-language.md.
 """
-from __future__ import annotations
 
 from functools import cached_property
 

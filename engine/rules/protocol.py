@@ -8,7 +8,6 @@ pydantic; every pack it names must be in the rules folder (checked on load, file
 The trial in force: `--trial NAME`, else $ADJUDICATOR_TRIAL, else `default:` of
 `rules/_trials/config.yaml`, else the only trial of the rules folder.
 """
-from __future__ import annotations
 
 import hashlib
 import os
