@@ -48,7 +48,6 @@ ALLOWED: dict[str, tuple[set[str], str]] = {
         {"CR", "CRh", "CRi", "MLFS", "NR", "PD", "PR", "SD", "disease-status"},
         "record model: the site's response labels and regimen flags of the treatment history (item 2)"),
     "engine/record/assessments.py": ({"platelets", "rbc"}, "the transfusion products of the record"),
-    "engine/record/subject.py": ({"vah"}, "record model: a VAH subject id as example (SDTM source)"),
     "engine/record/genetics.py": ({"unrelated"}, "English in a field description (not the attribution scale)"),
     "engine/facts/safety.py": ({"lab-terms"}, "notes naming the lab map pack"),
     "engine/facts/labmap.py": ({"lab-terms"}, "the lab map pack id, shared by SDTM grading (no protocol there yet)"),

@@ -1,9 +1,9 @@
 """Screening a candidate: subject record -> disease status, eligibility verdict, ELN risk,
 advisories, and one audit record (use case `screen`, item `eligibility`).
 
-The verdict, the criteria and their thresholds are the packs' (rules/disease-status,
-rules/vah-eligibility, rules/eln-risk); this module only evaluates them and turns rule outcomes
-into the candidate's side (an exclusion that is met is a *fail*).
+The verdict, the criteria and their thresholds are the packs' (the trial protocol's screening
+packs: its disease status, eligibility and risk packs); this module only evaluates them and turns
+rule outcomes into the candidate's side (an exclusion that is met is a *fail*).
 """
 
 from pathlib import Path

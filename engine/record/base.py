@@ -39,7 +39,7 @@ _CONVERTERS = (BeforeValidator, PlainValidator, WrapValidator)
 
 def suffix_alias(data: Any, suffix: str, target: str, what: str) -> Any:
     """`<name><suffix>: v` keys beside `target` read as `target[<name>] = v` (the first records'
-    per-drug keys, e.g. `venetoclax_doses` for `doses`); a name given both ways is refused."""
+    per-drug keys, e.g. `<drug>_doses` for `doses`); a name given both ways is refused."""
     if not isinstance(data, dict) or not any(isinstance(k, str) and k.endswith(suffix) for k in data):
         return data
     mapping = data.get(target) or {}

@@ -174,7 +174,7 @@ def field_source(path: str | Path, dotted_field: str) -> str:
     path, a symlink): relative to the working folder when inside it, else absolute, so that the
     audited input and its hash do not depend on the spelling. A table line `t.jsonl:17` keeps
     its line. A record that says where its values came from (`sources`: an SDTM import) is cited
-    by that: `LB VAH-002 LBSEQ 17 LBORRES`."""
+    by that: `LB 01-701-1015 LBSEQ 17 LBORRES`."""
     where = _canonical(str(path), os.getcwd())
     record = _PROVENANCE.get(where)
     if record is not None and record.sources:

@@ -130,7 +130,7 @@ class OrganLabs(RecordModel):
 
 
 class ConcomitantMedication(RecordModel):
-    """A concomitant medication (for CYP3A interactions with venetoclax)."""
+    """A concomitant medication (for CYP3A interactions with a study drug)."""
 
     name: str = Field(max_length=200, description="Drug name (free text).")
     cyp3a: Literal["strong", "moderate", "weak", "none"] | None = Field(None, description=(

@@ -56,7 +56,7 @@ class SubjectRecord(RecordModel):
         "Last date the subject was known alive (or date of death) (ISO date)."))
     sources: dict[str, str] | None = Field(None, description=(
         "Where each value came from when the record was built from another source: dotted field -> "
-        "source, e.g. an SDTM import's `LB VAH-002 LBSEQ 17 LBORRES` (docs/sdtm.md). Facts cite it "
+        "source, e.g. an SDTM import's `LB 01-701-1015 LBSEQ 17 LBORRES` (docs/sdtm.md). Facts cite it "
         "as their source instead of `file#field`."))
 
     @model_validator(mode="after")
