@@ -395,3 +395,24 @@ def test_history_agents_and_their_based_alias() -> None:
     with pytest.raises(Exception, match="agent 'venetoclax' given twice"):
         Cycle.model_validate({"type": "cycle", "start_date": "2020-01-01", "venetoclax_based": True,
                               "agents": {"venetoclax": False}})
+
+
+@pytest.mark.parametrize("dotted, value, field, said", [
+    ("on_study.assessments[2].id", "A0", "on_study.assessments[2].id", "assessment id 'A0' used twice"),
+    ("on_study.cycles[1].number", 1, "on_study.cycles[1].number", "cycle 1 listed twice"),
+])
+def test_a_repeated_id_or_cycle_number_names_its_second_place(tmp_path: Path, dotted: str, value: Any,
+                                                              field: str, said: str) -> None:
+    err = load_error(tmp_path, set_in(raw(TREATED), dotted, value))
+    assert err.field == field and said in str(err)
+
+
+def test_a_repeated_lab_id_and_dose_day_name_their_second_place(tmp_path: Path) -> None:
+    data = raw(TREATED)
+    assert len(data["labs"]) >= 2
+    err = load_error(tmp_path, set_in(data, "labs[1].id", data["labs"][0]["id"]))
+    assert err.field == "labs[1].id" and f"id {data['labs'][0]['id']!r} used twice" in str(err)
+    cycle = data["on_study"]["cycles"][0]
+    cycle["doses"] = {"drug_a": [{"day": 1, "dose_mg": 100}, {"day": 2, "dose_mg": 100}, {"day": 1, "dose_mg": 100}]}
+    err = load_error(tmp_path, data)
+    assert err.field == "on_study.cycles[0].doses.drug_a[2].day" and "day 1 listed twice" in str(err)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from engine.record.base import FieldError, RecordModel, check_span, suffix_alias
+from engine.record.base import FieldError, RecordModel, check_span, check_unique, suffix_alias
 from engine.record.safety import DRUG_RE, DrugName
 from engine.record.units import Count, Hemoglobin, NonNegative, Percent, Positive
 
@@ -80,12 +80,8 @@ class OnStudyCycle(RecordModel):
     @model_validator(mode="after")
     def _days_unique(self) -> "OnStudyCycle":
         for drug, listed in self.doses.items():
-            seen: set[int] = set()
-            for i, dose in enumerate(listed):
-                if dose.day in seen:
-                    raise FieldError(f"doses.{drug}[{i}].day", f"day {dose.day} listed twice",
-                                     expected="one dose per day")
-                seen.add(dose.day)
+            check_unique((dose.day for dose in listed), f"doses.{drug}[].day", "day {v} listed twice",
+                         expected="one dose per day")
         return self
 
 
@@ -209,14 +205,8 @@ class OnStudy(RecordModel):
         if last and self.treatment_ongoing:
             raise FieldError("treatment_ongoing", f"treatment ongoing with a last dose on {last}",
                              expected="treatment_ongoing false or absent when last_dose_date is given")
-        numbers = [c.number for c in self.cycles]
-        for i, n in enumerate(numbers):
-            if n in numbers[:i]:
-                raise FieldError(f"cycles[{i}].number", f"cycle {n} listed twice",
-                                 expected="unique cycle numbers")
-        ids = [a.id for a in self.assessments]
-        for i, a in enumerate(ids):
-            if a in ids[:i]:
-                raise FieldError(f"assessments[{i}].id", f"assessment id {a!r} used twice",
-                                 expected="unique ids")
+        check_unique((c.number for c in self.cycles), "cycles[].number", "cycle {v} listed twice",
+                     expected="unique cycle numbers")
+        check_unique((a.id for a in self.assessments), "assessments[].id", "assessment id {v!r} used twice",
+                     expected="unique ids")
         return self

@@ -30,6 +30,16 @@ def check_span(start: Any, end: Any) -> None:
         raise FieldError("end_date", f"end {end} before start {start}", expected=f"a date on or after {start}")
 
 
+def check_unique(values: typing.Iterable[Any], field: str, message: str, expected: str) -> None:
+    """Refuse the first value listed twice, as `<field>[<index>]<rest>`: `field` holds `[]` where
+    the index goes (`labs[].id`); `message` is a format of the value `v` (`id {v!r} used twice`)."""
+    seen: set[Any] = set()
+    for i, v in enumerate(values):
+        if v in seen:
+            raise FieldError(field.replace("[]", f"[{i}]", 1), message.format(v=v), expected=expected)
+        seen.add(v)
+
+
 _FIELD_NAMES: dict[type, frozenset[str]] = {}   # per model class: runs on every mapping loaded
 # per model class: (field, container, kind) of the fields whose scalar spelling the edge checks
 _SPELLED: dict[type, tuple[tuple[str, str, type], ...]] = {}

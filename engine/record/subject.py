@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from engine.record.assessments import OnStudy
-from engine.record.base import FieldError, RecordModel
+from engine.record.base import FieldError, RecordModel, check_unique
 from engine.record.demographics import Demographics, Diagnosis, completed_years
 from engine.record.findings import Finding
 from engine.record.follow_up import FollowUp
@@ -164,12 +164,8 @@ def _check_timeline(record: SubjectRecord, dates: list[tuple[str, dt.date]]) -> 
 
 def _check_unique_ids(record: SubjectRecord) -> None:
     for name, items in (("labs", record.labs), ("adverse_events", record.adverse_events)):
-        seen: set[str] = set()
-        for i, item in enumerate(items):
-            if item.id in seen:
-                raise FieldError(f"{name}[{i}].id", f"id {item.id!r} used twice",
-                                 expected="unique ids")
-            seen.add(item.id)
+        check_unique((item.id for item in items), f"{name}[].id", "id {v!r} used twice",
+                     expected="unique ids")
 
 
 def iter_dates(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, dt.date]]:
